@@ -1,0 +1,42 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod command;
+mod driver;
+mod error;
+mod handle;
+mod hooks;
+mod id;
+mod oom;
+mod registry;
+mod signal;
+mod stats;
+mod status;
+mod terminal;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use command::{Captured, Command, MAX_CONFIG_BYTES, Pipes, Stdio, load_spec, parse_spec};
+pub use driver::{Capabilities, Driver, Operation};
+pub use error::{DriverError, HookError, Result};
+pub use handle::{RunHandle, spawn};
+pub use hooks::{Callback, HookContext, HookStage, Hooks};
+pub use id::{ContainerId, MAX_ID_LEN};
+pub use oom::{OomEvent, OomNotifier, OomReceiver};
+pub use registry::{DriverConfig, DriverFactory, Registry, parse_options};
+pub use signal::Signal;
+pub use stats::{BlockIoStats, CpuStats, MemoryStats, NetworkStats, PidsStats, ResourceStats};
+pub use status::{ExitStatus, Info, Status};
+pub use terminal::Terminal;
+
+/// The OCI runtime-spec types, re-exported so that a driver crate needs only this crate.
+pub use oci_spec;
+/// The channel crate of [`OomReceiver`], re-exported.
+pub use crossbeam_channel;
+/// The JSON crate of driver options, re-exported.
+pub use serde_json;
+/// serde, re-exported so that a driver crate can derive its typed options with this crate
+/// alone: `#[derive(execdriver_api::serde::Deserialize)] #[serde(crate = "execdriver_api::serde")]`.
+pub use serde;

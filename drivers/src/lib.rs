@@ -1,0 +1,2 @@
+//! placeholder
+pub use execdriver_api::*;

@@ -1,0 +1,1 @@
+//! Runnable examples of execdriver; see the `examples/` targets.
