@@ -394,9 +394,25 @@ fn failing_start_hook_kills(kit: &Kit) -> CheckResult {
 
 fn kill_with(kit: &Kit, sig: Signal) -> Result<ExitStatus, String> {
     let (handle, _) = start(kit, &Program::RunForever, Pipes::null(), Hooks::new())?;
-    if let Err(err) = kit.driver.kill(handle.id(), sig) {
-        let _ = stop(kit, handle);
-        return Err(format!("kill({sig}): {err}"));
+    // A container's pid 1 ignores signals it has no handler for, and the program may not have
+    // installed its handler yet when the start hooks ran: repeat the signal, as an engine's
+    // stop loop does, until the container is gone.
+    for _ in 0..60 {
+        match kit.driver.kill(handle.id(), sig) {
+            Ok(()) => {}
+            Err(DriverError::NotRunning { .. }) => break,
+            Err(err) => {
+                let _ = stop(kit, handle);
+                return Err(format!("kill({sig}): {err}"));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if handle.is_finished() {
+            break;
+        }
     }
     let id = handle.id().clone();
     let st = handle.wait().map_err(e)?;

@@ -1,0 +1,505 @@
+//! The `native` driver: [`Driver`] over namespaces, cgroups and on-disk state.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use execdriver_api::oci_spec::runtime::Process;
+use execdriver_api::{
+    Capabilities, Command, ContainerId, Driver, DriverError, ExitStatus, HookContext, HookStage,
+    Hooks, Info, OomNotifier, Operation, Pipes, Result, Signal, Status, Stdio,
+};
+
+use crate::cgroups::{Cgroup, CgroupError, CgroupFs, Layout, Placement, RealFs};
+use crate::options::NativeOptions;
+use crate::plan::{IdMaps, Plan, PlanInputs};
+use crate::state::{DirLock, ReadError, STATE_VERSION, State, StateStore};
+use crate::sys::child::{ChildArgs, kind};
+use crate::sys::spawn::{Channel, above_stdio, fork, socketpair};
+use crate::{NAME, failure, procfs, sys};
+
+/// The `native` driver. Create it with [`crate::factory`] (by name, through a registry) or
+/// [`NativeDriver::new`].
+pub struct NativeDriver {
+    options: NativeOptions,
+    state: StateStore,
+    fs: Arc<dyn CgroupFs>,
+    layout: OnceLock<std::result::Result<Layout, String>>,
+    last_cap: OnceLock<u32>,
+    dev_null: OnceLock<std::result::Result<OwnedFd, String>>,
+}
+
+impl std::fmt::Debug for NativeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeDriver").field("options", &self.options).finish()
+    }
+}
+
+fn cgroup_error(id: &ContainerId, e: CgroupError) -> DriverError {
+    match e.raw_os_error() {
+        Some(errno) => DriverError::sys(format!("container {id}: {e}"), errno),
+        None => DriverError::Internal {
+            context: format!("container {id}: cgroups"),
+            message: e.to_string(),
+        },
+    }
+}
+
+impl NativeDriver {
+    /// A driver with `options`. Nothing on the system is touched until the first operation.
+    pub fn new(options: NativeOptions) -> Self {
+        Self {
+            state: StateStore::new(options.root.clone()),
+            options,
+            fs: Arc::new(RealFs),
+            layout: OnceLock::new(),
+            last_cap: OnceLock::new(),
+            dev_null: OnceLock::new(),
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &NativeOptions {
+        &self.options
+    }
+
+    /// The host's cgroup mode as the driver sees it: `v1`, `v2` or `hybrid`.
+    ///
+    /// # Errors
+    /// When no cgroup hierarchy is mounted.
+    pub fn cgroup_mode(&self) -> Result<&'static str> {
+        self.layout().map(Layout::mode)
+    }
+
+    fn layout(&self) -> Result<&Layout> {
+        self.layout
+            .get_or_init(|| Layout::detect().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| DriverError::Internal {
+                context: "cgroup layout".into(),
+                message: e.clone(),
+            })
+    }
+
+    fn dev_null(&self) -> Result<RawFd> {
+        self.dev_null
+            .get_or_init(|| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| above_stdio(f.into()).map_err(|e| e.to_string()))
+            })
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+            .map_err(|e| DriverError::Internal {
+                context: "open /dev/null".into(),
+                message: e.clone(),
+            })
+    }
+
+    /// Reads a container's state, mapping "absent" to NotFound.
+    fn load(&self, id: &ContainerId) -> Result<State> {
+        match self.state.read(id) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(DriverError::not_found(id)),
+            Err(ReadError::Incomplete) => Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "inspect".into(),
+                status: Status::Created,
+            }),
+            Err(ReadError::Corrupt(why)) => Err(DriverError::Internal {
+                context: format!("container {id}: state"),
+                message: why,
+            }),
+            Err(ReadError::Io(path, e)) => Err(DriverError::io(format!("read {}", path.display()), e)),
+        }
+    }
+
+    fn status(&self, st: &State) -> Status {
+        if !procfs::is_alive(st.pid, st.start_time) {
+            Status::Stopped
+        } else if st.started {
+            Status::Running
+        } else {
+            Status::Created
+        }
+    }
+
+    /// A pidfd for the container's init if it is still the same process.
+    fn init_pidfd(&self, st: &State) -> Option<OwnedFd> {
+        let fd = sys::pidfd_open(st.pid).ok()?;
+        // SAFETY-free: pidfd_open returned a new fd we own.
+        let fd = owned(fd);
+        // Checked after opening: if the start time matches now, the pidfd is that process.
+        procfs::is_alive(st.pid, st.start_time).then_some(fd)
+    }
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    sys::own_fd(fd)
+}
+
+/// Tears a launch down unless it was finished: kills and reaps the processes it started,
+/// removes its cgroup and its state.
+struct Launch<'a> {
+    driver: &'a NativeDriver,
+    id: &'a ContainerId,
+    lock: Option<DirLock>,
+    cgroup: Option<Cgroup>,
+    /// The init (or the intermediate), until reaped.
+    children: Vec<OwnedFd>,
+}
+
+impl Launch<'_> {
+    fn teardown(&mut self) {
+        for pidfd in self.children.drain(..) {
+            let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+            let _ = sys::waitid_pidfd(pidfd.as_raw_fd(), false);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let fs = &*self.driver.fs;
+            if let Err(e) = cg.kill_all(fs).and_then(|()| cg.remove(fs)) {
+                tracing::error!(id = %self.id, err = %e, "failed to remove the container's cgroup");
+            }
+        }
+        if self.lock.take().is_some()
+            && let Err(e) = self.driver.state.remove(self.id)
+        {
+            tracing::error!(id = %self.id, err = %e, "failed to remove the container's state");
+        }
+    }
+}
+
+impl Drop for Launch<'_> {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// The fds the child dups onto 0, 1, 2 (kept open until after the clone).
+struct StdioFds {
+    fds: [Option<OwnedFd>; 3],
+    raw: [RawFd; 3],
+}
+
+impl StdioFds {
+    fn new(pipes: Pipes, dev_null: RawFd) -> Result<Self> {
+        let mut fds: [Option<OwnedFd>; 3] = [None, None, None];
+        let mut raw = [-1; 3];
+        for (i, s) in [pipes.stdin, pipes.stdout, pipes.stderr].into_iter().enumerate() {
+            match s {
+                Stdio::Null => raw[i] = dev_null,
+                Stdio::Inherit => {}
+                Stdio::Fd(fd) => {
+                    let fd = above_stdio(fd).map_err(|e| DriverError::io("prepare stdio", e))?;
+                    raw[i] = fd.as_raw_fd();
+                    fds[i] = Some(fd);
+                }
+            }
+        }
+        Ok(Self { fds, raw })
+    }
+}
+
+fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {
+    for (file, text) in [("uid_map", &maps.uid_map), ("gid_map", &maps.gid_map)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).map_err(|e| {
+            DriverError::io(format!("write {path} (linux.{}Mappings)", &file[..3]), e)
+        })?;
+    }
+    Ok(())
+}
+
+fn exit_status(si_code: i32, status: i32) -> ExitStatus {
+    match si_code {
+        libc::CLD_EXITED => ExitStatus::exited(status),
+        _ => ExitStatus::signaled(status),
+    }
+}
+
+impl Driver for NativeDriver {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+            .with(Operation::Pids)
+            .with(Operation::Persistent)
+            .with(Operation::Signals)
+    }
+
+    fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+        let id = &cmd.id;
+        let process = cmd.process()?;
+
+        // 1. Validate and prepare; nothing on the system changes yet.
+        let rootfs_path = cmd.rootfs()?;
+        let rootfs = rootfs_path.canonicalize().map_err(|e| {
+            DriverError::invalid_spec("root.path", format!("{}: {e}", rootfs_path.display()))
+        })?;
+        if !rootfs.is_dir() {
+            return Err(DriverError::invalid_spec(
+                "root.path",
+                format!("{} is not a directory", rootfs.display()),
+            ));
+        }
+        let layout = self.layout()?;
+        let cgroups_path = cmd.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+        let placement = Placement::new(&self.options.cgroup_parent, cgroups_path.as_deref(), id.as_str())
+            .map_err(|e| DriverError::invalid_spec("linux.cgroupsPath", e.to_string()))?;
+        let cgroup = Cgroup::plan(layout, &placement).map_err(|e| cgroup_error(id, e))?;
+        let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
+        let plan = Plan::build(&PlanInputs {
+            command: cmd,
+            rootfs: &rootfs,
+            cgroup_dirs: &cgroup.mount_dirs(),
+            last_cap,
+        })?;
+        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
+
+        // 2. Create: state, cgroup, the init process.
+        let mut launch = Launch {
+            driver: self,
+            id,
+            lock: Some(self.state.create(id)?),
+            cgroup: None,
+            children: Vec::new(),
+        };
+        cgroup.create(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+        launch.cgroup = Some(cgroup.clone());
+
+        let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
+        let args = ChildArgs {
+            plan: &plan,
+            sync: child_end.as_raw_fd(),
+            stdio: stdio.raw,
+        };
+        let intermediate = !plan.ns.joins.is_empty();
+        let (pid0, pidfd0) = fork(&args, intermediate)
+            .map_err(|e| DriverError::sys(format!("container {id}: clone3"), e))?;
+        launch.children.push(pidfd0);
+        drop(child_end);
+        drop(stdio.fds);
+        let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
+        let setup_failed = |what: &str| DriverError::Internal {
+            context: format!("container {id}"),
+            message: format!("the container init {what}"),
+        };
+        let recv = |chan: &Channel| -> Result<Option<crate::sys::child::Msg>> {
+            chan.recv().map_err(|e| DriverError::io(format!("container {id}: setup"), e))
+        };
+        let go = |chan: &Channel| chan.go().map_err(|e| DriverError::io(format!("container {id}: setup"), e));
+
+        cgroup.add(&*self.fs, pid0).map_err(|e| cgroup_error(id, e))?;
+        let pid = if intermediate {
+            go(&chan)?;
+            let grandchild = loop {
+                match recv(&chan)? {
+                    Some(m) if m.kind == kind::MAPS => {
+                        if let Some(maps) = &plan.id_maps {
+                            write_maps(pid0, maps)?;
+                        }
+                        go(&chan)?;
+                    }
+                    Some(m) if m.kind == kind::PID => break m.arg as i32,
+                    Some(m) if m.kind == kind::ERROR => return Err(failure::describe(&plan, &m)),
+                    _ => return Err(setup_failed("exited while joining namespaces")),
+                }
+            };
+            // Reap the intermediate; the init is our child too (CLONE_PARENT).
+            if let Some(mid) = launch.children.pop() {
+                let _ = sys::waitid_pidfd(mid.as_raw_fd(), false);
+            }
+            let pidfd = sys::pidfd_open(grandchild)
+                .map_err(|e| DriverError::sys(format!("container {id}: pidfd_open"), e))?;
+            launch.children.push(owned(pidfd));
+            grandchild
+        } else {
+            if let Some(maps) = &plan.id_maps {
+                write_maps(pid0, maps)?;
+            }
+            pid0
+        };
+        if let Some(adj) = plan.process.oom_score_adj {
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+                .map_err(|e| DriverError::io(format!("container {id}: set process.oomScoreAdj {adj}"), e))?;
+        }
+        let start_time = procfs::stat(pid)
+            .map(|s| s.start_time)
+            .ok_or_else(|| setup_failed("disappeared"))?;
+        let mut state = State {
+            version: STATE_VERSION,
+            id: id.clone(),
+            pid,
+            start_time,
+            bundle: cmd.bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: SystemTime::now(),
+            started: false,
+            cgroup: cgroup.clone(),
+            owner: std::process::id(),
+            netns: plan.ns.has_net,
+            annotations: cmd.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        };
+        self.state.write(&state)?;
+
+        go(&chan)?;
+        match recv(&chan)? {
+            Some(m) if m.kind == kind::READY => {}
+            Some(m) if m.kind == kind::ERROR => return Err(failure::describe(&plan, &m)),
+            _ => return Err(setup_failed("exited during setup")),
+        }
+
+        // 3. pre_start hooks: the container exists, its program has not started.
+        let oom = OomNotifier::new();
+        let ctx = HookContext::new(id, process, pid as u32, &oom);
+        hooks.run(HookStage::PreStart, &ctx)?;
+
+        // 4. Start: the init execs; EOF on the socket means execve succeeded.
+        go(&chan)?;
+        let exec_error = match recv(&chan) {
+            Ok(None) => None,
+            Ok(Some(m)) if m.kind == kind::ERROR => Some(failure::describe(&plan, &m)),
+            Ok(Some(_)) => Some(setup_failed("sent an unexpected message")),
+            Err(e) => Some(e),
+        };
+        drop(chan);
+        let pidfd = launch
+            .children
+            .last()
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| setup_failed("has no pidfd"))?;
+        let started = match exec_error {
+            Some(e) => Err(e),
+            None => {
+                state.started = true;
+                self.state.write(&state)?;
+                hooks.run(HookStage::Start, &ctx)
+            }
+        };
+        if started.is_err() {
+            let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+        }
+
+        // 5. Wait.
+        let status = match sys::waitid_pidfd(pidfd, false) {
+            Ok((code, st)) => exit_status(code, st),
+            Err(e) => return Err(DriverError::sys(format!("container {id}: waitid"), e)),
+        };
+        launch.children.clear();
+
+        // 6. post_stop, then release everything.
+        hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
+        oom.close();
+        launch.teardown();
+        started.map(|()| status)
+    }
+
+    fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {
+        let st = self.load(id)?;
+        let Some(pidfd) = self.init_pidfd(&st) else {
+            return Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            });
+        };
+        match sys::pidfd_send_signal(pidfd.as_raw_fd(), signal.number()) {
+            Ok(()) => Ok(()),
+            Err(libc::ESRCH) => Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            }),
+            Err(e) => Err(DriverError::sys(format!("container {id}: signal {signal}"), e)),
+        }
+    }
+
+    fn terminate(&self, id: &ContainerId) -> Result<()> {
+        let st = self.load(id)?;
+        let pidfd = self.init_pidfd(&st);
+        if let Some(fd) = &pidfd {
+            let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+        }
+        st.cgroup.kill_all(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+        if let Some(fd) = pidfd {
+            wait_exit(&fd, Duration::from_secs(10))
+                .map_err(|e| DriverError::sys(format!("container {id}: wait for exit"), e))?;
+        }
+        Ok(())
+    }
+
+    fn clean(&self, id: &ContainerId) -> Result<()> {
+        let st = match self.state.read(id) {
+            Ok(None) => return Ok(()),
+            Ok(Some(st)) => Some(st),
+            Err(ReadError::Incomplete) if self.state.is_locked(id) => {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "clean".into(),
+                    status: Status::Created,
+                });
+            }
+            // Left by a crash before the state was written, or unreadable: remove it.
+            Err(_) => None,
+        };
+        if let Some(st) = &st {
+            let status = self.status(st);
+            if status != Status::Stopped {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "clean".into(),
+                    status,
+                });
+            }
+            st.cgroup.kill_all(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+            st.cgroup.remove(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+        }
+        self.state.remove(id)
+    }
+
+    fn info(&self, id: &ContainerId) -> Result<Info> {
+        let st = self.load(id)?;
+        let status = self.status(&st);
+        let mut info = Info::new(id.clone(), NAME, status, st.bundle.clone());
+        info.pid = (status != Status::Stopped).then_some(st.pid as u32);
+        info.created = st.created;
+        Ok(info)
+    }
+
+    fn pids(&self, id: &ContainerId) -> Result<Vec<u32>> {
+        let st = self.load(id)?;
+        st.cgroup.procs(&*self.fs).map_err(|e| cgroup_error(id, e))
+    }
+
+    fn list(&self) -> Result<Vec<ContainerId>> {
+        self.state.list()
+    }
+}
+
+/// Polls a pidfd until the process exits (the fd becomes readable).
+fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> std::result::Result<(), i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(libc::ETIMEDOUT);
+        }
+        match sys::poll_in(pidfd.as_raw_fd(), left.as_millis().min(i32::MAX as u128) as i32) {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<NativeDriver>();
+    let _ = (Path::new(""), PathBuf::new(), Process::default());
+}

@@ -1,0 +1,396 @@
+//! Everything the container's init needs, validated and prepared in the parent before `clone`:
+//! after `clone` the child only reads this.
+
+pub(crate) mod mounts;
+pub(crate) mod paths;
+pub(crate) mod process;
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use execdriver_api::oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use execdriver_api::{Command, DriverError};
+use libc::c_int;
+
+pub(crate) use mounts::RootfsPlan;
+pub(crate) use process::ProcessPlan;
+
+use paths::{cpath, cstring};
+
+/// A namespace to join with `setns`.
+#[derive(Debug)]
+pub(crate) struct Join {
+    pub path: CString,
+    pub nstype: c_int,
+    pub display: String,
+}
+
+/// The namespaces of the container.
+#[derive(Debug, Default)]
+pub(crate) struct NsPlan {
+    /// `CLONE_NEW*` flags of the namespaces to create (the cgroup namespace is separate: it is
+    /// unshared once the process sits in its cgroup, so that the cgroup is its root).
+    pub new_flags: c_int,
+    pub unshare_cgroup: bool,
+    /// Namespaces to join, user first.
+    pub joins: Vec<Join>,
+    pub new_user: bool,
+    pub has_uts: bool,
+    pub has_net: bool,
+    pub has_ipc: bool,
+    pub has_pid: bool,
+}
+
+/// `uid_map` and `gid_map` contents for a new user namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct IdMaps {
+    pub uid_map: String,
+    pub gid_map: String,
+}
+
+/// A sysctl to write after `pivot_root`: (`/proc/sys/...` path, value, key for messages).
+#[derive(Debug)]
+pub(crate) struct Sysctl {
+    pub path: CString,
+    pub value: CString,
+    pub key: String,
+}
+
+/// The prepared launch of one container.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub ns: NsPlan,
+    pub id_maps: Option<IdMaps>,
+    pub rootfs: RootfsPlan,
+    pub process: ProcessPlan,
+    pub hostname: Option<CString>,
+    pub domainname: Option<CString>,
+    pub sysctls: Vec<Sysctl>,
+    /// `process.cwd` inside the rootfs, created (as root) before `pivot_root` when missing.
+    pub cwd: Option<paths::InRootPath>,
+}
+
+/// Inputs of [`Plan::build`] that come from the driver rather than the spec.
+pub(crate) struct PlanInputs<'a> {
+    pub command: &'a Command,
+    /// The canonical rootfs directory.
+    pub rootfs: &'a Path,
+    pub cgroup_dirs: &'a [(String, PathBuf)],
+    pub last_cap: u32,
+}
+
+impl Plan {
+    /// Validates the spec and prepares every string and list the child needs.
+    pub fn build(input: &PlanInputs<'_>) -> Result<Self, DriverError> {
+        let spec = &input.command.spec;
+        let process = ProcessPlan::build(input.command.process()?, input.last_cap)?;
+        if input.command.process()?.terminal() == Some(true) {
+            return Err(DriverError::unsupported("process.terminal", crate::NAME));
+        }
+        let ns = namespaces(spec)?;
+        let id_maps = id_maps(spec, ns.new_user)?;
+        let linux = spec.linux().as_ref();
+        if linux.and_then(|l| l.seccomp().as_ref()).is_some() {
+            return Err(DriverError::unsupported("linux.seccomp", crate::NAME));
+        }
+        if linux.and_then(|l| l.time_offsets().as_ref()).is_some() {
+            return Err(DriverError::unsupported("linux.timeOffsets", crate::NAME));
+        }
+        if linux.and_then(|l| l.intel_rdt().as_ref()).is_some() {
+            return Err(DriverError::unsupported("linux.intelRdt", crate::NAME));
+        }
+        if linux.and_then(|l| l.personality().as_ref()).is_some() {
+            return Err(DriverError::unsupported("linux.personality", crate::NAME));
+        }
+        let rootfs = mounts::build(&mounts::RootfsInputs {
+            spec,
+            bundle: &input.command.bundle,
+            rootfs: input.rootfs,
+            cgroup_dirs: input.cgroup_dirs,
+            userns: ns.new_user,
+        })?;
+        let hostname = match spec.hostname().as_deref() {
+            None | Some("") => None,
+            Some(h) => {
+                if !ns.has_uts {
+                    return Err(DriverError::invalid_spec(
+                        "hostname",
+                        "setting it needs a UTS namespace (linux.namespaces has none)",
+                    ));
+                }
+                if h.len() > 64 {
+                    return Err(DriverError::invalid_spec("hostname", "longer than 64 bytes"));
+                }
+                Some(cstring(h, "hostname")?)
+            }
+        };
+        let domainname = match spec.domainname().as_deref() {
+            None | Some("") => None,
+            Some(d) => {
+                if !ns.has_uts {
+                    return Err(DriverError::invalid_spec(
+                        "domainname",
+                        "setting it needs a UTS namespace (linux.namespaces has none)",
+                    ));
+                }
+                if d.len() > 64 {
+                    return Err(DriverError::invalid_spec("domainname", "longer than 64 bytes"));
+                }
+                Some(cstring(d, "domainname")?)
+            }
+        };
+        let sysctls = sysctls(spec, &ns)?;
+        let cwd = paths::InRootPath::parse(input.command.process()?.cwd(), "process.cwd")?;
+        let cwd = (!cwd.is_root()).then_some(cwd);
+        Ok(Self {
+            ns,
+            id_maps,
+            rootfs,
+            process,
+            hostname,
+            domainname,
+            sysctls,
+            cwd,
+        })
+    }
+}
+
+fn namespaces(spec: &Spec) -> Result<NsPlan, DriverError> {
+    use LinuxNamespaceType as T;
+    let list = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_deref())
+        .unwrap_or(&[]);
+    let mut ns = NsPlan::default();
+    let mut seen = Vec::new();
+    let mut has_mount = false;
+    let mut joins = Vec::new();
+    for (i, n) in list.iter().enumerate() {
+        let field = format!("linux.namespaces[{i}]");
+        let typ = n.typ();
+        if seen.contains(&typ) {
+            return Err(DriverError::invalid_spec(
+                format!("{field}.type"),
+                format!("{typ:?} namespace listed twice"),
+            ));
+        }
+        seen.push(typ);
+        let flag = match typ {
+            T::Mount => libc::CLONE_NEWNS,
+            T::Cgroup => libc::CLONE_NEWCGROUP,
+            T::Uts => libc::CLONE_NEWUTS,
+            T::Ipc => libc::CLONE_NEWIPC,
+            T::User => libc::CLONE_NEWUSER,
+            T::Pid => libc::CLONE_NEWPID,
+            T::Network => libc::CLONE_NEWNET,
+            T::Time => libc::CLONE_NEWTIME,
+        };
+        match typ {
+            T::Mount => has_mount = true,
+            T::Uts => ns.has_uts = true,
+            T::Network => ns.has_net = true,
+            T::Ipc => ns.has_ipc = true,
+            T::Pid => ns.has_pid = true,
+            _ => {}
+        }
+        match n.path().as_deref().filter(|p| !p.as_os_str().is_empty()) {
+            Some(path) => {
+                if typ == T::Mount {
+                    return Err(DriverError::unsupported(
+                        format!("{field}.path (joining a mount namespace)"),
+                        crate::NAME,
+                    ));
+                }
+                if !path.is_absolute() {
+                    return Err(DriverError::invalid_spec(
+                        format!("{field}.path"),
+                        format!("{} is not absolute", path.display()),
+                    ));
+                }
+                if let Err(e) = std::fs::metadata(path) {
+                    return Err(DriverError::invalid_spec(
+                        format!("{field}.path"),
+                        format!("{}: {e}", path.display()),
+                    ));
+                }
+                joins.push(Join {
+                    path: cpath(path, &format!("{field}.path"))?,
+                    nstype: flag,
+                    display: format!("{typ:?} namespace {}", path.display()).to_lowercase(),
+                });
+            }
+            None => {
+                if typ == T::Cgroup {
+                    ns.unshare_cgroup = true;
+                } else {
+                    ns.new_flags |= flag;
+                }
+                if typ == T::User {
+                    ns.new_user = true;
+                }
+            }
+        }
+    }
+    if !has_mount {
+        return Err(DriverError::invalid_spec(
+            "linux.namespaces",
+            "the native driver needs a mount namespace (add {\"type\": \"mount\"})",
+        ));
+    }
+    // Join the user namespace first: it grants the rights over the others.
+    joins.sort_by_key(|j| j.nstype != libc::CLONE_NEWUSER);
+    ns.joins = joins;
+    Ok(ns)
+}
+
+fn id_maps(spec: &Spec, new_user: bool) -> Result<Option<IdMaps>, DriverError> {
+    let linux = spec.linux().as_ref();
+    let uids = linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or(&[]);
+    let gids = linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or(&[]);
+    if !new_user {
+        if !uids.is_empty() || !gids.is_empty() {
+            return Err(DriverError::invalid_spec(
+                "linux.uidMappings",
+                "id mappings need a new user namespace in linux.namespaces",
+            ));
+        }
+        return Ok(None);
+    }
+    let render = |maps: &[LinuxIdMapping], field: &str| -> Result<String, DriverError> {
+        if maps.is_empty() {
+            return Err(DriverError::invalid_spec(
+                field,
+                "a new user namespace needs at least one mapping",
+            ));
+        }
+        if maps.len() > 340 {
+            return Err(DriverError::invalid_spec(field, "more than 340 mappings"));
+        }
+        let mut out = String::new();
+        for (i, m) in maps.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(DriverError::invalid_spec(format!("{field}[{i}].size"), "must not be 0"));
+            }
+            if u64::from(m.container_id()) + u64::from(m.size()) > u64::from(u32::MAX)
+                || u64::from(m.host_id()) + u64::from(m.size()) > u64::from(u32::MAX)
+            {
+                return Err(DriverError::invalid_spec(
+                    format!("{field}[{i}]"),
+                    "the range overflows 32-bit ids",
+                ));
+            }
+            out.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
+        }
+        Ok(out)
+    };
+    Ok(Some(IdMaps {
+        uid_map: render(uids, "linux.uidMappings")?,
+        gid_map: render(gids, "linux.gidMappings")?,
+    }))
+}
+
+fn sysctls(spec: &Spec, ns: &NsPlan) -> Result<Vec<Sysctl>, DriverError> {
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let mut keys: Vec<_> = map.keys().collect();
+    keys.sort();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let field = format!("linux.sysctl.{key}");
+        let ok = if key.starts_with("net.") {
+            ns.has_net
+        } else if key.starts_with("fs.mqueue.")
+            || ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"]
+                .contains(&key.as_str())
+        {
+            ns.has_ipc
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            ns.has_uts
+        } else {
+            false
+        };
+        if !ok {
+            return Err(DriverError::invalid_spec(
+                field,
+                "not a sysctl of a namespace the container has (only net.*, IPC and UTS sysctls are allowed)",
+            ));
+        }
+        if key.contains("..") || key.contains('\0') {
+            return Err(DriverError::invalid_spec(field, "malformed key"));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        out.push(Sysctl {
+            path: cstring(&path, &field)?,
+            value: cstring(&map[key], &field)?,
+            key: key.clone(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(linux: &str) -> Spec {
+        execdriver_api::parse_spec(
+            format!(r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}},"root":{{"path":"rootfs"}},"linux":{linux}}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn namespace_flags_and_joins() {
+        let s = spec(r#"{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"cgroup"},{"type":"network","path":"/proc/self/ns/net"},{"type":"user","path":"/proc/self/ns/user"}]}"#);
+        let ns = namespaces(&s).unwrap();
+        assert_eq!(ns.new_flags, libc::CLONE_NEWPID | libc::CLONE_NEWNS);
+        assert!(ns.unshare_cgroup);
+        assert_eq!(ns.joins.len(), 2);
+        assert_eq!(ns.joins[0].nstype, libc::CLONE_NEWUSER, "user is joined first");
+        assert!(ns.has_net && ns.has_pid && !ns.new_user);
+    }
+
+    #[test]
+    fn bad_namespaces() {
+        for (linux, want) in [
+            (r#"{"namespaces":[{"type":"pid"}]}"#, "needs a mount namespace"),
+            (r#"{"namespaces":[{"type":"mount"},{"type":"mount"}]}"#, "linux.namespaces[1].type: Mount namespace listed twice"),
+            (r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"/nonexistent/ns"}]}"#, "linux.namespaces[1].path: /nonexistent/ns"),
+            (r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"rel"}]}"#, "is not absolute"),
+            (r#"{"namespaces":[{"type":"mount","path":"/proc/self/ns/mnt"}]}"#, "joining a mount namespace"),
+        ] {
+            let err = namespaces(&spec(linux)).unwrap_err().to_string();
+            assert!(err.contains(want), "{linux}\n{err}");
+        }
+        let err = execdriver_api::parse_spec(br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"bogus"}]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("linux.namespaces[0].type"), "{err}");
+    }
+
+    #[test]
+    fn id_maps_need_a_user_namespace_and_sane_ranges() {
+        let s = spec(r#"{"namespaces":[{"type":"mount"},{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":10}],"gidMappings":[{"containerID":0,"hostID":1000,"size":10}]}"#);
+        let m = id_maps(&s, true).unwrap().unwrap();
+        assert_eq!(m.uid_map, "0 1000 10\n");
+        assert!(id_maps(&s, false).unwrap_err().to_string().contains("need a new user namespace"));
+        let none = spec(r#"{"namespaces":[{"type":"mount"},{"type":"user"}]}"#);
+        assert!(id_maps(&none, true).unwrap_err().to_string().contains("at least one mapping"));
+        let big = spec(r#"{"uidMappings":[{"containerID":0,"hostID":4294967295,"size":10}],"gidMappings":[{"containerID":0,"hostID":0,"size":1}]}"#);
+        assert!(id_maps(&big, true).unwrap_err().to_string().contains("overflows"));
+    }
+
+    #[test]
+    fn sysctls_must_be_namespaced() {
+        let ok = spec(r#"{"namespaces":[{"type":"mount"},{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#);
+        let ns = namespaces(&ok).unwrap();
+        let s = sysctls(&ok, &ns).unwrap();
+        assert_eq!(s[0].path.to_str().unwrap(), "/proc/sys/net/ipv4/ip_forward");
+        let bad = spec(r#"{"namespaces":[{"type":"mount"}],"sysctl":{"kernel.panic":"1"}}"#);
+        let ns = namespaces(&bad).unwrap();
+        assert!(sysctls(&bad, &ns).unwrap_err().to_string().contains("linux.sysctl.kernel.panic"));
+    }
+}

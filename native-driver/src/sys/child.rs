@@ -1,0 +1,660 @@
+//! The container's init between `clone3` and `execve`.
+//!
+//! This runs in a child of a possibly multithreaded engine, so it only reads the [`Plan`]
+//! prepared before `clone` and calls the raw system calls of [`super`]: no allocation, no
+//! locks, no panics (no indexing, no `unwrap`). A failure is reported to the parent as one
+//! fixed-size [`Msg`] naming the [`Step`], its argument and the errno, then the child exits.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use libc::{c_int, c_ulong};
+
+use super::{
+    CapData, Errno, SysResult, capset, chdir, close, close_range, dup3, execve, fchdir, fchownat,
+    fstatat, fstatfs_flags, getcwd, mkdirat, mknodat, mount, open, openat, openat2, pivot_root, prctl,
+    prlimit, proc_fd_path, read, reset_signal_dispositions, set_sigmask, setdomainname,
+    setgroups, sethostname, setns, setresgid, setresuid, setsid, symlinkat, umask, umount2,
+    unshare, write,
+};
+use crate::plan::mounts::{Create, DeviceOp, LinkOp, MountOp};
+use crate::plan::paths::InRootPath;
+use crate::plan::Plan;
+
+/// One message on the parent/child socket (a `SOCK_SEQPACKET` pair, so records stay whole).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Msg {
+    pub kind: u32,
+    pub step: u32,
+    pub errno: i32,
+    pub arg: u32,
+}
+
+/// Message kinds.
+pub(crate) mod kind {
+    /// Parent → child: continue.
+    pub const GO: u32 = 1;
+    /// Child → parent: set up, waiting to exec (pre_start hooks may run).
+    pub const READY: u32 = 2;
+    /// Child → parent: a step failed (`step`, `errno`, `arg`).
+    pub const ERROR: u32 = 3;
+    /// Intermediate → parent: the container init's pid is `arg`.
+    pub const PID: u32 = 4;
+    /// Intermediate → parent: write the id maps of my user namespace, then GO.
+    pub const MAPS: u32 = 5;
+}
+
+pub(crate) const MSG_LEN: usize = std::mem::size_of::<Msg>();
+
+impl Msg {
+    pub fn new(kind: u32) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; MSG_LEN] {
+        let mut b = [0u8; MSG_LEN];
+        b[0..4].copy_from_slice(&self.kind.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.step.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.errno.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.arg.to_ne_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; MSG_LEN]) -> Self {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        Self {
+            kind: u32::from_ne_bytes(word(0)),
+            step: u32::from_ne_bytes(word(4)),
+            errno: i32::from_ne_bytes(word(8)),
+            arg: u32::from_ne_bytes(word(12)),
+        }
+    }
+}
+
+/// The setup steps, as reported in a failure [`Msg`]. `arg` is the index into the plan's list
+/// where a step has one.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Sync = 1,
+    Stdio,
+    CloseFds,
+    JoinNamespace,
+    Unshare,
+    Clone,
+    UserNsRoot,
+    UnshareCgroup,
+    Setsid,
+    Hostname,
+    Domainname,
+    RootPropagation,
+    BindRootfs,
+    OpenRootfs,
+    MountTarget,
+    Mount,
+    MountRemount,
+    MountPropagation,
+    Device,
+    Link,
+    CreateCwd,
+    PivotRoot,
+    DetachOldRoot,
+    Sysctl,
+    MaskPath,
+    ReadonlyPath,
+    ReadonlyRoot,
+    Rlimit,
+    NoNewPrivs,
+    Bounding,
+    Setgroups,
+    Setgid,
+    Setuid,
+    Capset,
+    Ambient,
+    Cwd,
+    CwdOutsideRoot,
+    ExecLookup,
+    Execve,
+}
+
+impl Step {
+    pub fn from_u32(n: u32) -> Option<Self> {
+        use Step::*;
+        const ALL: [Step; 39] = [
+            Sync, Stdio, CloseFds, JoinNamespace, Unshare, Clone, UserNsRoot, UnshareCgroup,
+            Setsid, Hostname, Domainname, RootPropagation, BindRootfs, OpenRootfs, MountTarget,
+            Mount, MountRemount, MountPropagation, Device, Link, CreateCwd, PivotRoot,
+            DetachOldRoot, Sysctl, MaskPath, ReadonlyPath, ReadonlyRoot, Rlimit, NoNewPrivs,
+            Bounding, Setgroups, Setgid, Setuid, Capset, Ambient, Cwd, CwdOutsideRoot,
+            ExecLookup, Execve,
+        ];
+        ALL.into_iter().find(|s| *s as u32 == n)
+    }
+}
+
+/// A failed step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fail {
+    pub step: Step,
+    pub errno: Errno,
+    pub arg: u32,
+}
+
+trait At<T> {
+    fn at(self, step: Step, arg: usize) -> Result<T, Fail>;
+}
+
+impl<T> At<T> for SysResult<T> {
+    #[inline]
+    fn at(self, step: Step, arg: usize) -> Result<T, Fail> {
+        self.map_err(|errno| Fail {
+            step,
+            errno,
+            arg: arg as u32,
+        })
+    }
+}
+
+/// What the child gets besides the plan.
+pub(crate) struct ChildArgs<'a> {
+    pub plan: &'a Plan,
+    /// The child's end of the parent socket (≥ 3).
+    pub sync: RawFd,
+    /// Sources for fds 0, 1, 2 (each ≥ 3), or -1 to leave that fd as inherited.
+    pub stdio: [RawFd; 3],
+}
+
+fn send(sync: RawFd, msg: Msg) -> SysResult<()> {
+    let b = msg.to_bytes();
+    loop {
+        match write(sync, &b) {
+            Err(libc::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Blocks until the parent says GO; EOF (the parent died) or anything else ends the child.
+fn wait_go(sync: RawFd) -> Result<(), Fail> {
+    let mut b = [0u8; MSG_LEN];
+    loop {
+        match read(sync, &mut b) {
+            Err(libc::EINTR) => continue,
+            Ok(MSG_LEN) if Msg::from_bytes(&b).kind == kind::GO => return Ok(()),
+            Ok(_) => super::exit(1),
+            Err(e) => return Err(Fail { step: Step::Sync, errno: e, arg: 0 }),
+        }
+    }
+}
+
+fn report(sync: RawFd, f: Fail) -> ! {
+    let _ = send(
+        sync,
+        Msg {
+            kind: kind::ERROR,
+            step: f.step as u32,
+            errno: f.errno,
+            arg: f.arg,
+        },
+    );
+    super::exit(127)
+}
+
+/// The intermediate process of a launch that joins existing namespaces: join them, create the
+/// new ones, then clone the container's init as a sibling (`CLONE_PARENT`), report its pid and
+/// exit.
+pub(crate) fn intermediate(a: &ChildArgs<'_>) -> ! {
+    let sync = a.sync;
+    if let Err(f) = intermediate_steps(a) {
+        report(sync, f);
+    }
+    // SAFETY (of the call below): the init path runs only this module's code and ends in
+    // execve or exit.
+    let forked = unsafe {
+        super::clone3(super::CloneArgs {
+            flags: libc::CLONE_PARENT as u64,
+            exit_signal: 0,
+        })
+    };
+    match forked {
+        Ok(super::Forked::Child) => init(a),
+        Ok(super::Forked::Parent { pid, .. }) => {
+            let _ = send(
+                sync,
+                Msg {
+                    kind: kind::PID,
+                    arg: pid as u32,
+                    ..Msg::default()
+                },
+            );
+            super::exit(0)
+        }
+        Err(e) => report(sync, Fail { step: Step::Clone, errno: e, arg: 0 }),
+    }
+}
+
+fn intermediate_steps(a: &ChildArgs<'_>) -> Result<(), Fail> {
+    let ns = &a.plan.ns;
+    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0).at(Step::Sync, 0)?;
+    wait_go(a.sync)?;
+    for (i, j) in ns.joins.iter().enumerate() {
+        let fd = open(&j.path, libc::O_RDONLY | libc::O_CLOEXEC, 0).at(Step::JoinNamespace, i)?;
+        setns(fd, j.nstype).at(Step::JoinNamespace, i)?;
+        let _ = close(fd);
+    }
+    if ns.new_flags != 0 {
+        unshare(ns.new_flags).at(Step::Unshare, 0)?;
+    }
+    if ns.new_user {
+        send(a.sync, Msg::new(kind::MAPS)).at(Step::Sync, 0)?;
+        wait_go(a.sync)?;
+    }
+    Ok(())
+}
+
+/// The container's init: set everything up, report READY, wait for GO, exec. Never returns.
+pub(crate) fn init(a: &ChildArgs<'_>) -> ! {
+    let sync = a.sync;
+    let f = match setup(a) {
+        Ok(path) => {
+            let p = &a.plan.process;
+            let errno = execve(path, &p.argv_ptrs, &p.envp_ptrs);
+            Fail {
+                step: Step::Execve,
+                errno,
+                arg: 0,
+            }
+        }
+        Err(f) => f,
+    };
+    report(sync, f)
+}
+
+/// Everything before `execve`; returns the program to exec.
+fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
+    let plan = a.plan;
+    let sync = a.sync;
+    prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0).at(Step::Sync, 0)?;
+    umask(0);
+
+    for (i, src) in a.stdio.iter().enumerate() {
+        if *src >= 0 {
+            dup3(*src, i as RawFd, 0).at(Step::Stdio, i)?;
+        }
+    }
+    close_fds_except(sync).at(Step::CloseFds, 0)?;
+
+    // The parent has written id maps and placed us in our cgroups.
+    wait_go(sync)?;
+
+    if plan.ns.new_user {
+        setresgid(0).at(Step::UserNsRoot, 0)?;
+        setresuid(0).at(Step::UserNsRoot, 0)?;
+    }
+    if plan.ns.unshare_cgroup {
+        unshare(libc::CLONE_NEWCGROUP).at(Step::UnshareCgroup, 0)?;
+    }
+    setsid().at(Step::Setsid, 0)?;
+    if let Some(h) = &plan.hostname {
+        sethostname(h.to_bytes()).at(Step::Hostname, 0)?;
+    }
+    if let Some(d) = &plan.domainname {
+        setdomainname(d.to_bytes()).at(Step::Domainname, 0)?;
+    }
+
+    rootfs(plan)?;
+    finish_rootfs(plan)?;
+    let program = process(plan)?;
+
+    send(sync, Msg::new(kind::READY)).at(Step::Sync, 0)?;
+    wait_go(sync)?;
+
+    // From here on the engine may be gone without taking us along.
+    prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0).at(Step::Sync, 0)?;
+    reset_signal_dispositions();
+    set_sigmask(false);
+    Ok(program)
+}
+
+fn close_fds_except(keep: RawFd) -> SysResult<()> {
+    let keep = keep as u32;
+    if keep > 3 {
+        close_range(3, keep - 1, 0)?;
+    }
+    close_range(keep + 1, u32::MAX, 0)
+}
+
+const RESOLVE: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+const O_PATH: u64 = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+
+/// Opens `p` inside the rootfs (symlinks resolved as the container would), creating missing
+/// components — the last one as `create`.
+fn resolve_create(root: RawFd, p: &InRootPath, create: Create, step: Step, arg: usize) -> Result<RawFd, Fail> {
+    let Some(full) = p.prefixes.last() else {
+        return openat(root, c".", O_PATH as c_int, 0).at(step, arg);
+    };
+    match openat2(root, full, O_PATH, RESOLVE) {
+        Ok(fd) => return Ok(fd),
+        Err(libc::ENOENT) => {}
+        Err(e) => return Err(Fail { step, errno: e, arg: arg as u32 }),
+    }
+    let last = p.prefixes.len() - 1;
+    let mut parent = -1;
+    for (k, (prefix, name)) in p.prefixes.iter().zip(p.names.iter()).enumerate() {
+        let fd = match openat2(root, prefix, O_PATH, RESOLVE) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => {
+                let dir = if parent < 0 { root } else { parent };
+                let made = if k == last && create == Create::File {
+                    openat(
+                        dir,
+                        name,
+                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                        0o644,
+                    )
+                    .and_then(close)
+                } else {
+                    mkdirat(dir, name, 0o755)
+                };
+                match made {
+                    Ok(()) | Err(libc::EEXIST) => {}
+                    Err(e) => {
+                        if parent >= 0 {
+                            let _ = close(parent);
+                        }
+                        return Err(Fail { step, errno: e, arg: arg as u32 });
+                    }
+                }
+                match openat2(root, prefix, O_PATH, RESOLVE) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        if parent >= 0 {
+                            let _ = close(parent);
+                        }
+                        return Err(Fail { step, errno: e, arg: arg as u32 });
+                    }
+                }
+            }
+            Err(e) => {
+                if parent >= 0 {
+                    let _ = close(parent);
+                }
+                return Err(Fail { step, errno: e, arg: arg as u32 });
+            }
+        };
+        if parent >= 0 {
+            let _ = close(parent);
+        }
+        parent = fd;
+    }
+    Ok(parent)
+}
+
+/// Mount flags a bind remount must keep (the kernel locks them in user namespaces).
+fn locked_flags(fd: RawFd) -> c_ulong {
+    match fstatfs_flags(fd) {
+        Ok(flags) => flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC),
+        Err(_) => 0,
+    }
+}
+
+fn rootfs(plan: &Plan) -> Result<(), Fail> {
+    let r = &plan.rootfs;
+    mount(None, c"/", None, r.root_propagation, None).at(Step::RootPropagation, 0)?;
+    mount(Some(&r.rootfs), &r.rootfs, None, libc::MS_BIND | libc::MS_REC, None).at(Step::BindRootfs, 0)?;
+    let root = open(&r.rootfs, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0).at(Step::OpenRootfs, 0)?;
+    let mut buf = [0u8; 32];
+
+    for (i, op) in r.ops.iter().enumerate() {
+        match op {
+            MountOp::Mount {
+                source,
+                dest,
+                fstype,
+                flags,
+                data,
+                create,
+                remount,
+                propagation,
+            } => {
+                let fd = resolve_create(root, dest, *create, Step::MountTarget, i)?;
+                let target = proc_fd_path(&mut buf, fd);
+                let res = mount(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref());
+                let _ = close(fd);
+                res.at(Step::Mount, i)?;
+                if *remount != 0 || *propagation != 0 {
+                    // Reopen: the fd above is the covered directory, this is the new mount.
+                    let fd = resolve_create(root, dest, *create, Step::MountTarget, i)?;
+                    let target = proc_fd_path(&mut buf, fd);
+                    let mut res = Ok(());
+                    if *remount != 0 {
+                        let keep = locked_flags(fd);
+                        res = mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | *remount | keep, None)
+                            .at(Step::MountRemount, i);
+                    }
+                    if res.is_ok() && *propagation != 0 {
+                        res = mount(None, target, None, *propagation, None).at(Step::MountPropagation, i);
+                    }
+                    let _ = close(fd);
+                    res?;
+                }
+            }
+            MountOp::Remount { dest, flags } => {
+                let fd = resolve_create(root, dest, Create::Dir, Step::MountTarget, i)?;
+                let target = proc_fd_path(&mut buf, fd);
+                let res = mount(None, target, None, libc::MS_REMOUNT | *flags, None);
+                let _ = close(fd);
+                res.at(Step::MountRemount, i)?;
+            }
+        }
+    }
+    for (i, d) in r.devices.iter().enumerate() {
+        device(root, d, i)?;
+    }
+    for (i, l) in r.links.iter().enumerate() {
+        link(root, l, i)?;
+    }
+    if let Some(cwd) = &plan.cwd {
+        let fd = resolve_create(root, cwd, Create::Dir, Step::CreateCwd, 0)?;
+        let _ = close(fd);
+    }
+    let _ = close(root);
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detach it from there.
+    let old = open(c"/", libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC, 0).at(Step::PivotRoot, 0)?;
+    let new = open(&r.rootfs, libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC, 0).at(Step::PivotRoot, 1)?;
+    fchdir(new).at(Step::PivotRoot, 2)?;
+    pivot_root(c".", c".").at(Step::PivotRoot, 3)?;
+    fchdir(old).at(Step::DetachOldRoot, 0)?;
+    mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).at(Step::DetachOldRoot, 1)?;
+    umount2(c".", libc::MNT_DETACH).at(Step::DetachOldRoot, 2)?;
+    chdir(c"/").at(Step::DetachOldRoot, 3)?;
+    let _ = close(old);
+    let _ = close(new);
+    Ok(())
+}
+
+fn device(root: RawFd, d: &DeviceOp, i: usize) -> Result<(), Fail> {
+    let dir = resolve_create(root, &d.parent, Create::Dir, Step::Device, i)?;
+    let res = (|| {
+        match mknodat(dir, &d.name, d.mode, d.dev) {
+            Ok(()) => {}
+            Err(libc::EEXIST) => return Ok(()),
+            Err(libc::EPERM) if d.host.is_some() => {
+                // No mknod in a user namespace: bind the host's node onto an empty file.
+                match openat(dir, &d.name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644) {
+                    Ok(fd) => {
+                        let _ = close(fd);
+                    }
+                    Err(libc::EEXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                let fd = openat(dir, &d.name, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)?;
+                let mut buf = [0u8; 32];
+                let res = mount(d.host.as_deref(), proc_fd_path(&mut buf, fd), None, libc::MS_BIND, None);
+                let _ = close(fd);
+                return res;
+            }
+            Err(e) => return Err(e),
+        }
+        if d.uid != 0 || d.gid != 0 {
+            fchownat(dir, &d.name, d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW)?;
+        }
+        Ok(())
+    })();
+    let _ = close(dir);
+    res.at(Step::Device, i)
+}
+
+fn link(root: RawFd, l: &LinkOp, i: usize) -> Result<(), Fail> {
+    let dir = resolve_create(root, &l.parent, Create::Dir, Step::Link, i)?;
+    let res = match symlinkat(&l.target, dir, &l.name) {
+        Ok(()) | Err(libc::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let _ = close(dir);
+    res.at(Step::Link, i)
+}
+
+/// After `pivot_root` every path is inside the container, so plain paths are safe.
+fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
+    let r = &plan.rootfs;
+    for (i, s) in plan.sysctls.iter().enumerate() {
+        let fd = open(&s.path, libc::O_WRONLY | libc::O_CLOEXEC, 0).at(Step::Sysctl, i)?;
+        let res = write(fd, s.value.to_bytes());
+        let _ = close(fd);
+        res.at(Step::Sysctl, i)?;
+    }
+    let mut st = super::zeroed_stat();
+    for (i, p) in r.masked.iter().enumerate() {
+        match fstatat(libc::AT_FDCWD, p, &mut st, 0) {
+            Err(libc::ENOENT) => continue,
+            Err(e) => return Err(Fail { step: Step::MaskPath, errno: e, arg: i as u32 }),
+            Ok(()) => {}
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            mount(Some(c"tmpfs"), p, Some(c"tmpfs"), libc::MS_RDONLY, Some(c"size=0k")).at(Step::MaskPath, i)?;
+        } else {
+            mount(Some(c"/dev/null"), p, None, libc::MS_BIND, None).at(Step::MaskPath, i)?;
+        }
+    }
+    for (i, p) in r.readonly.iter().enumerate() {
+        match fstatat(libc::AT_FDCWD, p, &mut st, 0) {
+            Err(libc::ENOENT) => continue,
+            Err(e) => return Err(Fail { step: Step::ReadonlyPath, errno: e, arg: i as u32 }),
+            Ok(()) => {}
+        }
+        mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None).at(Step::ReadonlyPath, i)?;
+        let fd = open(p, libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyPath, i)?;
+        let keep = locked_flags(fd);
+        let _ = close(fd);
+        mount(None, p, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | keep, None)
+            .at(Step::ReadonlyPath, i)?;
+    }
+    if r.readonly_root {
+        let fd = open(c"/", libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyRoot, 0)?;
+        let keep = locked_flags(fd);
+        let _ = close(fd);
+        mount(None, c"/", None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep, None)
+            .at(Step::ReadonlyRoot, 0)?;
+    }
+    Ok(())
+}
+
+/// Limits, user, capabilities, cwd; returns the program path found in the container.
+fn process(plan: &Plan) -> Result<&CStr, Fail> {
+    let p = &plan.process;
+    for (i, r) in p.rlimits.iter().enumerate() {
+        prlimit(r.resource, r.soft, r.hard).at(Step::Rlimit, i)?;
+    }
+    if p.no_new_privs {
+        prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).at(Step::NoNewPrivs, 0)?;
+    }
+    if let Some(caps) = &p.caps {
+        prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).at(Step::Bounding, 0)?;
+        for cap in 0..=p.last_cap.min(63) {
+            if caps.bounding & (1u64 << cap) == 0 {
+                match prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) {
+                    Ok(_) | Err(libc::EINVAL) => {}
+                    Err(e) => return Err(Fail { step: Step::Bounding, errno: e, arg: cap }),
+                }
+            }
+        }
+    }
+    setgroups(&p.groups).at(Step::Setgroups, 0)?;
+    setresgid(p.gid).at(Step::Setgid, 0)?;
+    setresuid(p.uid).at(Step::Setuid, 0)?;
+    if let Some(caps) = &p.caps {
+        prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0).at(Step::Capset, 0)?;
+        let word = |m: u64, hi: bool| if hi { (m >> 32) as u32 } else { m as u32 };
+        let data = [false, true].map(|hi| CapData {
+            effective: word(caps.effective, hi),
+            permitted: word(caps.permitted, hi),
+            inheritable: word(caps.inheritable, hi),
+        });
+        capset(&data).at(Step::Capset, 0)?;
+        prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong, 0, 0, 0).at(Step::Ambient, 64)?;
+        for cap in 0..=p.last_cap.min(63) {
+            if caps.ambient & (1u64 << cap) != 0 {
+                prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as c_ulong, cap as c_ulong, 0, 0)
+                    .at(Step::Ambient, cap as usize)?;
+            }
+        }
+    }
+    umask(p.umask.unwrap_or(0o022));
+    chdir(&p.cwd).at(Step::Cwd, 0)?;
+    // A cwd reached through a leaked fd would lie outside our root: getcwd says so
+    // ("(unreachable)/..."), as in CVE-2024-21626.
+    let mut buf = [0u8; 4096];
+    match getcwd(&mut buf) {
+        Ok(_) if buf[0] == b'/' => {}
+        Ok(_) => return Err(Fail { step: Step::CwdOutsideRoot, errno: libc::EPERM, arg: 0 }),
+        Err(e) => return Err(Fail { step: Step::CwdOutsideRoot, errno: e, arg: 0 }),
+    }
+    let mut st = super::zeroed_stat();
+    let mut denied = false;
+    for c in &p.candidates {
+        match fstatat(libc::AT_FDCWD, c, &mut st, 0) {
+            Ok(()) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                if st.st_mode & 0o111 != 0 {
+                    return Ok(c);
+                }
+                denied = true;
+            }
+            Ok(()) => denied = true,
+            Err(libc::EACCES) => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(Fail {
+        step: Step::ExecLookup,
+        errno: if denied { libc::EACCES } else { libc::ENOENT },
+        arg: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let m = Msg { kind: kind::ERROR, step: Step::Mount as u32, errno: -3, arg: 7 };
+        assert_eq!(Msg::from_bytes(&m.to_bytes()), m);
+    }
+
+    #[test]
+    fn every_step_number_maps_back() {
+        for n in 1..=39 {
+            let s = Step::from_u32(n).expect("step");
+            assert_eq!(s as u32, n);
+        }
+        assert!(Step::from_u32(0).is_none());
+        assert!(Step::from_u32(40).is_none());
+    }
+}

@@ -1,0 +1,548 @@
+//! Raw system calls: the only module of the workspace with `unsafe`.
+//!
+//! Everything here is callable between `clone` and `execve` in a child of a multithreaded
+//! process: each function is one `syscall(2)` on caller-provided memory — no allocation, no
+//! locks, and no glibc wrapper that keeps process-wide state (glibc's `setresuid` and friends
+//! broadcast to every thread glibc believes exists, which hangs a forked child; `getcwd` may
+//! allocate). Errors are raw errno values.
+#![allow(unsafe_code)]
+
+pub(crate) mod child;
+pub(crate) mod spawn;
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use libc::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+
+/// A raw OS error number.
+pub(crate) type Errno = i32;
+
+/// The result of a raw system call.
+pub(crate) type SysResult<T = c_long> = Result<T, Errno>;
+
+#[inline]
+fn errno() -> Errno {
+    // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
+    unsafe { *libc::__errno_location() }
+}
+
+#[inline]
+fn check(r: c_long) -> SysResult {
+    if r < 0 { Err(errno()) } else { Ok(r) }
+}
+
+/// A nullable C string pointer.
+#[inline]
+fn opt_ptr(s: Option<&CStr>) -> *const c_char {
+    s.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+pub(crate) fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> SysResult<()> {
+    // SAFETY: every pointer is a NUL-terminated string or null, as mount(2) accepts.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount,
+            opt_ptr(source),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            opt_ptr(data).cast::<c_void>(),
+        )
+    })
+    .map(drop)
+}
+
+pub(crate) fn umount2(target: &CStr, flags: c_int) -> SysResult<()> {
+    // SAFETY: target is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_umount2, target.as_ptr(), flags) }).map(drop)
+}
+
+pub(crate) fn pivot_root(new_root: &CStr, put_old: &CStr) -> SysResult<()> {
+    // SAFETY: both are NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
+        .map(drop)
+}
+
+pub(crate) fn chdir(path: &CStr) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_chdir, path.as_ptr()) }).map(drop)
+}
+
+pub(crate) fn fchdir(fd: RawFd) -> SysResult<()> {
+    // SAFETY: plain integer argument.
+    check(unsafe { libc::syscall(libc::SYS_fchdir, fd) }).map(drop)
+}
+
+pub(crate) fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> SysResult<RawFd> {
+    openat(libc::AT_FDCWD, path, flags, mode)
+}
+
+pub(crate) fn openat(dirfd: RawFd, path: &CStr, flags: c_int, mode: libc::mode_t) -> SysResult<RawFd> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_openat, dirfd, path.as_ptr(), flags, mode) })
+        .map(|fd| fd as RawFd)
+}
+
+/// `openat2(2)` with `flags` and `resolve`.
+pub(crate) fn openat2(dirfd: RawFd, path: &CStr, flags: u64, resolve: u64) -> SysResult<RawFd> {
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags;
+    how.resolve = resolve;
+    // SAFETY: path is NUL-terminated; how lives across the call and its size is passed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            path.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })
+    .map(|fd| fd as RawFd)
+}
+
+pub(crate) fn mkdirat(dirfd: RawFd, path: &CStr, mode: libc::mode_t) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_mkdirat, dirfd, path.as_ptr(), mode) }).map(drop)
+}
+
+pub(crate) fn mknodat(dirfd: RawFd, path: &CStr, mode: libc::mode_t, dev: libc::dev_t) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_mknodat, dirfd, path.as_ptr(), mode, dev) }).map(drop)
+}
+
+pub(crate) fn symlinkat(target: &CStr, dirfd: RawFd, linkpath: &CStr) -> SysResult<()> {
+    // SAFETY: both are NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_symlinkat, target.as_ptr(), dirfd, linkpath.as_ptr()) })
+        .map(drop)
+}
+
+pub(crate) fn fchownat(dirfd: RawFd, path: &CStr, uid: u32, gid: u32, flags: c_int) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_fchownat, dirfd, path.as_ptr(), uid, gid, flags) })
+        .map(drop)
+}
+
+/// `fstatat(2)`; `statbuf` is the caller's.
+pub(crate) fn fstatat(dirfd: RawFd, path: &CStr, statbuf: &mut libc::stat, flags: c_int) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated; statbuf is a valid, writable struct stat.
+    check(unsafe {
+        libc::syscall(libc::SYS_newfstatat, dirfd, path.as_ptr(), statbuf as *mut libc::stat, flags)
+    })
+    .map(drop)
+}
+
+/// The kernel's `struct statfs` on 64-bit Linux (libc hides `f_flags` in its padding).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct StatFs {
+    pub f_type: i64,
+    pub f_bsize: i64,
+    pub f_blocks: u64,
+    pub f_bfree: u64,
+    pub f_bavail: u64,
+    pub f_files: u64,
+    pub f_ffree: u64,
+    pub f_fsid: [i32; 2],
+    pub f_namelen: i64,
+    pub f_frsize: i64,
+    pub f_flags: i64,
+    pub f_spare: [i64; 4],
+}
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("the native driver supports 64-bit Linux only");
+
+/// `fstatfs(2)`; returns the mount flags (`ST_*`, numerically equal to the `MS_*` flags).
+pub(crate) fn fstatfs_flags(fd: RawFd) -> SysResult<c_ulong> {
+    let mut buf = StatFs::default();
+    // SAFETY: buf is a valid, writable statfs of the 64-bit kernel layout.
+    check(unsafe { libc::syscall(libc::SYS_fstatfs, fd, &raw mut buf) })?;
+    Ok(buf.f_flags as c_ulong)
+}
+
+pub(crate) fn close(fd: RawFd) -> SysResult<()> {
+    // SAFETY: closing an fd number; the caller owns it.
+    check(unsafe { libc::syscall(libc::SYS_close, fd) }).map(drop)
+}
+
+pub(crate) fn close_range(first: c_uint, last: c_uint, flags: c_uint) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }).map(drop)
+}
+
+pub(crate) fn dup3(old: RawFd, new: RawFd, flags: c_int) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) }).map(drop)
+}
+
+pub(crate) fn fcntl(fd: RawFd, cmd: c_int, arg: c_long) -> SysResult {
+    // SAFETY: the commands used take an integer argument.
+    check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+}
+
+pub(crate) fn setns(fd: RawFd, nstype: c_int) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_setns, fd, nstype) }).map(drop)
+}
+
+pub(crate) fn unshare(flags: c_int) -> SysResult<()> {
+    // SAFETY: plain integer argument.
+    check(unsafe { libc::syscall(libc::SYS_unshare, flags) }).map(drop)
+}
+
+pub(crate) fn sethostname(name: &[u8]) -> SysResult<()> {
+    // SAFETY: pointer and length describe the slice.
+    check(unsafe { libc::syscall(libc::SYS_sethostname, name.as_ptr(), name.len()) }).map(drop)
+}
+
+pub(crate) fn setdomainname(name: &[u8]) -> SysResult<()> {
+    // SAFETY: pointer and length describe the slice.
+    check(unsafe { libc::syscall(libc::SYS_setdomainname, name.as_ptr(), name.len()) }).map(drop)
+}
+
+pub(crate) fn setsid() -> SysResult<()> {
+    // SAFETY: no arguments.
+    check(unsafe { libc::syscall(libc::SYS_setsid) }).map(drop)
+}
+
+pub(crate) fn setresuid(uid: u32) -> SysResult<()> {
+    // SAFETY: plain integers; the raw call changes this thread only, which in the
+    // single-threaded child is the whole process.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
+}
+
+pub(crate) fn setresgid(gid: u32) -> SysResult<()> {
+    // SAFETY: as setresuid.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
+}
+
+pub(crate) fn setgroups(gids: &[libc::gid_t]) -> SysResult<()> {
+    // SAFETY: pointer and length describe the slice.
+    check(unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) }).map(drop)
+}
+
+pub(crate) fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_ulong) -> SysResult {
+    // SAFETY: the options used take integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_prctl, option, a2, a3, a4, a5) })
+}
+
+/// Capability sets for `capset(2)`, version 3 (two 32-bit words per set).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CapData {
+    pub effective: u32,
+    pub permitted: u32,
+    pub inheritable: u32,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+pub(crate) fn capset(data: &[CapData; 2]) -> SysResult<()> {
+    let hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and data are valid repr(C) structs of the sizes the v3 ABI expects.
+    check(unsafe { libc::syscall(libc::SYS_capset, &raw const hdr, data.as_ptr()) }).map(drop)
+}
+
+pub(crate) fn prlimit(resource: c_int, soft: u64, hard: u64) -> SysResult<()> {
+    let lim = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: lim is a valid rlimit64; old limit pointer is null.
+    check(unsafe {
+        libc::syscall(libc::SYS_prlimit64, 0, resource, &raw const lim, std::ptr::null_mut::<libc::rlimit64>())
+    })
+    .map(drop)
+}
+
+pub(crate) fn umask(mask: libc::mode_t) {
+    // SAFETY: plain integer argument; umask can't fail.
+    unsafe { libc::syscall(libc::SYS_umask, mask) };
+}
+
+pub(crate) fn write(fd: RawFd, buf: &[u8]) -> SysResult<usize> {
+    // SAFETY: pointer and length describe the slice.
+    check(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) }).map(|n| n as usize)
+}
+
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: pointer and length describe the writable slice.
+    check(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+}
+
+/// `getcwd(2)` into `buf`; returns the length including the NUL.
+pub(crate) fn getcwd(buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: pointer and length describe the writable slice.
+    check(unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+}
+
+/// `execve(2)`; returns only on failure. `argv` and `envp` are NULL-terminated arrays of
+/// pointers to NUL-terminated strings that outlive the call.
+pub(crate) fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+    // SAFETY: the caller guarantees argv/envp are NULL-terminated arrays of valid strings.
+    unsafe { libc::syscall(libc::SYS_execve, path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    errno()
+}
+
+/// Resets every catchable signal to its default disposition.
+pub(crate) fn reset_signal_dispositions() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask; the kernel sigaction ABI
+        // takes (sig, act, oldact, sigsetsize). Failures (invalid numbers) are harmless.
+        unsafe {
+            let act: KernelSigaction = std::mem::zeroed();
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &raw const act,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+}
+
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Sets this thread's signal mask to all-blocked or to none, returning the previous mask.
+pub(crate) fn set_sigmask(block_all: bool) -> u64 {
+    let new: u64 = if block_all { !0 } else { 0 };
+    let mut old: u64 = 0;
+    // SAFETY: the kernel ABI takes 8-byte masks; both pointers are valid.
+    unsafe {
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &raw const new, &raw mut old, 8usize);
+    }
+    old
+}
+
+/// Restores a mask returned by [`set_sigmask`].
+pub(crate) fn restore_sigmask(mask: u64) {
+    // SAFETY: as set_sigmask.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const mask,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+}
+
+pub(crate) fn exit(code: c_int) -> ! {
+    // SAFETY: exit_group ends the process without running atexit handlers or flushing stdio,
+    // which is what a forked child of a multithreaded process must do.
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, code);
+    }
+    // exit_group does not return.
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
+
+
+pub(crate) fn pidfd_open(pid: i32) -> SysResult<RawFd> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
+}
+
+pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> SysResult<()> {
+    // SAFETY: null siginfo means "as kill(2) would"; flags 0.
+    check(unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<libc::siginfo_t>(), 0)
+    })
+    .map(drop)
+}
+
+/// Waits for the process behind `pidfd` to exit and reaps it (`waitid(P_PIDFD)`); returns the
+/// raw `(si_code, si_status)`. Retries on EINTR.
+pub(crate) fn waitid_pidfd(pidfd: RawFd, nowait: bool) -> SysResult<(c_int, c_int)> {
+    let flags = libc::WEXITED | if nowait { libc::WNOWAIT } else { 0 };
+    loop {
+        // SAFETY: info is a valid, writable siginfo_t; rusage pointer is null.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PIDFD,
+                pidfd,
+                &raw mut info,
+                flags,
+                std::ptr::null_mut::<libc::rusage>(),
+            )
+        };
+        match check(r) {
+            Ok(_) => {
+                // SAFETY: waitid filled a SIGCHLD siginfo, whose si_status is valid.
+                let status = unsafe { info.si_status() };
+                return Ok((info.si_code, status));
+            }
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Arguments of `clone3(2)`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CloneArgs {
+    pub flags: u64,
+    pub exit_signal: u64,
+}
+
+/// What `clone3` returned in this process.
+pub(crate) enum Forked {
+    /// We are the new child.
+    Child,
+    /// We are the parent; the child's pid and, with `CLONE_PIDFD`, its pidfd.
+    Parent { pid: i32, pidfd: RawFd },
+}
+
+/// `clone3(2)` without `CLONE_VM`: fork semantics (the child continues on a copy of this
+/// thread's stack). The child must stick to the functions of this module until it execs or
+/// exits.
+///
+/// # Safety
+/// The caller must ensure that the child path runs only async-signal-safe code (the functions
+/// of this module on memory prepared before the call) and ends in `execve` or [`exit`].
+pub(crate) unsafe fn clone3(args: CloneArgs) -> SysResult<Forked> {
+    let mut pidfd: c_int = -1;
+    // SAFETY: clone_args is plain data; zeroed is valid.
+    let mut ca: libc::clone_args = unsafe { std::mem::zeroed() };
+    ca.flags = args.flags;
+    ca.exit_signal = args.exit_signal;
+    if args.flags & libc::CLONE_PIDFD as u64 != 0 {
+        ca.pidfd = (&raw mut pidfd) as u64;
+    }
+    // SAFETY: ca is valid for the call; without CLONE_VM and with a zero stack the child gets
+    // a copy-on-write copy of our memory and continues here, as with fork(2).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut ca,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match check(r)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: pid as i32,
+            pidfd,
+        }),
+    }
+}
+
+/// Formats `/proc/self/fd/<fd>` into `buf` without allocating and returns it.
+pub(crate) fn proc_fd_path(buf: &mut [u8; 32], fd: RawFd) -> &CStr {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 || len == digits.len() {
+            break;
+        }
+    }
+    let mut pos = PREFIX.len();
+    while len > 0 {
+        len -= 1;
+        buf[pos] = digits[len];
+        pos += 1;
+    }
+    buf[pos] = 0;
+    // The buffer holds exactly one NUL, at `pos`.
+    CStr::from_bytes_with_nul(&buf[..=pos]).unwrap_or(c"/proc/self/fd/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fd_paths() {
+        let mut buf = [0u8; 32];
+        assert_eq!(proc_fd_path(&mut buf, 0).to_bytes(), b"/proc/self/fd/0");
+        assert_eq!(proc_fd_path(&mut buf, 7).to_bytes(), b"/proc/self/fd/7");
+        assert_eq!(proc_fd_path(&mut buf, 1234567).to_bytes(), b"/proc/self/fd/1234567");
+        assert_eq!(proc_fd_path(&mut buf, i32::MAX).to_bytes(), b"/proc/self/fd/2147483647");
+    }
+}
+
+/// A zeroed `struct stat` for [`fstatat`].
+pub(crate) fn zeroed_stat() -> libc::stat {
+    // SAFETY: struct stat is plain data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+pub(crate) fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> SysResult<()> {
+    // SAFETY: path and name are NUL-terminated; pointer and length describe value.
+    check(unsafe {
+        libc::syscall(libc::SYS_setxattr, path.as_ptr(), name.as_ptr(), value.as_ptr(), value.len(), 0)
+    })
+    .map(drop)
+}
+
+/// Whether `path` has the extended attribute `name`.
+pub(crate) fn has_xattr(path: &CStr, name: &CStr) -> bool {
+    // SAFETY: a zero-size query with a null buffer returns the value's size.
+    let r = unsafe {
+        libc::syscall(libc::SYS_getxattr, path.as_ptr(), name.as_ptr(), std::ptr::null_mut::<c_void>(), 0)
+    };
+    r >= 0
+}
+
+/// Takes ownership of a raw fd a system call just returned.
+pub(crate) fn own_fd(fd: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: callers pass fds that a system call just created and nothing else owns.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// Waits up to `timeout_ms` for `fd` to become readable.
+pub(crate) fn poll_in(fd: RawFd, timeout_ms: c_int) -> SysResult<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: p is one valid pollfd.
+    let r = check(unsafe { libc::syscall(libc::SYS_poll, &raw mut p, 1, timeout_ms) })?;
+    Ok(r > 0)
+}
+
+/// `flock(fd, LOCK_EX | LOCK_NB)`.
+pub(crate) fn flock_exclusive_nonblock(fd: RawFd) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_flock, fd, libc::LOCK_EX | libc::LOCK_NB) }).map(drop)
+}
