@@ -95,7 +95,7 @@ impl StateStore {
             }
             Err(e) => return Err(self.io("create", &dir, e)),
         }
-        match lock(&dir, true) {
+        match lock(&dir) {
             Ok(Some(l)) => Ok(l),
             Ok(None) => Err(DriverError::AlreadyExists { id: id.to_string() }),
             Err(e) => {
@@ -107,7 +107,7 @@ impl StateStore {
 
     /// Whether some engine holds the container's lock (it is being created or run).
     pub fn is_locked(&self, id: &ContainerId) -> bool {
-        matches!(lock(&self.dir(id), false), Ok(None))
+        matches!(lock(&self.dir(id)), Ok(None))
     }
 
     /// Writes `state.json` atomically.
@@ -186,14 +186,14 @@ pub(crate) enum ReadError {
 }
 
 /// An flock on `dir`: `Ok(None)` when someone else holds it.
-fn lock(dir: &Path, keep: bool) -> io::Result<Option<DirLock>> {
+fn lock(dir: &Path) -> io::Result<Option<DirLock>> {
     let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(dir)?;
     let fd = OwnedFd::from(f);
     match crate::sys::flock_exclusive_nonblock(fd.as_raw_fd()) {
-        Ok(()) => Ok(keep.then_some(DirLock { _fd: fd })),
+        Ok(()) => Ok(Some(DirLock { _fd: fd })),
         Err(libc::EWOULDBLOCK) => Ok(None),
         Err(e) => Err(io::Error::from_raw_os_error(e)),
     }
