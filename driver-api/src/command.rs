@@ -125,7 +125,7 @@ pub fn parse_spec(json: &[u8]) -> Result<Spec> {
     let de = &mut serde_json::Deserializer::from_slice(json);
     let spec = serde_path_to_error::deserialize::<_, Spec>(de).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." || path.is_empty() {
+        let field = if path == "." || path == "?" || path.is_empty() {
             "config.json".to_owned()
         } else {
             path
@@ -275,7 +275,14 @@ mod tests {
     fn malformed_specs_name_the_field() {
         let cases: &[(&str, &str)] = &[
             ("not json", "invalid spec: config.json: expected ident"),
-            ("{\"ociVersion\": 5}", "invalid spec: ociVersion: invalid type"),
+            (
+                "{ not json",
+                "invalid spec: config.json: key must be a string",
+            ),
+            (
+                "{\"ociVersion\": 5}",
+                "invalid spec: ociVersion: invalid type",
+            ),
             (
                 r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["a"],"user":{"uid":"x","gid":0}}}"#,
                 "invalid spec: process.user.uid: invalid type: string",
@@ -286,7 +293,10 @@ mod tests {
             ),
             ("[]", "invalid spec: config.json: must be a JSON object"),
             ("{}", "invalid spec: ociVersion: \"\" is not a 1.x"),
-            (r#"{"ociVersion": "2.0"}"#, "invalid spec: ociVersion: \"2.0\""),
+            (
+                r#"{"ociVersion": "2.0"}"#,
+                "invalid spec: ociVersion: \"2.0\"",
+            ),
         ];
         for (json, want) in cases {
             let got = parse_spec(json.as_bytes()).unwrap_err().to_string();
@@ -300,7 +310,8 @@ mod tests {
         let id = ContainerId::new("x").unwrap();
         let err = Command::from_bundle(id.clone(), dir.path()).unwrap_err();
         assert!(
-            err.to_string().starts_with("invalid spec: config.json: can't read"),
+            err.to_string()
+                .starts_with("invalid spec: config.json: can't read"),
             "{err}"
         );
         fs::create_dir(dir.path().join("config.json")).unwrap();
@@ -336,8 +347,12 @@ mod tests {
     fn capture_collects_both_streams() {
         use std::io::Write;
         let (pipes, captured) = Pipes::capture().unwrap();
-        let Stdio::Fd(out) = pipes.stdout else { panic!() };
-        let Stdio::Fd(err) = pipes.stderr else { panic!() };
+        let Stdio::Fd(out) = pipes.stdout else {
+            panic!()
+        };
+        let Stdio::Fd(err) = pipes.stderr else {
+            panic!()
+        };
         fs::File::from(out).write_all(b"hello").unwrap();
         fs::File::from(err).write_all(b"oops").unwrap();
         assert_eq!(captured.wait_strings(), ("hello".into(), "oops".into()));

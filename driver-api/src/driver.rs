@@ -221,7 +221,9 @@ impl Capabilities {
 
     /// Every optional operation.
     pub fn all() -> Self {
-        Operation::ALL.iter().fold(Self::none(), |c, op| c.with(*op))
+        Operation::ALL
+            .iter()
+            .fold(Self::none(), |c, op| c.with(*op))
     }
 
     /// Adds `op`.
@@ -271,7 +273,9 @@ mod tests {
 
     #[test]
     fn capability_sets() {
-        let c = Capabilities::none().with(Operation::Exec).with(Operation::Oom);
+        let c = Capabilities::none()
+            .with(Operation::Exec)
+            .with(Operation::Oom);
         assert!(c.supports(Operation::Exec) && c.supports(Operation::Oom));
         assert!(!c.supports(Operation::Pause));
         assert_eq!(c.to_string(), "exec,oom");

@@ -74,7 +74,6 @@ pub fn spawn(
     })
 }
 
-
 // Thread names are limited to 15 bytes by the kernel; keep the start of the id.
 fn short(id: &str) -> &str {
     let end = id
@@ -105,10 +104,10 @@ impl RunHandle {
     /// The pid, if the program has started (does not block).
     pub fn pid(&self) -> Option<u32> {
         let mut slot = self.started.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            if let Ok(s) = self.started_rx.try_recv() {
-                *slot = Some(Some((s.pid, s.oom)));
-            }
+        if slot.is_none()
+            && let Ok(s) = self.started_rx.try_recv()
+        {
+            *slot = Some(Some((s.pid, s.oom)));
         }
         slot.as_ref().and_then(|s| s.as_ref().map(|(pid, _)| *pid))
     }

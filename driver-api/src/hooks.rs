@@ -312,7 +312,14 @@ mod tests {
         let err = hooks
             .run(HookStage::Start, &HookContext::new(&id, &p, 7, &oom))
             .unwrap_err();
-        assert!(matches!(err, DriverError::Hook { stage: HookStage::Start, index: 0, .. }));
+        assert!(matches!(
+            err,
+            DriverError::Hook {
+                stage: HookStage::Start,
+                index: 0,
+                ..
+            }
+        ));
         assert_eq!(err.to_string(), "start hook #0 failed: panicked: kaput");
     }
 

@@ -70,7 +70,11 @@ fn validate(id: &str) -> Result<(), &'static str> {
 /// A short, escaped rendering of untrusted input for error messages.
 fn printable(id: &str) -> String {
     const SHOWN: usize = 40;
-    let mut out: String = id.chars().take(SHOWN).flat_map(char::escape_debug).collect();
+    let mut out: String = id
+        .chars()
+        .take(SHOWN)
+        .flat_map(char::escape_debug)
+        .collect();
     let total = id.chars().count();
     if total > SHOWN {
         out.push_str(&format!("... ({total} characters)"));

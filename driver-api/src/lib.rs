@@ -31,12 +31,12 @@ pub use stats::{BlockIoStats, CpuStats, MemoryStats, NetworkStats, PidsStats, Re
 pub use status::{ExitStatus, Info, Status};
 pub use terminal::Terminal;
 
-/// The OCI runtime-spec types, re-exported so that a driver crate needs only this crate.
-pub use oci_spec;
 /// The channel crate of [`OomReceiver`], re-exported.
 pub use crossbeam_channel;
-/// The JSON crate of driver options, re-exported.
-pub use serde_json;
+/// The OCI runtime-spec types, re-exported so that a driver crate needs only this crate.
+pub use oci_spec;
 /// serde, re-exported so that a driver crate can derive its typed options with this crate
 /// alone: `#[derive(execdriver_api::serde::Deserialize)] #[serde(crate = "execdriver_api::serde")]`.
 pub use serde;
+/// The JSON crate of driver options, re-exported.
+pub use serde_json;

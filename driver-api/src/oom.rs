@@ -131,6 +131,9 @@ mod tests {
         assert_eq!(n.inner.lock().unwrap().subscribers.len(), 1);
         n.close();
         assert_eq!(live.recv().unwrap().count, 1);
-        assert!(live.recv().is_err(), "closed notifier disconnects receivers");
+        assert!(
+            live.recv().is_err(),
+            "closed notifier disconnects receivers"
+        );
     }
 }

@@ -60,7 +60,7 @@ impl DriverConfig {
         let cfg: Self = serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
             let inner = err.into_inner();
-            let reason = if path == "." {
+            let reason = if path == "." || path == "?" {
                 inner.to_string()
             } else {
                 format!("{path}: {inner}")
@@ -108,7 +108,7 @@ pub fn parse_options<T: DeserializeOwned>(driver: &str, options: &serde_json::Va
         let inner = err.into_inner();
         DriverError::InvalidOptions {
             driver: driver.to_owned(),
-            reason: if path == "." {
+            reason: if path == "." || path == "?" {
                 inner.to_string()
             } else {
                 format!("{path}: {inner}")
@@ -263,7 +263,10 @@ mod tests {
     fn duplicate_and_empty_names_are_rejected() {
         let mut r = registry();
         let err = r.register(Arc::new(NopFactory("a"))).unwrap_err();
-        assert_eq!(err.to_string(), "a driver named \"a\" is already registered");
+        assert_eq!(
+            err.to_string(),
+            "a driver named \"a\" is already registered"
+        );
         assert!(r.register(Arc::new(NopFactory(" "))).is_err());
         assert_eq!(r.names().len(), 2);
     }
@@ -296,7 +299,10 @@ mod tests {
                 Err(e) => e.to_string(),
                 Ok(_) => panic!("accepted {opts}"),
             };
-            assert!(err.starts_with("invalid options for the a driver: "), "{err}");
+            assert!(
+                err.starts_with("invalid options for the a driver: "),
+                "{err}"
+            );
             assert!(err.contains(want), "{opts}: {err}");
         }
     }

@@ -25,6 +25,8 @@ pub fn default_registry() -> Registry {
     registry
 }
 
+// Pushes under cfg attributes; a vec![] literal could not leave items out.
+#[allow(clippy::vec_init_then_push)]
 fn builtin_factories() -> Vec<Arc<dyn DriverFactory>> {
     let mut v: Vec<Arc<dyn DriverFactory>> = Vec::new();
     #[cfg(all(feature = "native", target_os = "linux"))]
@@ -66,7 +68,10 @@ mod tests {
         let p = dir.path().join("c.json");
         std::fs::write(&p, r#"{"driver": "nope"}"#).unwrap();
         let err = from_config_file(&p).err().unwrap().to_string();
-        assert!(err.starts_with("unknown driver \"nope\"; available drivers: "), "{err}");
+        assert!(
+            err.starts_with("unknown driver \"nope\"; available drivers: "),
+            "{err}"
+        );
         std::fs::write(&p, r#"{"driver": "native", "options": {"rooot": "/x"}}"#).unwrap();
         let err = from_config_file(&p).err().unwrap().to_string();
         #[cfg(all(feature = "native", target_os = "linux"))]

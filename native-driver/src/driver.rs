@@ -32,7 +32,9 @@ pub struct NativeDriver {
 
 impl std::fmt::Debug for NativeDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeDriver").field("options", &self.options).finish()
+        f.debug_struct("NativeDriver")
+            .field("options", &self.options)
+            .finish()
     }
 }
 
@@ -114,7 +116,9 @@ impl NativeDriver {
                 context: format!("container {id}: state"),
                 message: why,
             }),
-            Err(ReadError::Io(path, e)) => Err(DriverError::io(format!("read {}", path.display()), e)),
+            Err(ReadError::Io(path, e)) => {
+                Err(DriverError::io(format!("read {}", path.display()), e))
+            }
         }
     }
 
@@ -189,7 +193,10 @@ impl StdioFds {
     fn new(pipes: Pipes, dev_null: RawFd) -> Result<Self> {
         let mut fds: [Option<OwnedFd>; 3] = [None, None, None];
         let mut raw = [-1; 3];
-        for (i, s) in [pipes.stdin, pipes.stdout, pipes.stderr].into_iter().enumerate() {
+        for (i, s) in [pipes.stdin, pipes.stdout, pipes.stderr]
+            .into_iter()
+            .enumerate()
+        {
             match s {
                 Stdio::Null => raw[i] = dev_null,
                 Stdio::Inherit => {}
@@ -249,9 +256,17 @@ impl Driver for NativeDriver {
             ));
         }
         let layout = self.layout()?;
-        let cgroups_path = cmd.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-        let placement = Placement::new(&self.options.cgroup_parent, cgroups_path.as_deref(), id.as_str())
-            .map_err(|e| DriverError::invalid_spec("linux.cgroupsPath", e.to_string()))?;
+        let cgroups_path = cmd
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone());
+        let placement = Placement::new(
+            &self.options.cgroup_parent,
+            cgroups_path.as_deref(),
+            id.as_str(),
+        )
+        .map_err(|e| DriverError::invalid_spec("linux.cgroupsPath", e.to_string()))?;
         let cgroup = Cgroup::plan(layout, &placement).map_err(|e| cgroup_error(id, e))?;
         let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
         let plan = Plan::build(&PlanInputs {
@@ -291,11 +306,17 @@ impl Driver for NativeDriver {
             message: format!("the container init {what}"),
         };
         let recv = |chan: &Channel| -> Result<Option<crate::sys::child::Msg>> {
-            chan.recv().map_err(|e| DriverError::io(format!("container {id}: setup"), e))
+            chan.recv()
+                .map_err(|e| DriverError::io(format!("container {id}: setup"), e))
         };
-        let go = |chan: &Channel| chan.go().map_err(|e| DriverError::io(format!("container {id}: setup"), e));
+        let go = |chan: &Channel| {
+            chan.go()
+                .map_err(|e| DriverError::io(format!("container {id}: setup"), e))
+        };
 
-        cgroup.add(&*self.fs, pid0).map_err(|e| cgroup_error(id, e))?;
+        cgroup
+            .add(&*self.fs, pid0)
+            .map_err(|e| cgroup_error(id, e))?;
         let pid = if intermediate {
             go(&chan)?;
             let grandchild = loop {
@@ -326,8 +347,9 @@ impl Driver for NativeDriver {
             pid0
         };
         if let Some(adj) = plan.process.oom_score_adj {
-            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-                .map_err(|e| DriverError::io(format!("container {id}: set process.oomScoreAdj {adj}"), e))?;
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
+                DriverError::io(format!("container {id}: set process.oomScoreAdj {adj}"), e)
+            })?;
         }
         let start_time = procfs::stat(pid)
             .map(|s| s.start_time)
@@ -344,7 +366,13 @@ impl Driver for NativeDriver {
             cgroup: cgroup.clone(),
             owner: std::process::id(),
             netns: plan.ns.has_net,
-            annotations: cmd.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            annotations: cmd
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         };
         self.state.write(&state)?;
 
@@ -414,7 +442,10 @@ impl Driver for NativeDriver {
                 id: id.to_string(),
                 status: Status::Stopped,
             }),
-            Err(e) => Err(DriverError::sys(format!("container {id}: signal {signal}"), e)),
+            Err(e) => Err(DriverError::sys(
+                format!("container {id}: signal {signal}"),
+                e,
+            )),
         }
     }
 
@@ -424,7 +455,9 @@ impl Driver for NativeDriver {
         if let Some(fd) = &pidfd {
             let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
         }
-        st.cgroup.kill_all(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+        st.cgroup
+            .kill_all(&*self.fs)
+            .map_err(|e| cgroup_error(id, e))?;
         if let Some(fd) = pidfd {
             wait_exit(&fd, Duration::from_secs(10))
                 .map_err(|e| DriverError::sys(format!("container {id}: wait for exit"), e))?;
@@ -455,8 +488,12 @@ impl Driver for NativeDriver {
                     status,
                 });
             }
-            st.cgroup.kill_all(&*self.fs).map_err(|e| cgroup_error(id, e))?;
-            st.cgroup.remove(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+            st.cgroup
+                .kill_all(&*self.fs)
+                .map_err(|e| cgroup_error(id, e))?;
+            st.cgroup
+                .remove(&*self.fs)
+                .map_err(|e| cgroup_error(id, e))?;
         }
         self.state.remove(id)
     }
@@ -488,7 +525,10 @@ fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> std::result::Result<(), i32>
         if left.is_zero() {
             return Err(libc::ETIMEDOUT);
         }
-        match sys::poll_in(pidfd.as_raw_fd(), left.as_millis().min(i32::MAX as u128) as i32) {
+        match sys::poll_in(
+            pidfd.as_raw_fd(),
+            left.as_millis().min(i32::MAX as u128) as i32,
+        ) {
             Ok(true) => return Ok(()),
             Ok(false) => continue,
             Err(libc::EINTR) => continue,

@@ -32,7 +32,9 @@ pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
 /// Whether `pid` is the process that started at `start_time` and has not exited (a zombie
 /// has exited).
 pub(crate) fn is_alive(pid: i32, start_time: u64) -> bool {
-    pid > 0 && stat(pid).is_some_and(|s| s.start_time == start_time && s.state != b'Z' && s.state != b'X')
+    pid > 0
+        && stat(pid)
+            .is_some_and(|s| s.start_time == start_time && s.state != b'Z' && s.state != b'X')
 }
 
 #[cfg(test)]

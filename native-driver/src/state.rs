@@ -169,7 +169,11 @@ impl StateStore {
         let mut ids: Vec<ContainerId> = entries
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().and_then(|n| ContainerId::new(n).ok()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| ContainerId::new(n).ok())
+            })
             .collect();
         ids.sort();
         Ok(ids)
@@ -213,7 +217,10 @@ mod tests {
             rootfs: "/b/rootfs".into(),
             created: SystemTime::now(),
             started: false,
-            cgroup: Cgroup { v2: true, dirs: vec![] },
+            cgroup: Cgroup {
+                v2: true,
+                dirs: vec![],
+            },
             owner: 3,
             netns: false,
             annotations: BTreeMap::new(),
@@ -228,11 +235,14 @@ mod tests {
         assert!(store.read(&id).unwrap().is_none());
         let lock = store.create(&id).unwrap();
         assert!(matches!(store.read(&id), Err(ReadError::Incomplete)));
-        assert!(matches!(store.create(&id), Err(DriverError::AlreadyExists { .. })));
+        assert!(matches!(
+            store.create(&id),
+            Err(DriverError::AlreadyExists { .. })
+        ));
         assert!(store.is_locked(&id));
         store.write(&state(&id)).unwrap();
         assert_eq!(store.read(&id).unwrap().unwrap().pid, 1);
-        assert_eq!(store.list().unwrap(), [id.clone()]);
+        assert_eq!(store.list().unwrap(), std::slice::from_ref(&id));
         drop(lock);
         assert!(!store.is_locked(&id));
         store.remove(&id).unwrap();

@@ -117,7 +117,11 @@ pub fn build_rootfs(busybox: &Path, rootfs: &Path) -> Result<(), String> {
             std::os::unix::fs::symlink("busybox", link).map_err(e)?;
         }
     }
-    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").map_err(e)?;
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .map_err(e)?;
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").map_err(e)?;
     Ok(())
 }
@@ -175,8 +179,15 @@ pub fn unique_id(prefix: &str) -> ContainerId {
 ///
 /// # Errors
 /// When the rootfs can't be built.
-pub fn busybox_command(id: &ContainerId, args: &[&str], edit: impl FnOnce(&mut Spec)) -> Result<Command, DriverError> {
-    let rootfs = busybox_rootfs().map_err(|e| DriverError::Internal { context: "fixture".into(), message: e })?;
+pub fn busybox_command(
+    id: &ContainerId,
+    args: &[&str],
+    edit: impl FnOnce(&mut Spec),
+) -> Result<Command, DriverError> {
+    let rootfs = busybox_rootfs().map_err(|e| DriverError::Internal {
+        context: "fixture".into(),
+        message: e,
+    })?;
     let mut spec = runc_like_spec(rootfs, args);
     edit(&mut spec);
     let bundle = rootfs.parent().unwrap_or(rootfs);

@@ -44,7 +44,10 @@ impl Fixture for NativeFixture {
                     .swap(32 * 1024 * 1024_i64)
                     .build()
                     .expect("memory");
-                let res = LinuxResourcesBuilder::default().memory(mem).build().expect("resources");
+                let res = LinuxResourcesBuilder::default()
+                    .memory(mem)
+                    .build()
+                    .expect("resources");
                 if let Some(linux) = spec.linux_mut() {
                     linux.set_resources(Some(res));
                 }
@@ -109,6 +112,6 @@ pub fn driver() -> Result<Arc<dyn Driver>, String> {
 ///
 /// # Errors
 /// As [`driver`].
-pub fn conformance_setup() -> Result<(Arc<dyn Driver>, Arc<dyn Fixture>), String> {
+pub fn conformance_setup() -> execdriver_api::conformance::Setup {
     Ok((driver()?, Arc::new(NativeFixture)))
 }

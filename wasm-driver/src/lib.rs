@@ -24,6 +24,9 @@ impl DriverFactory for Factory {
         &self,
         _: &execdriver_api::serde_json::Value,
     ) -> execdriver_api::Result<Arc<dyn execdriver_api::Driver>> {
-        Err(DriverError::unsupported("the wasm driver (not built yet)", NAME))
+        Err(DriverError::unsupported(
+            "the wasm driver (not built yet)",
+            NAME,
+        ))
     }
 }

@@ -215,10 +215,7 @@ fn expect_gone(kit: &Kit, id: &ContainerId) -> CheckResult {
 fn exit_codes(kit: &Kit) -> CheckResult {
     for code in [0, 3, 42] {
         let st = run(kit, &Program::Exit(code), Pipes::null(), &Hooks::new())?;
-        ensure!(
-            st == ExitStatus::exited(code),
-            "Exit({code}) gave {st:?}"
-        );
+        ensure!(st == ExitStatus::exited(code), "Exit({code}) gave {st:?}");
     }
     Ok(())
 }
@@ -285,7 +282,12 @@ fn recording_hooks(log: &Log) -> Hooks {
 
 fn hook_order_and_pid(kit: &Kit) -> CheckResult {
     let log = Log::default();
-    let st = run(kit, &Program::Exit(5), Pipes::null(), &recording_hooks(&log))?;
+    let st = run(
+        kit,
+        &Program::Exit(5),
+        Pipes::null(),
+        &recording_hooks(&log),
+    )?;
     ensure!(st == ExitStatus::exited(5), "exit status {st:?}");
     let log = log.lock().map_err(|_| "poisoned")?.clone();
     let order: Vec<_> = log.iter().map(|(t, _, _)| t.as_str()).collect();
@@ -350,11 +352,17 @@ fn pre_start_aborts(kit: &Kit, fail: fn() -> Result<(), crate::HookError>) -> Ch
     }
     let ran = later.lock().map_err(|_| "poisoned")?.clone();
     ensure!(ran.is_empty(), "hooks after the failure ran: {ran:?}");
-    ensure!(*pid_seen.lock().map_err(|_| "poisoned")? > 0, "pre_start saw pid 0");
+    ensure!(
+        *pid_seen.lock().map_err(|_| "poisoned")? > 0,
+        "pre_start saw pid 0"
+    );
     expect_gone(kit, &id)?;
     // The id is free again at once.
     let cmd = command(kit, &id, &Program::Exit(0))?;
-    let st = kit.driver.run(&cmd, Pipes::null(), &Hooks::new()).map_err(e)?;
+    let st = kit
+        .driver
+        .run(&cmd, Pipes::null(), &Hooks::new())
+        .map_err(e)?;
     ensure!(st.success(), "rerun with the same id gave {st}");
     Ok(())
 }
@@ -441,7 +449,10 @@ fn terminate(kit: &Kit) -> CheckResult {
     let id = handle.id().clone();
     kit.driver.terminate(&id).map_err(e)?;
     let st = handle.wait().map_err(e)?;
-    ensure!(!st.success(), "terminated container exited successfully: {st}");
+    ensure!(
+        !st.success(),
+        "terminated container exited successfully: {st}"
+    );
     match kit.driver.terminate(&id) {
         Ok(()) | Err(DriverError::NotFound { .. }) => {}
         Err(err) => return Err(format!("second terminate: {err}")),
@@ -455,9 +466,17 @@ fn info_and_list_while_running(kit: &Kit) -> CheckResult {
     let checked = (|| {
         let info = kit.driver.info(&id).map_err(e)?;
         ensure!(info.status == Status::Running, "status {}", info.status);
-        ensure!(info.pid == Some(pid), "info pid {:?}, start hook pid {pid}", info.pid);
+        ensure!(
+            info.pid == Some(pid),
+            "info pid {:?}, start hook pid {pid}",
+            info.pid
+        );
         ensure!(info.id == id, "info id {}", info.id);
-        ensure!(info.driver == kit.driver.name(), "info driver {}", info.driver);
+        ensure!(
+            info.driver == kit.driver.name(),
+            "info driver {}",
+            info.driver
+        );
         let ids = kit.driver.list().map_err(e)?;
         ensure!(ids.contains(&id), "list {ids:?} lacks {id}");
         Ok(())
@@ -503,9 +522,15 @@ fn pause_and_unpause(kit: &Kit) -> CheckResult {
     let rx = lines(out_r);
     let checked = (|| {
         wait_line(&rx, Duration::from_secs(30))?;
-        kit.driver.pause(&id).map_err(|err| format!("pause: {err}"))?;
+        kit.driver
+            .pause(&id)
+            .map_err(|err| format!("pause: {err}"))?;
         let info = kit.driver.info(&id).map_err(e)?;
-        ensure!(info.status == Status::Paused, "status after pause: {}", info.status);
+        ensure!(
+            info.status == Status::Paused,
+            "status after pause: {}",
+            info.status
+        );
         match kit.driver.pause(&id) {
             Err(DriverError::InvalidState { .. }) => {}
             other => return Err(format!("pausing twice gave {other:?}, want InvalidState")),
@@ -515,9 +540,15 @@ fn pause_and_unpause(kit: &Kit) -> CheckResult {
         while rx.try_recv().is_ok() {}
         let quiet = rx.recv_timeout(Duration::from_millis(700));
         ensure!(quiet.is_err(), "output while paused: {quiet:?}");
-        kit.driver.unpause(&id).map_err(|err| format!("unpause: {err}"))?;
+        kit.driver
+            .unpause(&id)
+            .map_err(|err| format!("unpause: {err}"))?;
         let info = kit.driver.info(&id).map_err(e)?;
-        ensure!(info.status == Status::Running, "status after unpause: {}", info.status);
+        ensure!(
+            info.status == Status::Running,
+            "status after unpause: {}",
+            info.status
+        );
         wait_line(&rx, Duration::from_secs(30)).map_err(|w| format!("after unpause: {w}"))?;
         match kit.driver.unpause(&id) {
             Err(DriverError::InvalidState { .. }) => {}
@@ -591,12 +622,19 @@ fn exec_into_running(kit: &Kit) -> CheckResult {
             })
             .map_err(e)?;
         let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
-        let st = kit.driver.exec(&id, &echo, pipes, &Hooks::new()).map_err(e)?;
+        let st = kit
+            .driver
+            .exec(&id, &echo, pipes, &Hooks::new())
+            .map_err(e)?;
         let (out, _) = captured.wait_strings();
         ensure!(st.success(), "exec echo: {st}");
         ensure!(out == "from exec\n", "exec stdout {out:?}");
         let info = kit.driver.info(&id).map_err(e)?;
-        ensure!(info.status == Status::Running, "after exec the container is {}", info.status);
+        ensure!(
+            info.status == Status::Running,
+            "after exec the container is {}",
+            info.status
+        );
         Ok(())
     })();
     stop(kit, handle)?;
@@ -607,10 +645,17 @@ fn clean_then_reuse(kit: &Kit) -> CheckResult {
     let id = kit.id();
     for round in 0..3 {
         let cmd = command(kit, &id, &Program::Exit(round))?;
-        let st = kit.driver.run(&cmd, Pipes::null(), &Hooks::new()).map_err(e)?;
+        let st = kit
+            .driver
+            .run(&cmd, Pipes::null(), &Hooks::new())
+            .map_err(e)?;
         ensure!(st.code == round, "round {round}: {st}");
-        kit.driver.clean(&id).map_err(|err| format!("clean: {err}"))?;
-        kit.driver.clean(&id).map_err(|err| format!("second clean: {err}"))?;
+        kit.driver
+            .clean(&id)
+            .map_err(|err| format!("clean: {err}"))?;
+        kit.driver
+            .clean(&id)
+            .map_err(|err| format!("second clean: {err}"))?;
         expect_gone(kit, &id)?;
     }
     Ok(())
@@ -686,7 +731,10 @@ fn unknown_id_not_found(kit: &Kit) -> CheckResult {
     }
     if caps.supports(Operation::Exec) {
         let p = kit.fixture.exec_process(&Program::Exit(0)).map_err(e)?;
-        results.push(("exec", d.exec(&id, &p, Pipes::null(), &Hooks::new()).map(drop)));
+        results.push((
+            "exec",
+            d.exec(&id, &p, Pipes::null(), &Hooks::new()).map(drop),
+        ));
     }
     for (op, r) in results {
         ensure!(
@@ -694,7 +742,8 @@ fn unknown_id_not_found(kit: &Kit) -> CheckResult {
             "{op} of an unknown id gave {r:?}"
         );
     }
-    d.clean(&id).map_err(|err| format!("clean of an unknown id: {err}"))?;
+    d.clean(&id)
+        .map_err(|err| format!("clean of an unknown id: {err}"))?;
     Ok(())
 }
 
@@ -728,18 +777,35 @@ fn oom_killed(kit: &Kit) -> CheckResult {
         });
     let started = Instant::now();
     let st = run(kit, &Program::OomHog, Pipes::null(), &hooks)?;
-    ensure!(st.oom_killed, "OomHog ended without oom_killed: {st:?} after {:?}", started.elapsed());
-    ensure!(st.code == 137, "OOM-killed container's code is {}, want 137", st.code);
+    ensure!(
+        st.oom_killed,
+        "OomHog ended without oom_killed: {st:?} after {:?}",
+        started.elapsed()
+    );
+    ensure!(
+        st.code == 137,
+        "OOM-killed container's code is {}, want 137",
+        st.code
+    );
     let receivers = std::mem::take(&mut *receivers.lock().map_err(|_| "poisoned")?);
-    ensure!(receivers.len() == 2, "expected 2 receivers, got {}", receivers.len());
+    ensure!(
+        receivers.len() == 2,
+        "expected 2 receivers, got {}",
+        receivers.len()
+    );
     for (i, rx) in receivers.iter().enumerate() {
-        let ev = rx.try_recv().map_err(|_| format!("hook receiver #{i} got no OOM event"))?;
+        let ev = rx
+            .try_recv()
+            .map_err(|_| format!("hook receiver #{i} got no OOM event"))?;
         ensure!(ev.count >= 1, "event count {}", ev.count);
     }
     let post = post_exit.lock().map_err(|_| "poisoned")?.take();
     let Some((exit, _)) = post else {
         return Err("post_stop did not run".into());
     };
-    ensure!(exit == Some(st), "post_stop saw {exit:?}, run returned {st:?}");
+    ensure!(
+        exit == Some(st),
+        "post_stop saw {exit:?}, run returned {st:?}"
+    );
     Ok(())
 }

@@ -70,6 +70,10 @@ pub trait Fixture: Send + Sync {
     fn exec_process(&self, program: &Program) -> Result<Process, DriverError>;
 }
 
+/// What a conformance setup function returns: the driver under test and its fixture, or why
+/// they can't be had here (a missing prerequisite).
+pub type Setup = Result<(Arc<dyn Driver>, Arc<dyn Fixture>), String>;
+
 /// One behavioural check.
 pub struct Check {
     /// Its name (also the generated test's name).
@@ -153,9 +157,13 @@ fn run_one(driver: Arc<dyn Driver>, fixture: Arc<dyn Fixture>, check: &'static C
     let kit = Kit::new(driver, fixture, check.name);
     let (tx, rx) = crossbeam_channel::bounded(1);
     let spawned = std::thread::Builder::new()
-        .name(format!("ck-{}", check.name.chars().take(12).collect::<String>()))
+        .name(format!(
+            "ck-{}",
+            check.name.chars().take(12).collect::<String>()
+        ))
         .spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&kit)));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&kit)));
             let _ = tx.send(result);
         });
     if let Err(e) = spawned {
@@ -234,8 +242,7 @@ pub fn prerequisite_missing(name: &str, why: &str) {
 }
 
 /// Writes one `#[test]` per conformance check for a driver. The argument is an expression that
-/// evaluates to a closure returning
-/// `Result<(Arc<dyn Driver>, Arc<dyn Fixture>), String>`; an `Err` is a missing prerequisite
+/// evaluates to a closure returning a [`Setup`](crate::conformance::Setup); an `Err` is a missing prerequisite
 /// (a failure under `CI=true`, a loud skip elsewhere).
 #[macro_export]
 macro_rules! conformance_tests {
@@ -253,10 +260,7 @@ macro_rules! conformance_tests {
             #[test]
             fn $name() {
                 let setup = $setup;
-                let result: ::std::result::Result<
-                    (::std::sync::Arc<dyn $crate::Driver>, ::std::sync::Arc<dyn $crate::conformance::Fixture>),
-                    ::std::string::String,
-                > = setup();
+                let result: $crate::conformance::Setup = setup();
                 match result {
                     Ok((driver, fixture)) => {
                         let name = driver.name().to_owned();

@@ -52,7 +52,12 @@ impl Driver for Instant {
     }
     fn info(&self, id: &ContainerId) -> crate::Result<Info> {
         match self.live.lock().unwrap().get(id) {
-            Some(()) => Ok(Info::new(id.clone(), "instant", Status::Running, "/".into())),
+            Some(()) => Ok(Info::new(
+                id.clone(),
+                "instant",
+                Status::Running,
+                "/".into(),
+            )),
             None => Err(DriverError::not_found(id)),
         }
     }
@@ -89,8 +94,17 @@ fn kit(caps: Capabilities) -> (Arc<dyn Driver>, Arc<dyn Fixture>) {
 #[test]
 fn checks_the_driver_passes_pass() {
     let (d, f) = kit(Capabilities::none());
-    for name in ["exit_codes", "hook_order_and_pid", "invalid_ids_rejected", "unknown_id_not_found"] {
-        assert_eq!(run_check(d.clone(), f.clone(), name), Outcome::Passed, "{name}");
+    for name in [
+        "exit_codes",
+        "hook_order_and_pid",
+        "invalid_ids_rejected",
+        "unknown_id_not_found",
+    ] {
+        assert_eq!(
+            run_check(d.clone(), f.clone(), name),
+            Outcome::Passed,
+            "{name}"
+        );
     }
 }
 
@@ -112,7 +126,12 @@ fn unsupported_operations_are_skipped_not_failed() {
     }
     let report = run_all(d, f);
     assert!(report.skipped().contains(&"pause_and_unpause"));
-    assert!(!report.failures().iter().any(|(n, _)| *n == "pause_and_unpause"));
+    assert!(
+        !report
+            .failures()
+            .iter()
+            .any(|(n, _)| *n == "pause_and_unpause")
+    );
 }
 
 #[test]
@@ -132,7 +151,10 @@ fn failures_explain_themselves() {
         Outcome::Failed(why) => assert!(why.contains("can't handle"), "{why}"),
         other => panic!("expected a failure, got {other:?}"),
     }
-    assert!(matches!(run_check(d, f, "no_such_check"), Outcome::Failed(_)));
+    assert!(matches!(
+        run_check(d, f, "no_such_check"),
+        Outcome::Failed(_)
+    ));
 }
 
 #[test]

@@ -32,7 +32,11 @@ fn run(config: PathBuf, program: Vec<String>) -> execdriver_api::Result<i32> {
     // 2. The driver named in the configuration file, with its options.
     let config = DriverConfig::from_file(&config)?;
     let driver = registry.create(&config)?;
-    eprintln!("engine: using the {} driver ({})", driver.name(), driver.capabilities());
+    eprintln!(
+        "engine: using the {} driver ({})",
+        driver.name(),
+        driver.capabilities()
+    );
 
     // 3. A command: an OCI spec whose process is the given program.
     let mut process = Process::default();
@@ -47,7 +51,11 @@ fn run(config: PathBuf, program: Vec<String>) -> execdriver_api::Result<i32> {
     // 4. Hooks: learn the pid before the program starts, and keep an OOM receiver.
     let hooks = Hooks::new()
         .on_pre_start(|ctx| {
-            eprintln!("engine: container {} created as pid {}", ctx.id(), ctx.pid());
+            eprintln!(
+                "engine: container {} created as pid {}",
+                ctx.id(),
+                ctx.pid()
+            );
             let oom = ctx.oom();
             std::thread::spawn(move || {
                 for ev in oom {

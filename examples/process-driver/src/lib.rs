@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use execdriver_api::oci_spec::runtime::Process;
 use execdriver_api::{
     Capabilities, Command, ContainerId, CpuStats, Driver, DriverError, DriverFactory, ExitStatus,
-    HookContext, HookStage, Hooks, Info, MemoryStats, OomNotifier, Operation, Pipes, PidsStats,
+    HookContext, HookStage, Hooks, Info, MemoryStats, OomNotifier, Operation, PidsStats, Pipes,
     ResourceStats, Result, Signal, Status, Stdio, parse_options,
 };
 use rustix::process::{Pid, WaitId, WaitIdOptions, kill_process, kill_process_group, waitid};
@@ -137,14 +137,14 @@ impl ProcessDriver {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().map_err(|e| {
-            DriverError::io(
-                format!("container {id}: start {}", self.shell.display()),
-                e,
-            )
+            DriverError::io(format!("container {id}: start {}", self.shell.display()), e)
         })?;
         let pid = pid_of(&child)?;
         loop {
-            match waitid(WaitId::Pid(pid), WaitIdOptions::STOPPED | WaitIdOptions::EXITED) {
+            match waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::STOPPED | WaitIdOptions::EXITED,
+            ) {
                 Ok(Some(st)) if st.stopped() => return Ok(child),
                 Ok(_) => {
                     let _ = child.wait();
@@ -157,7 +157,10 @@ impl ProcessDriver {
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(DriverError::sys(format!("container {id}: waitid"), e.raw_os_error()));
+                    return Err(DriverError::sys(
+                        format!("container {id}: waitid"),
+                        e.raw_os_error(),
+                    ));
                 }
             }
         }
@@ -167,12 +170,10 @@ impl ProcessDriver {
     /// still a zombie (so the group id can't have been reused), then reaps it.
     fn wait_exit(&self, id: &ContainerId, child: &mut Child, group: Option<i32>) -> ExitStatus {
         if let Ok(pid) = pid_of(child) {
-            loop {
-                match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
-                    Err(rustix::io::Errno::INTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(rustix::io::Errno::INTR) = waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {}
             if group.is_none() {
                 // The container's init: its group dies with it, like a pid namespace.
                 let _ = kill_process_group(pid, rustix::process::Signal::KILL);
@@ -188,7 +189,11 @@ impl ProcessDriver {
         }
     }
 
-    fn cwd(cmd_bundle: &std::path::Path, rootfs: Option<&std::path::Path>, process: &Process) -> PathBuf {
+    fn cwd(
+        cmd_bundle: &std::path::Path,
+        rootfs: Option<&std::path::Path>,
+        process: &Process,
+    ) -> PathBuf {
         let rel = process.cwd().strip_prefix("/").unwrap_or(process.cwd());
         rootfs
             .map(|r| r.join(rel))
@@ -204,7 +209,10 @@ fn program_args(process: &Process) -> Result<&[String]> {
             "process.args[0]",
             "must not be empty",
         )),
-        _ => Err(DriverError::invalid_spec("process.args", "must not be empty")),
+        _ => Err(DriverError::invalid_spec(
+            "process.args",
+            "must not be empty",
+        )),
     }
 }
 
@@ -414,7 +422,9 @@ impl Driver for ProcessDriver {
 
     fn pause(&self, id: &ContainerId) -> Result<()> {
         let mut table = self.lock();
-        let e = table.get_mut(id).ok_or_else(|| DriverError::not_found(id))?;
+        let e = table
+            .get_mut(id)
+            .ok_or_else(|| DriverError::not_found(id))?;
         if e.status != Status::Running {
             return Err(DriverError::InvalidState {
                 id: id.to_string(),
@@ -430,7 +440,9 @@ impl Driver for ProcessDriver {
 
     fn unpause(&self, id: &ContainerId) -> Result<()> {
         let mut table = self.lock();
-        let e = table.get_mut(id).ok_or_else(|| DriverError::not_found(id))?;
+        let e = table
+            .get_mut(id)
+            .ok_or_else(|| DriverError::not_found(id))?;
         if e.status != Status::Paused {
             return Err(DriverError::InvalidState {
                 id: id.to_string(),

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use execdriver_api::conformance::{Fixture, Program};
 use execdriver_api::oci_spec::runtime::{Process, Spec};
-use execdriver_api::{Command, ContainerId, Driver, DriverConfig, DriverError, Registry};
+use execdriver_api::{Command, ContainerId, DriverConfig, DriverError, Registry};
 
 struct HostShell {
     bundle: PathBuf,
@@ -52,7 +52,7 @@ impl Fixture for HostShell {
     }
 }
 
-fn setup() -> Result<(Arc<dyn Driver>, Arc<dyn Fixture>), String> {
+fn setup() -> execdriver_api::conformance::Setup {
     static BUNDLE: OnceLock<tempfile::TempDir> = OnceLock::new();
     let bundle = BUNDLE.get_or_init(|| tempfile::tempdir().expect("temp bundle"));
     let mut registry = Registry::new();

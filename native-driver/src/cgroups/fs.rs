@@ -68,8 +68,7 @@ impl CgroupFs for RealFs {
     }
 
     fn is_marked(&self, path: &Path) -> bool {
-        crate::plan::paths::cpath(path, "cgroup")
-            .is_ok_and(|p| crate::sys::has_xattr(&p, MARK))
+        crate::plan::paths::cpath(path, "cgroup").is_ok_and(|p| crate::sys::has_xattr(&p, MARK))
     }
 }
 
@@ -97,7 +96,10 @@ pub(crate) mod fake {
             if !path.parent().is_some_and(Path::exists) {
                 return Err(io::Error::from_raw_os_error(libc::ENOENT));
             }
-            self.writes.lock().unwrap().push((path.to_owned(), data.to_owned()));
+            self.writes
+                .lock()
+                .unwrap()
+                .push((path.to_owned(), data.to_owned()));
             std::fs::write(path, data)
         }
 

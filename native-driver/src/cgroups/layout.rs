@@ -52,20 +52,26 @@ impl Layout {
         let mut v2_own = None;
         for line in proc_cgroup.lines() {
             let mut parts = line.splitn(3, ':');
-            let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
             if id == "0" && ctrls.is_empty() {
                 v2_own = Some(path.to_owned());
             } else {
-                v1_own.push((ctrls.split(',').map(str::to_owned).collect(), path.to_owned()));
+                v1_own.push((
+                    ctrls.split(',').map(str::to_owned).collect(),
+                    path.to_owned(),
+                ));
             }
         }
 
         let mut hierarchies = Vec::new();
         let mut unified = None;
         for line in mountinfo.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else { continue };
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
             let pre: Vec<&str> = pre.split(' ').collect();
             let post: Vec<&str> = post.split(' ').collect();
             let (Some(root), Some(mount), Some(fstype), Some(opts)) =
@@ -82,7 +88,11 @@ impl Layout {
                 "cgroup" => {
                     let controllers: Vec<String> = opts
                         .split(',')
-                        .filter(|o| super::V1_CONTROLLERS.contains(o) || o.starts_with("name=") || ["net_cls", "net_prio", "perf_event", "rdma", "misc"].contains(o))
+                        .filter(|o| {
+                            super::V1_CONTROLLERS.contains(o)
+                                || o.starts_with("name=")
+                                || ["net_cls", "net_prio", "perf_event", "rdma", "misc"].contains(o)
+                        })
                         .map(str::to_owned)
                         .collect();
                     if controllers.is_empty() {
@@ -94,7 +104,10 @@ impl Layout {
                         .map(|(_, p)| p.clone())
                         .unwrap_or_else(|| "/".into());
                     // A controller mounted twice: keep the first mount.
-                    if hierarchies.iter().any(|h: &V1Hierarchy| h.controllers == controllers) {
+                    if hierarchies
+                        .iter()
+                        .any(|h: &V1Hierarchy| h.controllers == controllers)
+                    {
                         continue;
                     }
                     let name = mount
@@ -127,7 +140,9 @@ impl Layout {
     pub fn mode(&self) -> &'static str {
         match self {
             Self::V2 { .. } => "v2",
-            Self::V1 { unified: Some(_), .. } => "hybrid",
+            Self::V1 {
+                unified: Some(_), ..
+            } => "hybrid",
             Self::V1 { .. } => "v1",
         }
     }
@@ -147,7 +162,10 @@ fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v as char);
             i += 4;
@@ -187,14 +205,27 @@ mod tests {
     fn hybrid_host_keeps_a_path_per_hierarchy() {
         let l = Layout::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP).unwrap();
         assert_eq!(l.mode(), "hybrid");
-        let Layout::V1 { hierarchies, unified } = l else { panic!() };
+        let Layout::V1 {
+            hierarchies,
+            unified,
+        } = l
+        else {
+            panic!()
+        };
         let mem = hierarchies.iter().find(|h| h.name == "memory").unwrap();
         assert_eq!(mem.own, PathBuf::from("process_api/abc"));
         assert_eq!(mem.mount, PathBuf::from("/sys/fs/cgroup/memory"));
         let cpu = hierarchies.iter().find(|h| h.name == "cpu").unwrap();
         assert_eq!(cpu.own, PathBuf::new());
-        assert_eq!(unified, Some((PathBuf::from("/sys/fs/cgroup/unified"), PathBuf::new())));
-        assert!(hierarchies.iter().any(|h| h.controllers == ["name=systemd"]));
+        assert_eq!(
+            unified,
+            Some((PathBuf::from("/sys/fs/cgroup/unified"), PathBuf::new()))
+        );
+        assert!(
+            hierarchies
+                .iter()
+                .any(|h| h.controllers == ["name=systemd"])
+        );
     }
 
     #[test]
@@ -216,7 +247,9 @@ mod tests {
             "3:cpu,cpuacct:/docker/x\n",
         )
         .unwrap();
-        let Layout::V1 { hierarchies, .. } = l else { panic!() };
+        let Layout::V1 { hierarchies, .. } = l else {
+            panic!()
+        };
         assert_eq!(hierarchies[0].name, "cpu,cpuacct");
         assert_eq!(hierarchies[0].controllers, ["cpu", "cpuacct"]);
         assert_eq!(hierarchies[0].own, PathBuf::from("docker/x"));
@@ -229,8 +262,17 @@ mod tests {
             "0::/kubepods/pod1/ctr\n",
         )
         .unwrap();
-        assert_eq!(l, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "ctr".into() });
-        assert!(matches!(Layout::parse("", ""), Err(CgroupError::NoHierarchy)));
+        assert_eq!(
+            l,
+            Layout::V2 {
+                mount: "/sys/fs/cgroup".into(),
+                own: "ctr".into()
+            }
+        );
+        assert!(matches!(
+            Layout::parse("", ""),
+            Err(CgroupError::NoHierarchy)
+        ));
     }
 
     #[test]

@@ -93,13 +93,19 @@ impl Placement {
     /// starting with `/` is taken from the hierarchy root.
     pub fn new(parent: &str, spec_path: Option<&Path>, id: &str) -> Result<Self> {
         check_rel(parent.trim_start_matches('/'), "cgroup parent")?;
-        let (base_from_root, base) = (parent.starts_with('/'), PathBuf::from(parent.trim_start_matches('/')));
+        let (base_from_root, base) = (
+            parent.starts_with('/'),
+            PathBuf::from(parent.trim_start_matches('/')),
+        );
         match spec_path.filter(|p| !p.as_os_str().is_empty()) {
             Some(p) if p.is_absolute() => {
                 let rel = p.strip_prefix("/").unwrap_or(p);
                 check_rel(&rel.to_string_lossy(), "linux.cgroupsPath")?;
                 if rel.as_os_str().is_empty() {
-                    return Err(CgroupError::BadPath(p.display().to_string(), "is the hierarchy root"));
+                    return Err(CgroupError::BadPath(
+                        p.display().to_string(),
+                        "is the hierarchy root",
+                    ));
                 }
                 Ok(Self::FromRoot(rel.to_path_buf()))
             }
@@ -152,7 +158,11 @@ impl Cgroup {
             Layout::V1 { hierarchies, .. } => {
                 let dirs: Vec<_> = hierarchies
                     .iter()
-                    .filter(|h| h.controllers.iter().any(|c| V1_CONTROLLERS.contains(&c.as_str())))
+                    .filter(|h| {
+                        h.controllers
+                            .iter()
+                            .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
+                    })
                     .map(|h| {
                         let (path, stop) = join(&h.mount, &h.own);
                         CgroupDir {
@@ -176,13 +186,18 @@ impl Cgroup {
         if self.v2 {
             self.dirs.first()
         } else {
-            self.dirs.iter().find(|d| d.controllers.iter().any(|c| c == controller))
+            self.dirs
+                .iter()
+                .find(|d| d.controllers.iter().any(|c| c == controller))
         }
     }
 
     /// `(name, path)` of every directory, for `cgroup` mounts inside the container.
     pub fn mount_dirs(&self) -> Vec<(String, PathBuf)> {
-        self.dirs.iter().map(|d| (d.name.clone(), d.path.clone())).collect()
+        self.dirs
+            .iter()
+            .map(|d| (d.name.clone(), d.path.clone()))
+            .collect()
     }
 
     /// Creates every directory (and missing marked ancestors). A leaf that already exists is an
@@ -401,8 +416,14 @@ mod tests {
     #[test]
     fn placement_rules() {
         let id = "c1";
-        assert_eq!(Placement::new("execdriver", None, id).unwrap(), Placement::UnderOwn("execdriver/c1".into()));
-        assert_eq!(Placement::new("/ops/x", None, id).unwrap(), Placement::FromRoot("ops/x/c1".into()));
+        assert_eq!(
+            Placement::new("execdriver", None, id).unwrap(),
+            Placement::UnderOwn("execdriver/c1".into())
+        );
+        assert_eq!(
+            Placement::new("/ops/x", None, id).unwrap(),
+            Placement::FromRoot("ops/x/c1".into())
+        );
         assert_eq!(
             Placement::new("execdriver", Some(Path::new("/abs/p")), id).unwrap(),
             Placement::FromRoot("abs/p".into())
@@ -421,7 +442,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = v1(tmp.path());
         let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c1").unwrap()).unwrap();
-        let paths: Vec<_> = cg.dirs.iter().map(|d| d.path.strip_prefix(tmp.path()).unwrap().to_owned()).collect();
+        let paths: Vec<_> = cg
+            .dirs
+            .iter()
+            .map(|d| d.path.strip_prefix(tmp.path()).unwrap().to_owned())
+            .collect();
         assert_eq!(
             paths,
             [
@@ -434,13 +459,20 @@ mod tests {
         cg.create(&fs).unwrap();
         assert!(tmp.path().join("memory/engine/execdriver/c1").is_dir());
         // cpuset values are copied down to every new level.
-        assert_eq!(std::fs::read_to_string(tmp.path().join("cpuset/execdriver/c1/cpuset.cpus")).unwrap(), "0-1");
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("cpuset/execdriver/c1/cpuset.cpus")).unwrap(),
+            "0-1"
+        );
         // Creating the same leaf twice is refused.
         assert!(matches!(cg.create(&fs), Err(CgroupError::Create { .. })));
         cg.add(&fs, 42).unwrap();
         assert_eq!(cg.procs(&fs).unwrap(), [42]);
         std::fs::write(tmp.path().join("pids/execdriver/c1/cgroup.procs"), "").unwrap();
-        std::fs::write(tmp.path().join("memory/engine/execdriver/c1/cgroup.procs"), "").unwrap();
+        std::fs::write(
+            tmp.path().join("memory/engine/execdriver/c1/cgroup.procs"),
+            "",
+        )
+        .unwrap();
         std::fs::write(tmp.path().join("cpuset/execdriver/c1/cgroup.procs"), "").unwrap();
         cg.remove(&fs).unwrap();
         // The marked parent went too, the engine's own cgroup stayed.
@@ -482,7 +514,10 @@ mod tests {
         };
         let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "x").unwrap()).unwrap();
         assert!(cg.v2);
-        assert_eq!(cg.dirs[0].path, tmp.path().join("user.slice/engine/execdriver/x"));
+        assert_eq!(
+            cg.dirs[0].path,
+            tmp.path().join("user.slice/engine/execdriver/x")
+        );
         assert_eq!(cg.mount_dirs(), [(String::new(), cg.dirs[0].path.clone())]);
         let fs = FakeFs::default();
         cg.create(&fs).unwrap();

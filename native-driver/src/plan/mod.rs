@@ -119,7 +119,10 @@ impl Plan {
                     ));
                 }
                 if h.len() > 64 {
-                    return Err(DriverError::invalid_spec("hostname", "longer than 64 bytes"));
+                    return Err(DriverError::invalid_spec(
+                        "hostname",
+                        "longer than 64 bytes",
+                    ));
                 }
                 Some(cstring(h, "hostname")?)
             }
@@ -134,7 +137,10 @@ impl Plan {
                     ));
                 }
                 if d.len() > 64 {
-                    return Err(DriverError::invalid_spec("domainname", "longer than 64 bytes"));
+                    return Err(DriverError::invalid_spec(
+                        "domainname",
+                        "longer than 64 bytes",
+                    ));
                 }
                 Some(cstring(d, "domainname")?)
             }
@@ -246,8 +252,12 @@ fn namespaces(spec: &Spec) -> Result<NsPlan, DriverError> {
 
 fn id_maps(spec: &Spec, new_user: bool) -> Result<Option<IdMaps>, DriverError> {
     let linux = spec.linux().as_ref();
-    let uids = linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or(&[]);
-    let gids = linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or(&[]);
+    let uids = linux
+        .and_then(|l| l.uid_mappings().as_deref())
+        .unwrap_or(&[]);
+    let gids = linux
+        .and_then(|l| l.gid_mappings().as_deref())
+        .unwrap_or(&[]);
     if !new_user {
         if !uids.is_empty() || !gids.is_empty() {
             return Err(DriverError::invalid_spec(
@@ -270,7 +280,10 @@ fn id_maps(spec: &Spec, new_user: bool) -> Result<Option<IdMaps>, DriverError> {
         let mut out = String::new();
         for (i, m) in maps.iter().enumerate() {
             if m.size() == 0 {
-                return Err(DriverError::invalid_spec(format!("{field}[{i}].size"), "must not be 0"));
+                return Err(DriverError::invalid_spec(
+                    format!("{field}[{i}].size"),
+                    "must not be 0",
+                ));
             }
             if u64::from(m.container_id()) + u64::from(m.size()) > u64::from(u32::MAX)
                 || u64::from(m.host_id()) + u64::from(m.size()) > u64::from(u32::MAX)
@@ -280,7 +293,12 @@ fn id_maps(spec: &Spec, new_user: bool) -> Result<Option<IdMaps>, DriverError> {
                     "the range overflows 32-bit ids",
                 ));
             }
-            out.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
+            out.push_str(&format!(
+                "{} {} {}\n",
+                m.container_id(),
+                m.host_id(),
+                m.size()
+            ));
         }
         Ok(out)
     };
@@ -302,8 +320,17 @@ fn sysctls(spec: &Spec, ns: &NsPlan) -> Result<Vec<Sysctl>, DriverError> {
         let ok = if key.starts_with("net.") {
             ns.has_net
         } else if key.starts_with("fs.mqueue.")
-            || ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"]
-                .contains(&key.as_str())
+            || [
+                "kernel.msgmax",
+                "kernel.msgmnb",
+                "kernel.msgmni",
+                "kernel.sem",
+                "kernel.shmall",
+                "kernel.shmmax",
+                "kernel.shmmni",
+                "kernel.shm_rmid_forced",
+            ]
+            .contains(&key.as_str())
         {
             ns.has_ipc
         } else if key == "kernel.hostname" || key == "kernel.domainname" {
@@ -344,53 +371,102 @@ mod tests {
 
     #[test]
     fn namespace_flags_and_joins() {
-        let s = spec(r#"{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"cgroup"},{"type":"network","path":"/proc/self/ns/net"},{"type":"user","path":"/proc/self/ns/user"}]}"#);
+        let s = spec(
+            r#"{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"cgroup"},{"type":"network","path":"/proc/self/ns/net"},{"type":"user","path":"/proc/self/ns/user"}]}"#,
+        );
         let ns = namespaces(&s).unwrap();
         assert_eq!(ns.new_flags, libc::CLONE_NEWPID | libc::CLONE_NEWNS);
         assert!(ns.unshare_cgroup);
         assert_eq!(ns.joins.len(), 2);
-        assert_eq!(ns.joins[0].nstype, libc::CLONE_NEWUSER, "user is joined first");
+        assert_eq!(
+            ns.joins[0].nstype,
+            libc::CLONE_NEWUSER,
+            "user is joined first"
+        );
         assert!(ns.has_net && ns.has_pid && !ns.new_user);
     }
 
     #[test]
     fn bad_namespaces() {
         for (linux, want) in [
-            (r#"{"namespaces":[{"type":"pid"}]}"#, "needs a mount namespace"),
-            (r#"{"namespaces":[{"type":"mount"},{"type":"mount"}]}"#, "linux.namespaces[1].type: Mount namespace listed twice"),
-            (r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"/nonexistent/ns"}]}"#, "linux.namespaces[1].path: /nonexistent/ns"),
-            (r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"rel"}]}"#, "is not absolute"),
-            (r#"{"namespaces":[{"type":"mount","path":"/proc/self/ns/mnt"}]}"#, "joining a mount namespace"),
+            (
+                r#"{"namespaces":[{"type":"pid"}]}"#,
+                "needs a mount namespace",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount"},{"type":"mount"}]}"#,
+                "linux.namespaces[1].type: Mount namespace listed twice",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"/nonexistent/ns"}]}"#,
+                "linux.namespaces[1].path: /nonexistent/ns",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"rel"}]}"#,
+                "is not absolute",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount","path":"/proc/self/ns/mnt"}]}"#,
+                "joining a mount namespace",
+            ),
         ] {
             let err = namespaces(&spec(linux)).unwrap_err().to_string();
             assert!(err.contains(want), "{linux}\n{err}");
         }
-        let err = execdriver_api::parse_spec(br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"bogus"}]}}"#)
-            .unwrap_err()
-            .to_string();
+        let err = execdriver_api::parse_spec(
+            br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"bogus"}]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("linux.namespaces[0].type"), "{err}");
     }
 
     #[test]
     fn id_maps_need_a_user_namespace_and_sane_ranges() {
-        let s = spec(r#"{"namespaces":[{"type":"mount"},{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":10}],"gidMappings":[{"containerID":0,"hostID":1000,"size":10}]}"#);
+        let s = spec(
+            r#"{"namespaces":[{"type":"mount"},{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":10}],"gidMappings":[{"containerID":0,"hostID":1000,"size":10}]}"#,
+        );
         let m = id_maps(&s, true).unwrap().unwrap();
         assert_eq!(m.uid_map, "0 1000 10\n");
-        assert!(id_maps(&s, false).unwrap_err().to_string().contains("need a new user namespace"));
+        assert!(
+            id_maps(&s, false)
+                .unwrap_err()
+                .to_string()
+                .contains("need a new user namespace")
+        );
         let none = spec(r#"{"namespaces":[{"type":"mount"},{"type":"user"}]}"#);
-        assert!(id_maps(&none, true).unwrap_err().to_string().contains("at least one mapping"));
-        let big = spec(r#"{"uidMappings":[{"containerID":0,"hostID":4294967295,"size":10}],"gidMappings":[{"containerID":0,"hostID":0,"size":1}]}"#);
-        assert!(id_maps(&big, true).unwrap_err().to_string().contains("overflows"));
+        assert!(
+            id_maps(&none, true)
+                .unwrap_err()
+                .to_string()
+                .contains("at least one mapping")
+        );
+        let big = spec(
+            r#"{"uidMappings":[{"containerID":0,"hostID":4294967295,"size":10}],"gidMappings":[{"containerID":0,"hostID":0,"size":1}]}"#,
+        );
+        assert!(
+            id_maps(&big, true)
+                .unwrap_err()
+                .to_string()
+                .contains("overflows")
+        );
     }
 
     #[test]
     fn sysctls_must_be_namespaced() {
-        let ok = spec(r#"{"namespaces":[{"type":"mount"},{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#);
+        let ok = spec(
+            r#"{"namespaces":[{"type":"mount"},{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#,
+        );
         let ns = namespaces(&ok).unwrap();
         let s = sysctls(&ok, &ns).unwrap();
         assert_eq!(s[0].path.to_str().unwrap(), "/proc/sys/net/ipv4/ip_forward");
         let bad = spec(r#"{"namespaces":[{"type":"mount"}],"sysctl":{"kernel.panic":"1"}}"#);
         let ns = namespaces(&bad).unwrap();
-        assert!(sysctls(&bad, &ns).unwrap_err().to_string().contains("linux.sysctl.kernel.panic"));
+        assert!(
+            sysctls(&bad, &ns)
+                .unwrap_err()
+                .to_string()
+                .contains("linux.sysctl.kernel.panic")
+        );
     }
 }

@@ -225,14 +225,18 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
     let mut names = Vec::with_capacity(mounts.len() + 4);
 
     let has = |dest: &str| {
-        mounts
-            .iter()
-            .any(|m| Path::new(m.destination()).components().eq(Path::new(dest).components()))
+        mounts.iter().any(|m| {
+            Path::new(m.destination())
+                .components()
+                .eq(Path::new(dest).components())
+        })
     };
     // The container gets /dev (tmpfs), /dev/pts and /dev/shm unless the spec mounts /dev itself.
     let default_dev = !has("/dev");
     if default_dev {
-        for (i, (dest, fstype, flags, data)) in default_dev_mounts(input.userns).into_iter().enumerate() {
+        for (i, (dest, fstype, flags, data)) in
+            default_dev_mounts(input.userns).into_iter().enumerate()
+        {
             if i > 0 && has(dest) {
                 continue;
             }
@@ -263,14 +267,29 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
         let options = m.options().as_deref().unwrap_or(&[]);
         let opts = parse_options(options, &format!("{field}.options"))?;
         let typ = m.typ().as_deref().unwrap_or("");
-        let label = format!("{field} {} on {}", if typ.is_empty() { "bind" } else { typ }, dest.display);
+        let label = format!(
+            "{field} {} on {}",
+            if typ.is_empty() { "bind" } else { typ },
+            dest.display
+        );
         if typ == "cgroup" || typ == "cgroup2" {
-            push_cgroup_mount(&mut ops, &mut names, &dest, &opts, input.cgroup_dirs, &field)?;
+            push_cgroup_mount(
+                &mut ops,
+                &mut names,
+                &dest,
+                &opts,
+                input.cgroup_dirs,
+                &field,
+            )?;
             continue;
         }
         if opts.bind || typ == "bind" {
             let source = bind_source(m.source().as_deref(), input.bundle, &field)?;
-            let create = if source.is_dir() { Create::Dir } else { Create::File };
+            let create = if source.is_dir() {
+                Create::Dir
+            } else {
+                Create::File
+            };
             if dest.display == "/dev" {
                 dev_is_bind = true;
             }
@@ -291,7 +310,10 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                     "missing (and the options do not say bind)",
                 ));
             }
-            let source = m.source().as_deref().map_or_else(|| typ.to_owned(), |s| s.display().to_string());
+            let source = m
+                .source()
+                .as_deref()
+                .map_or_else(|| typ.to_owned(), |s| s.display().to_string());
             ops.push(MountOp::Mount {
                 source: Some(cstring(&source, &format!("{field}.source"))?),
                 dest,
@@ -320,7 +342,12 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 "default device",
             )?);
         }
-        for (i, d) in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten().enumerate() {
+        for (i, d) in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let field = format!("linux.devices[{i}]");
             let kind = match d.typ() {
                 LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
@@ -383,18 +410,27 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
     if let Some(l) = linux {
         for (i, p) in l.masked_paths().iter().flatten().enumerate() {
             let field = format!("linux.maskedPaths[{i}]");
-            masked.push(cstring(&InRootPath::parse(Path::new(p), &field)?.display, &field)?);
+            masked.push(cstring(
+                &InRootPath::parse(Path::new(p), &field)?.display,
+                &field,
+            )?);
         }
         for (i, p) in l.readonly_paths().iter().flatten().enumerate() {
             let field = format!("linux.readonlyPaths[{i}]");
-            readonly.push(cstring(&InRootPath::parse(Path::new(p), &field)?.display, &field)?);
+            readonly.push(cstring(
+                &InRootPath::parse(Path::new(p), &field)?.display,
+                &field,
+            )?);
         }
     }
 
     let root_propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => libc::MS_PRIVATE | libc::MS_REC,
         Some(p) => propagation(p).ok_or_else(|| {
-            DriverError::invalid_spec("linux.rootfsPropagation", format!("unknown propagation {p:?}"))
+            DriverError::invalid_spec(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {p:?}"),
+            )
         })?,
     };
 
@@ -407,7 +443,11 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
         links,
         masked,
         readonly,
-        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
     })
 }
 
@@ -424,7 +464,12 @@ fn default_dev_mounts(userns: bool) -> [(&'static str, &'static str, c_ulong, St
             libc::MS_NOSUID | libc::MS_STRICTATIME,
             "mode=755,size=65536k".to_owned(),
         ),
-        ("/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, pts_data),
+        (
+            "/dev/pts",
+            "devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            pts_data,
+        ),
         (
             "/dev/shm",
             "tmpfs",
@@ -445,8 +490,14 @@ fn data_cstring(data: &[String], field: &str) -> Result<Option<CString>, DriverE
 fn bind_source(source: Option<&Path>, bundle: &Path, field: &str) -> Result<PathBuf, DriverError> {
     let src = source
         .filter(|s| !s.as_os_str().is_empty())
-        .ok_or_else(|| DriverError::invalid_spec(format!("{field}.source"), "a bind mount needs a source"))?;
-    let path = if src.is_absolute() { src.to_path_buf() } else { bundle.join(src) };
+        .ok_or_else(|| {
+            DriverError::invalid_spec(format!("{field}.source"), "a bind mount needs a source")
+        })?;
+    let path = if src.is_absolute() {
+        src.to_path_buf()
+    } else {
+        bundle.join(src)
+    };
     match std::fs::metadata(&path) {
         Ok(_) => Ok(path),
         Err(e) => Err(DriverError::invalid_spec(
@@ -555,7 +606,10 @@ fn push_cgroup_mount(
             dest: dest.clone(),
             flags: libc::MS_RDONLY | common,
         });
-        names.push(format!("{field} read-only cgroup tmpfs on {}", dest.display));
+        names.push(format!(
+            "{field} read-only cgroup tmpfs on {}",
+            dest.display
+        ));
     }
     Ok(())
 }
@@ -593,7 +647,8 @@ mod tests {
 
     fn spec_with_mounts(json: &str) -> Spec {
         execdriver_api::parse_spec(
-            format!(r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":{json}}}"#).as_bytes(),
+            format!(r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":{json}}}"#)
+                .as_bytes(),
         )
         .unwrap()
     }
@@ -632,12 +687,27 @@ mod tests {
     #[test]
     fn escaping_and_bad_mounts_are_rejected() {
         for (json, want) in [
-            (r#"[{"destination":"/a/../../etc","type":"tmpfs"}]"#, "mounts[0].destination: /a/../../etc contains '..'"),
-            (r#"[{"destination":"relative","type":"tmpfs"}]"#, "mounts[0].destination: relative is not an absolute path"),
-            (r#"[{"destination":"/","type":"tmpfs"}]"#, "mounts[0].destination: can't mount over"),
+            (
+                r#"[{"destination":"/a/../../etc","type":"tmpfs"}]"#,
+                "mounts[0].destination: /a/../../etc contains '..'",
+            ),
+            (
+                r#"[{"destination":"relative","type":"tmpfs"}]"#,
+                "mounts[0].destination: relative is not an absolute path",
+            ),
+            (
+                r#"[{"destination":"/","type":"tmpfs"}]"#,
+                "mounts[0].destination: can't mount over",
+            ),
             (r#"[{"destination":"/x"}]"#, "mounts[0].type: missing"),
-            (r#"[{"destination":"/x","type":"bind"}]"#, "mounts[0].source: a bind mount needs a source"),
-            (r#"[{"destination":"/x","type":"bind","source":"/nonexistent-src"}]"#, "mounts[0].source: /nonexistent-src: No such file"),
+            (
+                r#"[{"destination":"/x","type":"bind"}]"#,
+                "mounts[0].source: a bind mount needs a source",
+            ),
+            (
+                r#"[{"destination":"/x","type":"bind","source":"/nonexistent-src"}]"#,
+                "mounts[0].source: /nonexistent-src: No such file",
+            ),
         ] {
             let err = plan(&spec_with_mounts(json), &[]).unwrap_err().to_string();
             assert!(err.contains(want), "{json}\n{err}");
@@ -650,7 +720,10 @@ mod tests {
             r#"[{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro","nosuid"]}]"#,
         );
         let dirs = vec![
-            ("memory".to_owned(), PathBuf::from("/sys/fs/cgroup/memory/x")),
+            (
+                "memory".to_owned(),
+                PathBuf::from("/sys/fs/cgroup/memory/x"),
+            ),
             ("pids".to_owned(), PathBuf::from("/sys/fs/cgroup/pids/x")),
         ];
         let p = plan(&spec, &dirs).unwrap();

@@ -36,7 +36,10 @@ impl InRootPath {
                 Component::ParentDir => {
                     return Err(DriverError::invalid_spec(
                         field,
-                        format!("{} contains '..', which could leave the rootfs", path.display()),
+                        format!(
+                            "{} contains '..', which could leave the rootfs",
+                            path.display()
+                        ),
                     ));
                 }
                 Component::Prefix(_) => {
@@ -94,7 +97,10 @@ mod tests {
         let p = InRootPath::parse(Path::new("/sys/fs//cgroup/./x"), "f").unwrap();
         assert_eq!(p.display, "/sys/fs/cgroup/x");
         let prefixes: Vec<_> = p.prefixes.iter().map(|c| c.to_str().unwrap()).collect();
-        assert_eq!(prefixes, ["sys", "sys/fs", "sys/fs/cgroup", "sys/fs/cgroup/x"]);
+        assert_eq!(
+            prefixes,
+            ["sys", "sys/fs", "sys/fs/cgroup", "sys/fs/cgroup/x"]
+        );
         let names: Vec<_> = p.names.iter().map(|c| c.to_str().unwrap()).collect();
         assert_eq!(names, ["sys", "fs", "cgroup", "x"]);
         assert!(InRootPath::parse(Path::new("/"), "f").unwrap().is_root());
@@ -110,7 +116,10 @@ mod tests {
         ] {
             let err = InRootPath::parse(Path::new(p), "mounts[3].destination").unwrap_err();
             let msg = err.to_string();
-            assert!(msg.starts_with("invalid spec: mounts[3].destination: "), "{msg}");
+            assert!(
+                msg.starts_with("invalid spec: mounts[3].destination: "),
+                "{msg}"
+            );
             assert!(msg.contains(want), "{p}: {msg}");
         }
     }

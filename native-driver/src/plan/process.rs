@@ -62,10 +62,16 @@ impl ProcessPlan {
     pub fn build(process: &Process, last_cap: u32) -> Result<Self, DriverError> {
         let args = process.args().as_deref().unwrap_or(&[]);
         if args.is_empty() {
-            return Err(DriverError::invalid_spec("process.args", "must not be empty"));
+            return Err(DriverError::invalid_spec(
+                "process.args",
+                "must not be empty",
+            ));
         }
         if args[0].is_empty() {
-            return Err(DriverError::invalid_spec("process.args[0]", "must not be empty"));
+            return Err(DriverError::invalid_spec(
+                "process.args[0]",
+                "must not be empty",
+            ));
         }
         let argv = args
             .iter()
@@ -103,7 +109,12 @@ impl ProcessPlan {
                 .unwrap_or(DEFAULT_PATH)
                 .split(':')
                 .filter(|d| !d.is_empty())
-                .map(|d| cstring(&format!("{}/{arg0}", d.trim_end_matches('/')), "process.env PATH"))
+                .map(|d| {
+                    cstring(
+                        &format!("{}/{arg0}", d.trim_end_matches('/')),
+                        "process.env PATH",
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?
         };
         if candidates.is_empty() {
@@ -178,11 +189,18 @@ impl ProcessPlan {
             if r.soft() > r.hard() {
                 return Err(DriverError::invalid_spec(
                     field,
-                    format!("{name}: soft limit {} is above hard limit {}", r.soft(), r.hard()),
+                    format!(
+                        "{name}: soft limit {} is above hard limit {}",
+                        r.soft(),
+                        r.hard()
+                    ),
                 ));
             }
             if rlimits.iter().any(|x: &Rlimit| x.resource == resource) {
-                return Err(DriverError::invalid_spec(field, format!("{name} is given twice")));
+                return Err(DriverError::invalid_spec(
+                    field,
+                    format!("{name} is given twice"),
+                ));
             }
             rlimits.push(Rlimit {
                 resource,
@@ -200,11 +218,25 @@ impl ProcessPlan {
                 format!("{adj} is outside -1000..=1000"),
             ));
         }
-        if process.apparmor_profile().as_deref().is_some_and(|p| !p.is_empty()) {
-            return Err(DriverError::unsupported("process.apparmorProfile (AppArmor)", crate::NAME));
+        if process
+            .apparmor_profile()
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return Err(DriverError::unsupported(
+                "process.apparmorProfile (AppArmor)",
+                crate::NAME,
+            ));
         }
-        if process.selinux_label().as_deref().is_some_and(|p| !p.is_empty()) {
-            return Err(DriverError::unsupported("process.selinuxLabel (SELinux)", crate::NAME));
+        if process
+            .selinux_label()
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return Err(DriverError::unsupported(
+                "process.selinuxLabel (SELinux)",
+                crate::NAME,
+            ));
         }
         if process.io_priority().is_some() {
             return Err(DriverError::unsupported("process.ioPriority", crate::NAME));
@@ -213,7 +245,10 @@ impl ProcessPlan {
             return Err(DriverError::unsupported("process.scheduler", crate::NAME));
         }
         if process.exec_cpu_affinity().is_some() {
-            return Err(DriverError::unsupported("process.execCPUAffinity", crate::NAME));
+            return Err(DriverError::unsupported(
+                "process.execCPUAffinity",
+                crate::NAME,
+            ));
         }
 
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -342,27 +377,69 @@ mod tests {
         assert_eq!(p.argv_ptrs.len(), 4);
         assert!(p.argv_ptrs[3].is_null());
         assert!(p.envp_ptrs[1].is_null());
-        let abs = ProcessPlan::build(&process(r#"{"cwd":"/","args":["/x/y"],"user":{"uid":0,"gid":0}}"#), 40).unwrap();
+        let abs = ProcessPlan::build(
+            &process(r#"{"cwd":"/","args":["/x/y"],"user":{"uid":0,"gid":0}}"#),
+            40,
+        )
+        .unwrap();
         assert_eq!(abs.candidates, [c"/x/y".to_owned()]);
     }
 
     #[test]
     fn bad_processes_name_the_field() {
         for (json, want) in [
-            (r#"{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}"#, "process.args: must not be empty"),
-            (r#"{"cwd":"/","args":[""],"user":{"uid":0,"gid":0}}"#, "process.args[0]: must not be empty"),
-            (r#"{"cwd":"rel","args":["a"],"user":{"uid":0,"gid":0}}"#, "process.cwd: rel is not an absolute path"),
-            (r#"{"cwd":"/","args":["a"],"env":["NOEQ"],"user":{"uid":0,"gid":0}}"#, "process.env[0]"),
-            (r#"{"cwd":"/","args":["a"],"env":["=x"],"user":{"uid":0,"gid":0}}"#, "process.env[0]"),
-            (r#"{"cwd":"/","args":["a"],"env":["PATH="],"user":{"uid":0,"gid":0}}"#, "PATH is empty"),
-            (r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}"#, "process.rlimits[0]: RLIMIT_NOFILE: soft limit 10 is above hard limit 5"),
-            (r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":1,"hard":5},{"type":"RLIMIT_NOFILE","soft":1,"hard":5}]}"#, "given twice"),
-            (r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"oomScoreAdj":5000}"#, "process.oomScoreAdj"),
-            (r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"effective":["CAP_KILL"],"permitted":[]}}"#, "subset of permitted"),
-            (r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"ambient":["CAP_KILL"],"permitted":["CAP_KILL"]}}"#, "process.capabilities.ambient"),
-            (r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"apparmorProfile":"x"}"#, "AppArmor"),
+            (
+                r#"{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}"#,
+                "process.args: must not be empty",
+            ),
+            (
+                r#"{"cwd":"/","args":[""],"user":{"uid":0,"gid":0}}"#,
+                "process.args[0]: must not be empty",
+            ),
+            (
+                r#"{"cwd":"rel","args":["a"],"user":{"uid":0,"gid":0}}"#,
+                "process.cwd: rel is not an absolute path",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"env":["NOEQ"],"user":{"uid":0,"gid":0}}"#,
+                "process.env[0]",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"env":["=x"],"user":{"uid":0,"gid":0}}"#,
+                "process.env[0]",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"env":["PATH="],"user":{"uid":0,"gid":0}}"#,
+                "PATH is empty",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}"#,
+                "process.rlimits[0]: RLIMIT_NOFILE: soft limit 10 is above hard limit 5",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":1,"hard":5},{"type":"RLIMIT_NOFILE","soft":1,"hard":5}]}"#,
+                "given twice",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"oomScoreAdj":5000}"#,
+                "process.oomScoreAdj",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"effective":["CAP_KILL"],"permitted":[]}}"#,
+                "subset of permitted",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"ambient":["CAP_KILL"],"permitted":["CAP_KILL"]}}"#,
+                "process.capabilities.ambient",
+            ),
+            (
+                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"apparmorProfile":"x"}"#,
+                "AppArmor",
+            ),
         ] {
-            let err = ProcessPlan::build(&process(json), 40).unwrap_err().to_string();
+            let err = ProcessPlan::build(&process(json), 40)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{json}\n{err}");
         }
     }

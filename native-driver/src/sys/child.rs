@@ -12,14 +12,14 @@ use libc::{c_int, c_ulong};
 
 use super::{
     CapData, Errno, SysResult, capset, chdir, close, close_range, dup3, execve, fchdir, fchownat,
-    fstatat, fstatfs_flags, getcwd, mkdirat, mknodat, mount, open, openat, openat2, pivot_root, prctl,
-    prlimit, proc_fd_path, read, reset_signal_dispositions, set_sigmask, setdomainname,
+    fstatat, fstatfs_flags, getcwd, mkdirat, mknodat, mount, open, openat, openat2, pivot_root,
+    prctl, prlimit, proc_fd_path, read, reset_signal_dispositions, set_sigmask, setdomainname,
     setgroups, sethostname, setns, setresgid, setresuid, setsid, symlinkat, umask, umount2,
     unshare, write,
 };
+use crate::plan::Plan;
 use crate::plan::mounts::{Create, DeviceOp, LinkOp, MountOp};
 use crate::plan::paths::InRootPath;
-use crate::plan::Plan;
 
 /// One message on the parent/child socket (a `SOCK_SEQPACKET` pair, so records stay whole).
 #[repr(C)]
@@ -125,12 +125,45 @@ impl Step {
     pub fn from_u32(n: u32) -> Option<Self> {
         use Step::*;
         const ALL: [Step; 39] = [
-            Sync, Stdio, CloseFds, JoinNamespace, Unshare, Clone, UserNsRoot, UnshareCgroup,
-            Setsid, Hostname, Domainname, RootPropagation, BindRootfs, OpenRootfs, MountTarget,
-            Mount, MountRemount, MountPropagation, Device, Link, CreateCwd, PivotRoot,
-            DetachOldRoot, Sysctl, MaskPath, ReadonlyPath, ReadonlyRoot, Rlimit, NoNewPrivs,
-            Bounding, Setgroups, Setgid, Setuid, Capset, Ambient, Cwd, CwdOutsideRoot,
-            ExecLookup, Execve,
+            Sync,
+            Stdio,
+            CloseFds,
+            JoinNamespace,
+            Unshare,
+            Clone,
+            UserNsRoot,
+            UnshareCgroup,
+            Setsid,
+            Hostname,
+            Domainname,
+            RootPropagation,
+            BindRootfs,
+            OpenRootfs,
+            MountTarget,
+            Mount,
+            MountRemount,
+            MountPropagation,
+            Device,
+            Link,
+            CreateCwd,
+            PivotRoot,
+            DetachOldRoot,
+            Sysctl,
+            MaskPath,
+            ReadonlyPath,
+            ReadonlyRoot,
+            Rlimit,
+            NoNewPrivs,
+            Bounding,
+            Setgroups,
+            Setgid,
+            Setuid,
+            Capset,
+            Ambient,
+            Cwd,
+            CwdOutsideRoot,
+            ExecLookup,
+            Execve,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -187,7 +220,13 @@ fn wait_go(sync: RawFd) -> Result<(), Fail> {
             Err(libc::EINTR) => continue,
             Ok(MSG_LEN) if Msg::from_bytes(&b).kind == kind::GO => return Ok(()),
             Ok(_) => super::exit(1),
-            Err(e) => return Err(Fail { step: Step::Sync, errno: e, arg: 0 }),
+            Err(e) => {
+                return Err(Fail {
+                    step: Step::Sync,
+                    errno: e,
+                    arg: 0,
+                });
+            }
         }
     }
 }
@@ -234,7 +273,14 @@ pub(crate) fn intermediate(a: &ChildArgs<'_>) -> ! {
             );
             super::exit(0)
         }
-        Err(e) => report(sync, Fail { step: Step::Clone, errno: e, arg: 0 }),
+        Err(e) => report(
+            sync,
+            Fail {
+                step: Step::Clone,
+                errno: e,
+                arg: 0,
+            },
+        ),
     }
 }
 
@@ -334,14 +380,26 @@ const O_PATH: u64 = (libc::O_PATH | libc::O_CLOEXEC) as u64;
 
 /// Opens `p` inside the rootfs (symlinks resolved as the container would), creating missing
 /// components — the last one as `create`.
-fn resolve_create(root: RawFd, p: &InRootPath, create: Create, step: Step, arg: usize) -> Result<RawFd, Fail> {
+fn resolve_create(
+    root: RawFd,
+    p: &InRootPath,
+    create: Create,
+    step: Step,
+    arg: usize,
+) -> Result<RawFd, Fail> {
     let Some(full) = p.prefixes.last() else {
         return openat(root, c".", O_PATH as c_int, 0).at(step, arg);
     };
     match openat2(root, full, O_PATH, RESOLVE) {
         Ok(fd) => return Ok(fd),
         Err(libc::ENOENT) => {}
-        Err(e) => return Err(Fail { step, errno: e, arg: arg as u32 }),
+        Err(e) => {
+            return Err(Fail {
+                step,
+                errno: e,
+                arg: arg as u32,
+            });
+        }
     }
     let last = p.prefixes.len() - 1;
     let mut parent = -1;
@@ -354,7 +412,11 @@ fn resolve_create(root: RawFd, p: &InRootPath, create: Create, step: Step, arg: 
                     openat(
                         dir,
                         name,
-                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                        libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_WRONLY
+                            | libc::O_CLOEXEC
+                            | libc::O_NOFOLLOW,
                         0o644,
                     )
                     .and_then(close)
@@ -367,7 +429,11 @@ fn resolve_create(root: RawFd, p: &InRootPath, create: Create, step: Step, arg: 
                         if parent >= 0 {
                             let _ = close(parent);
                         }
-                        return Err(Fail { step, errno: e, arg: arg as u32 });
+                        return Err(Fail {
+                            step,
+                            errno: e,
+                            arg: arg as u32,
+                        });
                     }
                 }
                 match openat2(root, prefix, O_PATH, RESOLVE) {
@@ -376,7 +442,11 @@ fn resolve_create(root: RawFd, p: &InRootPath, create: Create, step: Step, arg: 
                         if parent >= 0 {
                             let _ = close(parent);
                         }
-                        return Err(Fail { step, errno: e, arg: arg as u32 });
+                        return Err(Fail {
+                            step,
+                            errno: e,
+                            arg: arg as u32,
+                        });
                     }
                 }
             }
@@ -384,7 +454,11 @@ fn resolve_create(root: RawFd, p: &InRootPath, create: Create, step: Step, arg: 
                 if parent >= 0 {
                     let _ = close(parent);
                 }
-                return Err(Fail { step, errno: e, arg: arg as u32 });
+                return Err(Fail {
+                    step,
+                    errno: e,
+                    arg: arg as u32,
+                });
             }
         };
         if parent >= 0 {
@@ -406,8 +480,20 @@ fn locked_flags(fd: RawFd) -> c_ulong {
 fn rootfs(plan: &Plan) -> Result<(), Fail> {
     let r = &plan.rootfs;
     mount(None, c"/", None, r.root_propagation, None).at(Step::RootPropagation, 0)?;
-    mount(Some(&r.rootfs), &r.rootfs, None, libc::MS_BIND | libc::MS_REC, None).at(Step::BindRootfs, 0)?;
-    let root = open(&r.rootfs, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0).at(Step::OpenRootfs, 0)?;
+    mount(
+        Some(&r.rootfs),
+        &r.rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .at(Step::BindRootfs, 0)?;
+    let root = open(
+        &r.rootfs,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )
+    .at(Step::OpenRootfs, 0)?;
     let mut buf = [0u8; 32];
 
     for (i, op) in r.ops.iter().enumerate() {
@@ -424,7 +510,13 @@ fn rootfs(plan: &Plan) -> Result<(), Fail> {
             } => {
                 let fd = resolve_create(root, dest, *create, Step::MountTarget, i)?;
                 let target = proc_fd_path(&mut buf, fd);
-                let res = mount(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref());
+                let res = mount(
+                    source.as_deref(),
+                    target,
+                    fstype.as_deref(),
+                    *flags,
+                    data.as_deref(),
+                );
                 let _ = close(fd);
                 res.at(Step::Mount, i)?;
                 if *remount != 0 || *propagation != 0 {
@@ -434,11 +526,18 @@ fn rootfs(plan: &Plan) -> Result<(), Fail> {
                     let mut res = Ok(());
                     if *remount != 0 {
                         let keep = locked_flags(fd);
-                        res = mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | *remount | keep, None)
-                            .at(Step::MountRemount, i);
+                        res = mount(
+                            None,
+                            target,
+                            None,
+                            libc::MS_BIND | libc::MS_REMOUNT | *remount | keep,
+                            None,
+                        )
+                        .at(Step::MountRemount, i);
                     }
                     if res.is_ok() && *propagation != 0 {
-                        res = mount(None, target, None, *propagation, None).at(Step::MountPropagation, i);
+                        res = mount(None, target, None, *propagation, None)
+                            .at(Step::MountPropagation, i);
                     }
                     let _ = close(fd);
                     res?;
@@ -466,8 +565,18 @@ fn rootfs(plan: &Plan) -> Result<(), Fail> {
     let _ = close(root);
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detach it from there.
-    let old = open(c"/", libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC, 0).at(Step::PivotRoot, 0)?;
-    let new = open(&r.rootfs, libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC, 0).at(Step::PivotRoot, 1)?;
+    let old = open(
+        c"/",
+        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    )
+    .at(Step::PivotRoot, 0)?;
+    let new = open(
+        &r.rootfs,
+        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    )
+    .at(Step::PivotRoot, 1)?;
     fchdir(new).at(Step::PivotRoot, 2)?;
     pivot_root(c".", c".").at(Step::PivotRoot, 3)?;
     fchdir(old).at(Step::DetachOldRoot, 0)?;
@@ -487,16 +596,36 @@ fn device(root: RawFd, d: &DeviceOp, i: usize) -> Result<(), Fail> {
             Err(libc::EEXIST) => return Ok(()),
             Err(libc::EPERM) if d.host.is_some() => {
                 // No mknod in a user namespace: bind the host's node onto an empty file.
-                match openat(dir, &d.name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644) {
+                match openat(
+                    dir,
+                    &d.name,
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_CLOEXEC
+                        | libc::O_NOFOLLOW,
+                    0o644,
+                ) {
                     Ok(fd) => {
                         let _ = close(fd);
                     }
                     Err(libc::EEXIST) => {}
                     Err(e) => return Err(e),
                 }
-                let fd = openat(dir, &d.name, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)?;
+                let fd = openat(
+                    dir,
+                    &d.name,
+                    libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    0,
+                )?;
                 let mut buf = [0u8; 32];
-                let res = mount(d.host.as_deref(), proc_fd_path(&mut buf, fd), None, libc::MS_BIND, None);
+                let res = mount(
+                    d.host.as_deref(),
+                    proc_fd_path(&mut buf, fd),
+                    None,
+                    libc::MS_BIND,
+                    None,
+                );
                 let _ = close(fd);
                 return res;
             }
@@ -534,11 +663,24 @@ fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
     for (i, p) in r.masked.iter().enumerate() {
         match fstatat(libc::AT_FDCWD, p, &mut st, 0) {
             Err(libc::ENOENT) => continue,
-            Err(e) => return Err(Fail { step: Step::MaskPath, errno: e, arg: i as u32 }),
+            Err(e) => {
+                return Err(Fail {
+                    step: Step::MaskPath,
+                    errno: e,
+                    arg: i as u32,
+                });
+            }
             Ok(()) => {}
         }
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            mount(Some(c"tmpfs"), p, Some(c"tmpfs"), libc::MS_RDONLY, Some(c"size=0k")).at(Step::MaskPath, i)?;
+            mount(
+                Some(c"tmpfs"),
+                p,
+                Some(c"tmpfs"),
+                libc::MS_RDONLY,
+                Some(c"size=0k"),
+            )
+            .at(Step::MaskPath, i)?;
         } else {
             mount(Some(c"/dev/null"), p, None, libc::MS_BIND, None).at(Step::MaskPath, i)?;
         }
@@ -546,22 +688,40 @@ fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
     for (i, p) in r.readonly.iter().enumerate() {
         match fstatat(libc::AT_FDCWD, p, &mut st, 0) {
             Err(libc::ENOENT) => continue,
-            Err(e) => return Err(Fail { step: Step::ReadonlyPath, errno: e, arg: i as u32 }),
+            Err(e) => {
+                return Err(Fail {
+                    step: Step::ReadonlyPath,
+                    errno: e,
+                    arg: i as u32,
+                });
+            }
             Ok(()) => {}
         }
         mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None).at(Step::ReadonlyPath, i)?;
         let fd = open(p, libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyPath, i)?;
         let keep = locked_flags(fd);
         let _ = close(fd);
-        mount(None, p, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | keep, None)
-            .at(Step::ReadonlyPath, i)?;
+        mount(
+            None,
+            p,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | keep,
+            None,
+        )
+        .at(Step::ReadonlyPath, i)?;
     }
     if r.readonly_root {
         let fd = open(c"/", libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyRoot, 0)?;
         let keep = locked_flags(fd);
         let _ = close(fd);
-        mount(None, c"/", None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep, None)
-            .at(Step::ReadonlyRoot, 0)?;
+        mount(
+            None,
+            c"/",
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+            None,
+        )
+        .at(Step::ReadonlyRoot, 0)?;
     }
     Ok(())
 }
@@ -581,7 +741,13 @@ fn process(plan: &Plan) -> Result<&CStr, Fail> {
             if caps.bounding & (1u64 << cap) == 0 {
                 match prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) {
                     Ok(_) | Err(libc::EINVAL) => {}
-                    Err(e) => return Err(Fail { step: Step::Bounding, errno: e, arg: cap }),
+                    Err(e) => {
+                        return Err(Fail {
+                            step: Step::Bounding,
+                            errno: e,
+                            arg: cap,
+                        });
+                    }
                 }
             }
         }
@@ -598,11 +764,24 @@ fn process(plan: &Plan) -> Result<&CStr, Fail> {
             inheritable: word(caps.inheritable, hi),
         });
         capset(&data).at(Step::Capset, 0)?;
-        prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong, 0, 0, 0).at(Step::Ambient, 64)?;
+        prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
+            0,
+            0,
+            0,
+        )
+        .at(Step::Ambient, 64)?;
         for cap in 0..=p.last_cap.min(63) {
             if caps.ambient & (1u64 << cap) != 0 {
-                prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as c_ulong, cap as c_ulong, 0, 0)
-                    .at(Step::Ambient, cap as usize)?;
+                prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as c_ulong,
+                    cap as c_ulong,
+                    0,
+                    0,
+                )
+                .at(Step::Ambient, cap as usize)?;
             }
         }
     }
@@ -613,8 +792,20 @@ fn process(plan: &Plan) -> Result<&CStr, Fail> {
     let mut buf = [0u8; 4096];
     match getcwd(&mut buf) {
         Ok(_) if buf[0] == b'/' => {}
-        Ok(_) => return Err(Fail { step: Step::CwdOutsideRoot, errno: libc::EPERM, arg: 0 }),
-        Err(e) => return Err(Fail { step: Step::CwdOutsideRoot, errno: e, arg: 0 }),
+        Ok(_) => {
+            return Err(Fail {
+                step: Step::CwdOutsideRoot,
+                errno: libc::EPERM,
+                arg: 0,
+            });
+        }
+        Err(e) => {
+            return Err(Fail {
+                step: Step::CwdOutsideRoot,
+                errno: e,
+                arg: 0,
+            });
+        }
     }
     let mut st = super::zeroed_stat();
     let mut denied = false;
@@ -644,7 +835,12 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let m = Msg { kind: kind::ERROR, step: Step::Mount as u32, errno: -3, arg: 7 };
+        let m = Msg {
+            kind: kind::ERROR,
+            step: Step::Mount as u32,
+            errno: -3,
+            arg: 7,
+        };
         assert_eq!(Msg::from_bytes(&m.to_bytes()), m);
     }
 

@@ -84,7 +84,12 @@ pub(crate) fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> SysResult<R
     openat(libc::AT_FDCWD, path, flags, mode)
 }
 
-pub(crate) fn openat(dirfd: RawFd, path: &CStr, flags: c_int, mode: libc::mode_t) -> SysResult<RawFd> {
+pub(crate) fn openat(
+    dirfd: RawFd,
+    path: &CStr,
+    flags: c_int,
+    mode: libc::mode_t,
+) -> SysResult<RawFd> {
     // SAFETY: path is NUL-terminated.
     check(unsafe { libc::syscall(libc::SYS_openat, dirfd, path.as_ptr(), flags, mode) })
         .map(|fd| fd as RawFd)
@@ -114,28 +119,57 @@ pub(crate) fn mkdirat(dirfd: RawFd, path: &CStr, mode: libc::mode_t) -> SysResul
     check(unsafe { libc::syscall(libc::SYS_mkdirat, dirfd, path.as_ptr(), mode) }).map(drop)
 }
 
-pub(crate) fn mknodat(dirfd: RawFd, path: &CStr, mode: libc::mode_t, dev: libc::dev_t) -> SysResult<()> {
+pub(crate) fn mknodat(
+    dirfd: RawFd,
+    path: &CStr,
+    mode: libc::mode_t,
+    dev: libc::dev_t,
+) -> SysResult<()> {
     // SAFETY: path is NUL-terminated.
     check(unsafe { libc::syscall(libc::SYS_mknodat, dirfd, path.as_ptr(), mode, dev) }).map(drop)
 }
 
 pub(crate) fn symlinkat(target: &CStr, dirfd: RawFd, linkpath: &CStr) -> SysResult<()> {
     // SAFETY: both are NUL-terminated.
-    check(unsafe { libc::syscall(libc::SYS_symlinkat, target.as_ptr(), dirfd, linkpath.as_ptr()) })
-        .map(drop)
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_symlinkat,
+            target.as_ptr(),
+            dirfd,
+            linkpath.as_ptr(),
+        )
+    })
+    .map(drop)
 }
 
-pub(crate) fn fchownat(dirfd: RawFd, path: &CStr, uid: u32, gid: u32, flags: c_int) -> SysResult<()> {
+pub(crate) fn fchownat(
+    dirfd: RawFd,
+    path: &CStr,
+    uid: u32,
+    gid: u32,
+    flags: c_int,
+) -> SysResult<()> {
     // SAFETY: path is NUL-terminated.
     check(unsafe { libc::syscall(libc::SYS_fchownat, dirfd, path.as_ptr(), uid, gid, flags) })
         .map(drop)
 }
 
 /// `fstatat(2)`; `statbuf` is the caller's.
-pub(crate) fn fstatat(dirfd: RawFd, path: &CStr, statbuf: &mut libc::stat, flags: c_int) -> SysResult<()> {
+pub(crate) fn fstatat(
+    dirfd: RawFd,
+    path: &CStr,
+    statbuf: &mut libc::stat,
+    flags: c_int,
+) -> SysResult<()> {
     // SAFETY: path is NUL-terminated; statbuf is a valid, writable struct stat.
     check(unsafe {
-        libc::syscall(libc::SYS_newfstatat, dirfd, path.as_ptr(), statbuf as *mut libc::stat, flags)
+        libc::syscall(
+            libc::SYS_newfstatat,
+            dirfd,
+            path.as_ptr(),
+            statbuf as *mut libc::stat,
+            flags,
+        )
     })
     .map(drop)
 }
@@ -230,7 +264,13 @@ pub(crate) fn setgroups(gids: &[libc::gid_t]) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) }).map(drop)
 }
 
-pub(crate) fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_ulong) -> SysResult {
+pub(crate) fn prctl(
+    option: c_int,
+    a2: c_ulong,
+    a3: c_ulong,
+    a4: c_ulong,
+    a5: c_ulong,
+) -> SysResult {
     // SAFETY: the options used take integer arguments.
     check(unsafe { libc::syscall(libc::SYS_prctl, option, a2, a3, a4, a5) })
 }
@@ -268,7 +308,13 @@ pub(crate) fn prlimit(resource: c_int, soft: u64, hard: u64) -> SysResult<()> {
     };
     // SAFETY: lim is a valid rlimit64; old limit pointer is null.
     check(unsafe {
-        libc::syscall(libc::SYS_prlimit64, 0, resource, &raw const lim, std::ptr::null_mut::<libc::rlimit64>())
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            &raw const lim,
+            std::ptr::null_mut::<libc::rlimit64>(),
+        )
     })
     .map(drop)
 }
@@ -280,25 +326,35 @@ pub(crate) fn umask(mask: libc::mode_t) {
 
 pub(crate) fn write(fd: RawFd, buf: &[u8]) -> SysResult<usize> {
     // SAFETY: pointer and length describe the slice.
-    check(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) }).map(|n| n as usize)
+    check(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) })
+        .map(|n| n as usize)
 }
 
 pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: pointer and length describe the writable slice.
-    check(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+    check(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) })
+        .map(|n| n as usize)
 }
 
 /// `getcwd(2)` into `buf`; returns the length including the NUL.
 pub(crate) fn getcwd(buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: pointer and length describe the writable slice.
-    check(unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+    check(unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) })
+        .map(|n| n as usize)
 }
 
 /// `execve(2)`; returns only on failure. `argv` and `envp` are NULL-terminated arrays of
 /// pointers to NUL-terminated strings that outlive the call.
 pub(crate) fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
     // SAFETY: the caller guarantees argv/envp are NULL-terminated arrays of valid strings.
-    unsafe { libc::syscall(libc::SYS_execve, path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_execve,
+            path.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    };
     errno()
 }
 
@@ -337,7 +393,13 @@ pub(crate) fn set_sigmask(block_all: bool) -> u64 {
     let mut old: u64 = 0;
     // SAFETY: the kernel ABI takes 8-byte masks; both pointers are valid.
     unsafe {
-        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &raw const new, &raw mut old, 8usize);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const new,
+            &raw mut old,
+            8usize,
+        );
     }
     old
 }
@@ -367,7 +429,6 @@ pub(crate) fn exit(code: c_int) -> ! {
     loop {}
 }
 
-
 pub(crate) fn pidfd_open(pid: i32) -> SysResult<RawFd> {
     // SAFETY: plain integer arguments.
     check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
@@ -376,7 +437,13 @@ pub(crate) fn pidfd_open(pid: i32) -> SysResult<RawFd> {
 pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> SysResult<()> {
     // SAFETY: null siginfo means "as kill(2) would"; flags 0.
     check(unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<libc::siginfo_t>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
     })
     .map(drop)
 }
@@ -485,20 +552,6 @@ pub(crate) fn proc_fd_path(buf: &mut [u8; 32], fd: RawFd) -> &CStr {
     CStr::from_bytes_with_nul(&buf[..=pos]).unwrap_or(c"/proc/self/fd/")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_fd_paths() {
-        let mut buf = [0u8; 32];
-        assert_eq!(proc_fd_path(&mut buf, 0).to_bytes(), b"/proc/self/fd/0");
-        assert_eq!(proc_fd_path(&mut buf, 7).to_bytes(), b"/proc/self/fd/7");
-        assert_eq!(proc_fd_path(&mut buf, 1234567).to_bytes(), b"/proc/self/fd/1234567");
-        assert_eq!(proc_fd_path(&mut buf, i32::MAX).to_bytes(), b"/proc/self/fd/2147483647");
-    }
-}
-
 /// A zeroed `struct stat` for [`fstatat`].
 pub(crate) fn zeroed_stat() -> libc::stat {
     // SAFETY: struct stat is plain data; all-zero is a valid value.
@@ -508,7 +561,14 @@ pub(crate) fn zeroed_stat() -> libc::stat {
 pub(crate) fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> SysResult<()> {
     // SAFETY: path and name are NUL-terminated; pointer and length describe value.
     check(unsafe {
-        libc::syscall(libc::SYS_setxattr, path.as_ptr(), name.as_ptr(), value.as_ptr(), value.len(), 0)
+        libc::syscall(
+            libc::SYS_setxattr,
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
+            value.len(),
+            0,
+        )
     })
     .map(drop)
 }
@@ -517,7 +577,13 @@ pub(crate) fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> SysResult<()> 
 pub(crate) fn has_xattr(path: &CStr, name: &CStr) -> bool {
     // SAFETY: a zero-size query with a null buffer returns the value's size.
     let r = unsafe {
-        libc::syscall(libc::SYS_getxattr, path.as_ptr(), name.as_ptr(), std::ptr::null_mut::<c_void>(), 0)
+        libc::syscall(
+            libc::SYS_getxattr,
+            path.as_ptr(),
+            name.as_ptr(),
+            std::ptr::null_mut::<c_void>(),
+            0,
+        )
     };
     r >= 0
 }
@@ -545,4 +611,24 @@ pub(crate) fn poll_in(fd: RawFd, timeout_ms: c_int) -> SysResult<bool> {
 pub(crate) fn flock_exclusive_nonblock(fd: RawFd) -> SysResult<()> {
     // SAFETY: plain integer arguments.
     check(unsafe { libc::syscall(libc::SYS_flock, fd, libc::LOCK_EX | libc::LOCK_NB) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fd_paths() {
+        let mut buf = [0u8; 32];
+        assert_eq!(proc_fd_path(&mut buf, 0).to_bytes(), b"/proc/self/fd/0");
+        assert_eq!(proc_fd_path(&mut buf, 7).to_bytes(), b"/proc/self/fd/7");
+        assert_eq!(
+            proc_fd_path(&mut buf, 1234567).to_bytes(),
+            b"/proc/self/fd/1234567"
+        );
+        assert_eq!(
+            proc_fd_path(&mut buf, i32::MAX).to_bytes(),
+            b"/proc/self/fd/2147483647"
+        );
+    }
 }

@@ -33,7 +33,8 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() >= 3 {
         return Ok(fd);
     }
-    let dup = super::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3).map_err(io::Error::from_raw_os_error)?;
+    let dup = super::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3)
+        .map_err(io::Error::from_raw_os_error)?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
 }
@@ -112,7 +113,14 @@ impl Channel {
         loop {
             // SAFETY: b is a valid buffer of its length; MSG_NOSIGNAL avoids SIGPIPE if the
             // child is gone.
-            let r = unsafe { libc::send(self.fd.as_raw_fd(), b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+            let r = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    b.as_ptr().cast(),
+                    b.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
             if r >= 0 {
                 return Ok(());
             }
@@ -140,7 +148,10 @@ impl Channel {
                 return Ok(Some(Msg::from_bytes(&b)));
             }
             if r > 0 {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "short message from the container init"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "short message from the container init",
+                ));
             }
             let e = io::Error::last_os_error();
             match e.kind() {

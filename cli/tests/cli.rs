@@ -1,0 +1,225 @@
+//! End-to-end tests of the `execdriver` binary.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use execdriver_tests::{busybox_rootfs, is_root, missing, runc_like_spec};
+
+fn execdriver() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_execdriver"))
+}
+
+fn run(args: &[&str]) -> Output {
+    execdriver().args(args).output().expect("run execdriver")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn drivers_lists_the_builtin_drivers() {
+    let out = run(&["drivers"]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    assert!(s.contains("native"), "{s}");
+    assert!(s.contains("wasm"), "{s}");
+}
+
+#[test]
+fn unknown_driver_names_the_available_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
+    let out = run(&[
+        "run",
+        "--driver",
+        "nope",
+        "--bundle",
+        dir.path().to_str().unwrap(),
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "execdriver: unknown driver \"nope\"; available drivers: native, wasm"
+    );
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["run", "--bundle", "/nonexistent-bundle", "x"],
+            "config.json: can't read /nonexistent-bundle/config.json",
+        ),
+        (
+            vec!["run", "--bundle", bundle, "a/b"],
+            "invalid container id \"a/b\": must not contain '/'",
+        ),
+        (
+            vec!["run", "--bundle", bundle, ".."],
+            "invalid container id \"..\"",
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
+    let out = run(&["run", "--bundle", bundle, "x"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("invalid spec: config.json: "),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(
+        dir.path().join("conf.json"),
+        r#"{"driver": "native", "options": {"bogus": 1}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
+    let conf = dir.path().join("conf.json");
+    let out = run(&[
+        "run",
+        "--config",
+        conf.to_str().unwrap(),
+        "--bundle",
+        bundle,
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("unknown field `bogus`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A bundle over the shared busybox rootfs with `args`, optionally without a pid namespace.
+fn bundle(dir: &Path, args: &[&str], pid_ns: bool) -> bool {
+    if !is_root() {
+        missing("cli native run", "needs root");
+        return false;
+    }
+    let rootfs = match busybox_rootfs() {
+        Ok(r) => r,
+        Err(e) => {
+            missing("cli native run", &e);
+            return false;
+        }
+    };
+    let mut spec = serde_json::to_value(runc_like_spec(rootfs, args)).unwrap();
+    if !pid_ns {
+        let ns = spec["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        // /proc of the host pid namespace can't be mounted without CAP_SYS_ADMIN over it;
+        // bind it instead.
+        let mounts = spec["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/proc");
+    }
+    std::fs::write(dir.join("config.json"), spec.to_string()).unwrap();
+    true
+}
+
+fn root_args(dir: &Path) -> String {
+    dir.join("state").to_str().unwrap().to_owned()
+}
+
+#[test]
+fn native_run_prints_and_exits_with_the_container_code() {
+    let dir = tempfile::tempdir().unwrap();
+    if !bundle(
+        dir.path(),
+        &["sh", "-c", "echo hello from $(hostname) as pid $$; exit 42"],
+        true,
+    ) {
+        return;
+    }
+    let id = format!("cli-run-{}", std::process::id());
+    let out = run(&[
+        "run",
+        "--root",
+        &root_args(dir.path()),
+        "--bundle",
+        dir.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(out.status.code(), Some(42), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from runc as pid 1\n");
+}
+
+#[test]
+fn native_run_exits_128_plus_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    if !bundle(dir.path(), &["sh", "-c", "kill -KILL $$"], false) {
+        return;
+    }
+    let id = format!("cli-sig-{}", std::process::id());
+    let out = run(&[
+        "run",
+        "--root",
+        &root_args(dir.path()),
+        "--bundle",
+        dir.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn sigterm_to_the_cli_reaches_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    if !bundle(
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 3' TERM; echo ready; sleep 1000 & wait",
+        ],
+        true,
+    ) {
+        return;
+    }
+    let id = format!("cli-fwd-{}", std::process::id());
+    let mut child = execdriver()
+        .args([
+            "run",
+            "--root",
+            &root_args(dir.path()),
+            "--bundle",
+            dir.path().to_str().unwrap(),
+            &id,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, BufReader};
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = child.id() as i32;
+    // SIGTERM to the CLI, by pid: the container's trap answers.
+    let st = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got TERM\n");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+}

@@ -1,1 +1,0 @@
-//! Runnable examples of execdriver; see the `examples/` targets.

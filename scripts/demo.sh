@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The main job: build execdriver and run a container on the embedded default driver.
+# As root: a busybox container with the native driver (namespaces + cgroups).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/prereqs.sh
+
+cargo build -q -p execdriver-cli --bin execdriver
+bin=$PWD/target/debug/execdriver
+demo=$PWD/target/demo
+
+if [ "$(id -u)" != 0 ]; then
+    echo "the native driver needs root; run this as root" >&2
+    exit 1
+fi
+ensure_busybox
+bb=$(command -v busybox)
+rm -rf "$demo/bundle"
+mkdir -p "$demo/bundle/rootfs/bin"
+cp "$bb" "$demo/bundle/rootfs/bin/busybox"
+for applet in sh echo hostname id ls cat ps uname; do
+    ln -s busybox "$demo/bundle/rootfs/bin/$applet"
+done
+cat > "$demo/bundle/config.json" <<'JSON'
+{
+  "ociVersion": "1.0.2",
+  "process": {
+    "args": ["sh", "-c", "echo \"hello from $(hostname): pid $$, $(id)\"; echo 'the root filesystem:'; ls /; ps"],
+    "env": ["PATH=/bin"],
+    "cwd": "/",
+    "user": {"uid": 0, "gid": 0}
+  },
+  "root": {"path": "rootfs", "readonly": true},
+  "hostname": "demo",
+  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}, {"type": "network"}],
+    "maskedPaths": ["/proc/kcore"],
+    "readonlyPaths": ["/proc/sys"]
+  }
+}
+JSON
+echo "+ execdriver run --bundle $demo/bundle demo" >&2
+exec "$bin" run --bundle "$demo/bundle" "demo-$$"

@@ -1,0 +1,16 @@
+# Sourced by the set-up scripts: installs what the demo and the tests need on a fresh machine.
+
+# busybox-static: the rootfs of the native driver's demo and test containers.
+ensure_busybox() {
+    if [ -x /usr/bin/busybox ] || [ -x /bin/busybox ]; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "busybox-static is not installed and installing it needs root" >&2
+        return 1
+    fi
+    echo "installing busybox-static ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q busybox-static >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q busybox-static >/dev/null; }
+}
