@@ -1,7 +1,7 @@
 //! An example engine: picks its driver by name from a JSON config file, registers the
 //! third-party `process` driver, and runs one command with hooks and an OOM receiver.
 //!
-//! Run: `cargo run -p execdriver-example-process --example engine -- examples/process-driver/engine.json echo hello`
+//! Run: `cargo run -p execdriver-example-process --bin engine -- examples/process-driver/engine.json echo hello`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
