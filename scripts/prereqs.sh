@@ -14,3 +14,19 @@ ensure_busybox() {
     apt-get install -y -q busybox-static >/dev/null 2>&1 ||
         { apt-get update -q >/dev/null && apt-get install -y -q busybox-static >/dev/null; }
 }
+
+# A Debian package, for the tests that compare execdriver with its peers (runc).
+ensure_package() {
+    local bin=$1 pkg=$2
+    if command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ]; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "$pkg is not installed and installing it needs root" >&2
+        return 1
+    fi
+    echo "installing $pkg ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "$pkg" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
+}

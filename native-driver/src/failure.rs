@@ -36,6 +36,10 @@ pub(crate) fn describe(plan: &Plan, msg: &Msg) -> DriverError {
         Step::RootPropagation => "set the propagation of / (linux.rootfsPropagation)".to_owned(),
         Step::BindRootfs => format!("bind the rootfs {}", r.rootfs.to_string_lossy()),
         Step::OpenRootfs => format!("open the rootfs {}", r.rootfs.to_string_lossy()),
+        Step::MountTarget if errno == libc::ENOENT => format!(
+            "create the mount point of {} (a component is a dangling symlink inside the rootfs)",
+            nth(r.op_names.get(i))
+        ),
         Step::MountTarget => format!("create the mount point of {}", nth(r.op_names.get(i))),
         Step::Mount => format!("mount {}", nth(r.op_names.get(i))),
         Step::MountRemount => format!("remount {}", nth(r.op_names.get(i))),

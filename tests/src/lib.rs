@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use execdriver_api::oci_spec::runtime::Spec;
 use execdriver_api::{Command, ContainerId, DriverError};
 
+pub mod cgns;
+pub mod leaks;
 pub mod native;
 
 /// Whether tests run under CI (`CI=true`), where missing prerequisites are failures.

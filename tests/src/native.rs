@@ -115,3 +115,23 @@ pub fn driver() -> Result<Arc<dyn Driver>, String> {
 pub fn conformance_setup() -> execdriver_api::conformance::Setup {
     Ok((driver()?, Arc::new(NativeFixture)))
 }
+
+/// Runs `args` in a busybox container (runc-like spec changed by `edit`) on `driver` and
+/// returns (status, stdout, stderr).
+///
+/// # Errors
+/// The driver's error.
+pub fn run_busybox(
+    driver: &dyn Driver,
+    id: &ContainerId,
+    args: &[&str],
+    hooks: &execdriver_api::Hooks,
+    edit: impl FnOnce(&mut execdriver_api::oci_spec::runtime::Spec),
+) -> Result<(execdriver_api::ExitStatus, String, String), DriverError> {
+    let cmd = busybox_command(id, args, edit)?;
+    let (pipes, captured) =
+        execdriver_api::Pipes::capture().map_err(|e| DriverError::io("capture", e))?;
+    let status = driver.run(&cmd, pipes, hooks);
+    let (out, err) = captured.wait_strings();
+    Ok((status?, out, err))
+}

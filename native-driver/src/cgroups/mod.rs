@@ -321,13 +321,23 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
             match fs.mkdir(&cur) {
                 Ok(()) => {
                     let _ = fs.mark(&cur);
-                    if d.controllers.iter().any(|c| c == "cpuset") {
-                        copy_cpuset(fs, &cur)?;
-                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !leaf => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'retry,
                 Err(source) => return Err(CgroupError::Create { path: cur, source }),
+            }
+            // Fill every level, not only the ones we made: a concurrent creator of a shared
+            // parent may not have filled it yet.
+            if d.controllers.iter().any(|c| c == "cpuset") {
+                match copy_cpuset(fs, &cur) {
+                    Ok(()) => {}
+                    Err(CgroupError::Write { source, .. })
+                        if source.kind() == io::ErrorKind::NotFound =>
+                    {
+                        continue 'retry;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         return Ok(());
@@ -502,6 +512,22 @@ mod tests {
         c.remove(&fs).unwrap();
         assert!(tmp.path().join("pids/ops").exists());
         assert!(!tmp.path().join("pids/ops/c").exists());
+    }
+
+    #[test]
+    fn cpuset_levels_made_by_someone_else_are_filled_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = v1(tmp.path());
+        let fs = FakeFs::default();
+        // Another container created the shared parent but has not filled it yet.
+        std::fs::create_dir(tmp.path().join("cpuset/execdriver")).unwrap();
+        std::fs::write(tmp.path().join("cpuset/execdriver/cpuset.cpus"), "").unwrap();
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        for dir in ["cpuset/execdriver", "cpuset/execdriver/c"] {
+            let cpus = std::fs::read_to_string(tmp.path().join(dir).join("cpuset.cpus")).unwrap();
+            assert_eq!(cpus, "0-1", "{dir}");
+        }
     }
 
     #[test]

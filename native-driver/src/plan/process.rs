@@ -46,8 +46,8 @@ pub(crate) struct ProcessPlan {
     pub gid: u32,
     pub groups: Vec<libc::gid_t>,
     pub umask: Option<libc::mode_t>,
-    /// `None` leaves the capabilities as they are (root keeps all).
-    pub caps: Option<CapSets>,
+    /// The capability sets; all empty when the spec has none (as runc does).
+    pub caps: CapSets,
     pub last_cap: u32,
     pub rlimits: Vec<Rlimit>,
     pub rlimit_names: Vec<String>,
@@ -143,7 +143,7 @@ impl ProcessPlan {
         }
 
         let caps = match process.capabilities() {
-            None => None,
+            None => CapSets::default(),
             Some(c) => {
                 let set = |s: &Option<std::collections::HashSet<Capability>>| -> u64 {
                     s.iter()
@@ -171,7 +171,7 @@ impl ProcessPlan {
                         "must be a subset of both permitted and inheritable",
                     ));
                 }
-                Some(sets)
+                sets
             }
         };
 
@@ -451,7 +451,7 @@ mod tests {
             40,
         )
         .unwrap();
-        let c = p.caps.unwrap();
+        let c = p.caps;
         assert_eq!(c.bounding, 0b100001);
         assert_eq!(c.effective, 1 << 5);
         assert_eq!(c.ambient, 1 << 5);
@@ -461,6 +461,13 @@ mod tests {
             37,
         )
         .unwrap();
-        assert_eq!(old.caps.unwrap().bounding, 1 << 5);
+        assert_eq!(old.caps.bounding, 1 << 5);
+        // No capabilities in the spec: none at all, as runc does.
+        let none = ProcessPlan::build(
+            &process(r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0}}"#),
+            40,
+        )
+        .unwrap();
+        assert_eq!(none.caps, CapSets::default());
     }
 }

@@ -735,7 +735,8 @@ fn process(plan: &Plan) -> Result<&CStr, Fail> {
     if p.no_new_privs {
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).at(Step::NoNewPrivs, 0)?;
     }
-    if let Some(caps) = &p.caps {
+    let caps = &p.caps;
+    {
         prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).at(Step::Bounding, 0)?;
         for cap in 0..=p.last_cap.min(63) {
             if caps.bounding & (1u64 << cap) == 0 {
@@ -755,7 +756,7 @@ fn process(plan: &Plan) -> Result<&CStr, Fail> {
     setgroups(&p.groups).at(Step::Setgroups, 0)?;
     setresgid(p.gid).at(Step::Setgid, 0)?;
     setresuid(p.uid).at(Step::Setuid, 0)?;
-    if let Some(caps) = &p.caps {
+    {
         prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0).at(Step::Capset, 0)?;
         let word = |m: u64, hi: bool| if hi { (m >> 32) as u32 } else { m as u32 };
         let data = [false, true].map(|hi| CapData {
