@@ -223,3 +223,30 @@ fn sigterm_to_the_cli_reaches_the_container() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(3));
 }
+
+#[test]
+fn an_oom_killed_container_exits_137_with_an_oom_killed_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let hog = "x=0123456789abcdef; i=0; while [ $i -lt 24 ]; do x=$x$x; i=$((i+1)); done";
+    if !bundle(dir.path(), &["sh", "-c", hog], true) {
+        return;
+    }
+    let cfg = dir.path().join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 33554432, "swap": 33554432});
+    std::fs::write(&cfg, spec.to_string()).unwrap();
+    let id = format!("cli-oom-{}", std::process::id());
+    let out = run(&[
+        "run",
+        "--root",
+        &root_args(dir.path()),
+        "--bundle",
+        dir.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(out.status.code(), Some(137));
+    let err = text(&out.stderr);
+    assert!(err.contains("oom-killed"), "{err}");
+    assert!(err.contains(&id), "{err}");
+}

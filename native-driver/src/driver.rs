@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use execdriver_api::oci_spec::runtime::Process;
+use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
     Capabilities, Command, ContainerId, Driver, DriverError, ExitStatus, HookContext, HookStage,
-    Hooks, Info, OomNotifier, Operation, Pipes, Result, Signal, Status, Stdio,
+    Hooks, Info, OomNotifier, Operation, Pipes, ResourceStats, Result, Signal, Status, Stdio,
 };
 
-use crate::cgroups::{Cgroup, CgroupError, CgroupFs, Layout, Placement, RealFs};
+use crate::cgroups::{Cgroup, CgroupError, CgroupFs, Layout, Placement, RealFs, stats};
+use crate::oom::OomWatcher;
 use crate::options::NativeOptions;
 use crate::plan::{IdMaps, Plan, PlanInputs};
 use crate::state::{DirLock, ReadError, STATE_VERSION, State, StateStore};
@@ -28,6 +29,7 @@ pub struct NativeDriver {
     layout: OnceLock<std::result::Result<Layout, String>>,
     last_cap: OnceLock<u32>,
     dev_null: OnceLock<std::result::Result<OwnedFd, String>>,
+    oom: OomWatcher,
 }
 
 impl std::fmt::Debug for NativeDriver {
@@ -51,10 +53,12 @@ fn cgroup_error(id: &ContainerId, e: CgroupError) -> DriverError {
 impl NativeDriver {
     /// A driver with `options`. Nothing on the system is touched until the first operation.
     pub fn new(options: NativeOptions) -> Self {
+        let fs: Arc<dyn CgroupFs> = Arc::new(RealFs);
         Self {
             state: StateStore::new(options.root.clone()),
             options,
-            fs: Arc::new(RealFs),
+            oom: OomWatcher::new(fs.clone()),
+            fs,
             layout: OnceLock::new(),
             last_cap: OnceLock::new(),
             dev_null: OnceLock::new(),
@@ -125,11 +129,25 @@ impl NativeDriver {
     fn status(&self, st: &State) -> Status {
         if !procfs::is_alive(st.pid, st.start_time) {
             Status::Stopped
+        } else if st.cgroup.is_frozen(&*self.fs) {
+            Status::Paused
         } else if st.started {
             Status::Running
         } else {
             Status::Created
         }
+    }
+
+    /// The state of a container whose init is alive, or `NotRunning`.
+    fn load_alive(&self, id: &ContainerId) -> Result<State> {
+        let st = self.load(id)?;
+        if !procfs::is_alive(st.pid, st.start_time) {
+            return Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            });
+        }
+        Ok(st)
     }
 
     /// A pidfd for the container's init if it is still the same process.
@@ -238,6 +256,10 @@ impl Driver for NativeDriver {
             .with(Operation::Pids)
             .with(Operation::Persistent)
             .with(Operation::Signals)
+            .with(Operation::Pause)
+            .with(Operation::Stats)
+            .with(Operation::Update)
+            .with(Operation::Oom)
     }
 
     fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
@@ -287,6 +309,35 @@ impl Driver for NativeDriver {
         };
         cgroup.create(&*self.fs).map_err(|e| cgroup_error(id, e))?;
         launch.cgroup = Some(cgroup.clone());
+        if let Some(res) = cmd
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+        {
+            let devices: Vec<(char, u32, u32)> = plan
+                .rootfs
+                .devices
+                .iter()
+                .filter_map(|d| {
+                    let t = match d.mode & libc::S_IFMT {
+                        libc::S_IFCHR => 'c',
+                        libc::S_IFBLK => 'b',
+                        _ => return None,
+                    };
+                    Some((t, libc::major(d.dev), libc::minor(d.dev)))
+                })
+                .collect();
+            cgroup.apply(&*self.fs, res, Some(&devices))?;
+        }
+        let oom = OomNotifier::new();
+        let oom_watch = match self.oom.watch(id, &cgroup, &oom) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(%id, err = %e, "no OOM notification for this container");
+                None
+            }
+        };
 
         let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
         let args = ChildArgs {
@@ -384,7 +435,6 @@ impl Driver for NativeDriver {
         }
 
         // 3. pre_start hooks: the container exists, its program has not started.
-        let oom = OomNotifier::new();
         let ctx = HookContext::new(id, process, pid as u32, &oom);
         hooks.run(HookStage::PreStart, &ctx)?;
 
@@ -420,6 +470,10 @@ impl Driver for NativeDriver {
             Err(e) => return Err(DriverError::sys(format!("container {id}: waitid"), e)),
         };
         launch.children.clear();
+        // Every OOM kill the kernel counted reaches the receivers before run returns.
+        let oom_kills = oom_watch.as_ref().map_or(0, |w| w.sync());
+        drop(oom_watch);
+        let status = status.with_oom_killed(oom_kills > 0);
 
         // 6. post_stop, then release everything.
         hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
@@ -514,6 +568,57 @@ impl Driver for NativeDriver {
 
     fn list(&self) -> Result<Vec<ContainerId>> {
         self.state.list()
+    }
+
+    fn pause(&self, id: &ContainerId) -> Result<()> {
+        let st = self.load_alive(id)?;
+        let status = self.status(&st);
+        if status != Status::Running {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "pause".into(),
+                status,
+            });
+        }
+        st.cgroup
+            .freeze(&*self.fs, true)
+            .map_err(|e| cgroup_error(id, e))
+    }
+
+    fn unpause(&self, id: &ContainerId) -> Result<()> {
+        let st = self.load_alive(id)?;
+        let status = self.status(&st);
+        if status != Status::Paused {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "unpause".into(),
+                status,
+            });
+        }
+        st.cgroup
+            .freeze(&*self.fs, false)
+            .map_err(|e| cgroup_error(id, e))
+    }
+
+    fn stats(&self, id: &ContainerId) -> Result<ResourceStats> {
+        let st = self.load_alive(id)?;
+        let fs = &*self.fs;
+        let mut s = ResourceStats::new();
+        s.cpu = stats::cpu(&st.cgroup, fs);
+        s.memory = stats::memory(&st.cgroup, fs, stats::host_memory());
+        s.pids = stats::pids(&st.cgroup, fs);
+        s.block_io = stats::block_io(&st.cgroup, fs);
+        s.network = if st.netns {
+            stats::network(st.pid)
+        } else {
+            None
+        };
+        Ok(s)
+    }
+
+    fn update(&self, id: &ContainerId, resources: &LinuxResources) -> Result<()> {
+        let st = self.load_alive(id)?;
+        st.cgroup.apply(&*self.fs, resources, None)
     }
 }
 

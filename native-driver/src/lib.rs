@@ -15,6 +15,8 @@ mod driver;
 #[cfg(target_os = "linux")]
 mod failure;
 #[cfg(target_os = "linux")]
+mod oom;
+#[cfg(target_os = "linux")]
 mod options;
 #[cfg(target_os = "linux")]
 mod plan;
@@ -70,5 +72,29 @@ impl DriverFactory for Factory {
             "the native driver (Linux only)",
             NAME,
         ))
+    }
+}
+
+/// Internals exposed for the workspace's integration tests; not a stable API.
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub mod __private {
+    use std::path::Path;
+
+    use execdriver_api::oci_spec::runtime::LinuxDeviceCgroup;
+
+    use crate::cgroups::{CgroupFs, RealFs, devices_bpf, resources};
+
+    /// Attaches the eBPF device filter the driver would make for `rules` to the cgroup v2
+    /// directory `dir`.
+    ///
+    /// # Errors
+    /// Invalid rules, or the kernel's refusal.
+    pub fn attach_v2_device_filter(dir: &Path, rules: &[LinuxDeviceCgroup]) -> std::io::Result<()> {
+        let lines = resources::device_rules(rules, &[]).map_err(std::io::Error::other)?;
+        RealFs.attach_device_filter(
+            dir,
+            &devices_bpf::program(&devices_bpf::parse_rules(&lines)),
+        )
     }
 }

@@ -19,6 +19,12 @@ pub(crate) trait CgroupFs: Send + Sync {
     fn mark(&self, path: &Path) -> io::Result<()>;
     /// Whether [`mark`](Self::mark) was set on the directory.
     fn is_marked(&self, path: &Path) -> bool;
+    /// Loads `program` as a cgroup v2 device filter and attaches it to the directory.
+    fn attach_device_filter(
+        &self,
+        dir: &Path,
+        program: &[super::devices_bpf::Insn],
+    ) -> io::Result<()>;
 }
 
 /// The real cgroup filesystem.
@@ -70,6 +76,21 @@ impl CgroupFs for RealFs {
     fn is_marked(&self, path: &Path) -> bool {
         crate::plan::paths::cpath(path, "cgroup").is_ok_and(|p| crate::sys::has_xattr(&p, MARK))
     }
+
+    fn attach_device_filter(
+        &self,
+        dir: &Path,
+        program: &[super::devices_bpf::Insn],
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let insns: Vec<[u8; 8]> = program.iter().map(|i| i.to_bytes()).collect();
+        let prog =
+            crate::sys::bpf_load_device_program(&insns).map_err(io::Error::from_raw_os_error)?;
+        let cg = std::fs::File::open(dir)?;
+        // The attachment holds the program; our fds can close.
+        crate::sys::bpf_attach_device_program(cg.as_raw_fd(), prog.as_raw_fd())
+            .map_err(io::Error::from_raw_os_error)
+    }
 }
 
 /// An in-memory cgroupfs for tests: a real temporary directory whose `rmdir` removes the
@@ -85,6 +106,7 @@ pub(crate) mod fake {
     pub(crate) struct FakeFs {
         pub marks: Mutex<HashSet<PathBuf>>,
         pub writes: Mutex<Vec<(PathBuf, String)>>,
+        pub filters: Mutex<Vec<(PathBuf, usize)>>,
     }
 
     impl CgroupFs for FakeFs {
@@ -136,6 +158,18 @@ pub(crate) mod fake {
 
         fn is_marked(&self, path: &Path) -> bool {
             self.marks.lock().unwrap().contains(path)
+        }
+
+        fn attach_device_filter(
+            &self,
+            dir: &Path,
+            program: &[crate::cgroups::devices_bpf::Insn],
+        ) -> io::Result<()> {
+            self.filters
+                .lock()
+                .unwrap()
+                .push((dir.to_owned(), program.len()));
+            Ok(())
         }
     }
 }

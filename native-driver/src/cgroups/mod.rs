@@ -9,14 +9,21 @@
 //! Directories the driver creates carry a `trusted.execdriver` mark; removal deletes the
 //! container's leaf and then any now-empty marked ancestor, and never a cgroup it did not make.
 
+pub(crate) mod devices_bpf;
 pub(crate) mod fs;
 pub(crate) mod layout;
+pub(crate) mod resources;
+pub(crate) mod stats;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use execdriver_api::DriverError;
+use execdriver_api::oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
+
+use resources::Write;
 
 pub(crate) use fs::{CgroupFs, RealFs};
 pub(crate) use layout::Layout;
@@ -244,36 +251,52 @@ impl Cgroup {
         Ok(out)
     }
 
-    /// SIGKILLs every process and waits (up to 10 s) until the cgroup is empty.
+    /// SIGKILLs every process and waits (up to 10 s) until the cgroup is empty. A frozen
+    /// (paused) cgroup is thawed so that the kills take effect; if processes keep appearing
+    /// (a fork storm), the cgroup is frozen while they are killed.
     pub fn kill_all(&self, fs: &dyn CgroupFs) -> Result<()> {
-        let Some(dir) = self.procs_dir().map(|d| &d.path) else {
+        let Some(dir) = self.procs_dir().map(|d| d.path.clone()) else {
             return Ok(());
         };
-        if !fs.exists(dir) {
+        // The usual case at teardown: nothing left.
+        if !fs.exists(&dir) || self.procs(fs)?.is_empty() {
             return Ok(());
         }
         let kill_file = dir.join("cgroup.kill");
         let use_kill_file = self.v2 && fs.exists(&kill_file);
-        for round in 0..1000 {
+        let was_frozen = self.is_frozen(fs);
+        let kill = |pids: &[u32]| {
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        };
+        for round in 0..1200 {
             let pids = self.procs(fs)?;
             if pids.is_empty() {
                 return Ok(());
             }
             if use_kill_file {
                 let _ = fs.write(&kill_file, "1");
+            } else {
+                kill(&pids);
             }
-            if round % 10 == 0 || !use_kill_file {
-                for pid in pids {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+            if round == 0 && was_frozen {
+                let _ = self.freeze(fs, false);
+            }
+            if round == 100 && !use_kill_file && self.freezer_dir().is_some() {
+                // Still not empty after ~0.2 s: stop the forking, kill, thaw.
+                if self.freeze(fs, true).is_ok() {
+                    kill(&self.procs(fs)?);
+                    let _ = self.freeze(fs, false);
                 }
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(if round < 100 { 2 } else { 10 }));
         }
         Err(CgroupError::Remove {
-            path: dir.clone(),
+            path: dir,
             source: io::Error::other("processes still alive 10s after SIGKILL"),
         })
     }
@@ -289,6 +312,234 @@ impl Cgroup {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+impl Cgroup {
+    /// Applies `res`. `devices` is the list of device nodes the container gets, for the
+    /// initial application (device rules are not changed by updates: pass `None`).
+    ///
+    /// # Errors
+    /// `InvalidSpec` naming the field for bad values; `Unsupported` for what this host can't
+    /// do; `Sys` naming the field and file for a refused write.
+    pub fn apply(
+        &self,
+        fs: &dyn CgroupFs,
+        res: &LinuxResources,
+        devices: Option<&[(char, u32, u32)]>,
+    ) -> std::result::Result<(), DriverError> {
+        if self.v2 {
+            let writes = resources::plan_v2(res)?;
+            let Some(dir) = self.dirs.first() else {
+                return Ok(());
+            };
+            self.enable_v2(fs, dir, &writes)?;
+            for wr in &writes {
+                write_one(fs, &dir.path, wr)?;
+            }
+            let rules = res.devices().as_deref().unwrap_or(&[]);
+            if let (Some(created), false) = (devices, rules.is_empty()) {
+                let lines = resources::device_rules(rules, created)?;
+                fs.attach_device_filter(
+                    &dir.path,
+                    &devices_bpf::program(&devices_bpf::parse_rules(&lines)),
+                )
+                .map_err(|e| {
+                    DriverError::sys(
+                        format!(
+                            "enforce linux.resources.devices (attach an eBPF device filter to {})",
+                            dir.path.display()
+                        ),
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                    )
+                })?;
+            }
+            return Ok(());
+        }
+        let mut writes = resources::plan_v1(res, devices)?;
+        self.order_memsw(fs, &mut writes);
+        for wr in &writes {
+            let Some(dir) = self.dir_of(wr.controller) else {
+                if wr.optional {
+                    tracing::warn!(
+                        field = wr.field,
+                        "the {} controller is not mounted; ignored",
+                        wr.controller
+                    );
+                    continue;
+                }
+                return Err(DriverError::unsupported(
+                    format!(
+                        "linux.resources.{} (the {} controller is not on this host's cgroup v1 hierarchies)",
+                        wr.field, wr.controller
+                    ),
+                    crate::NAME,
+                ));
+            };
+            write_one(fs, &dir.path, wr)?;
+        }
+        Ok(())
+    }
+
+    /// v1: raising memory+swap above the current memsw limit must come before raising the
+    /// memory limit (the kernel keeps limit <= memsw), lowering after.
+    fn order_memsw(&self, fs: &dyn CgroupFs, writes: &mut [Write]) {
+        let (Some(li), Some(si)) = (
+            writes
+                .iter()
+                .position(|w| w.file == "memory.limit_in_bytes"),
+            writes
+                .iter()
+                .position(|w| w.file == "memory.memsw.limit_in_bytes"),
+        ) else {
+            return;
+        };
+        let new: i64 = writes[si].value.parse().unwrap_or(-1);
+        let current: i64 = self
+            .dir_of("memory")
+            .and_then(|d| fs.read(&d.path.join("memory.memsw.limit_in_bytes")).ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(i64::MAX);
+        let memsw_first = new == -1 || new > current;
+        if memsw_first != (si < li) {
+            writes.swap(li, si);
+        }
+    }
+
+    /// v2: the controllers the writes need must be enabled in every ancestor's
+    /// `cgroup.subtree_control`. We enable them in directories we created and only check the
+    /// others (we never change a cgroup we did not create).
+    fn enable_v2(
+        &self,
+        fs: &dyn CgroupFs,
+        dir: &CgroupDir,
+        writes: &[Write],
+    ) -> std::result::Result<(), DriverError> {
+        let mut needed: Vec<&str> = writes.iter().map(|w| w.controller).collect();
+        needed.sort_unstable();
+        needed.dedup();
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let mut levels = Vec::new();
+        let mut cur = dir.path.parent();
+        while let Some(p) = cur {
+            levels.push(p.to_path_buf());
+            if p == dir.stop || !p.starts_with(&dir.stop) {
+                break;
+            }
+            cur = p.parent();
+        }
+        levels.reverse();
+        for level in levels {
+            let file = level.join("cgroup.subtree_control");
+            let enabled = fs.read(&file).unwrap_or_default();
+            let enabled: Vec<&str> = enabled.split_whitespace().collect();
+            for c in &needed {
+                if enabled.contains(c) {
+                    continue;
+                }
+                if level != dir.stop && fs.is_marked(&level) {
+                    fs.write(&file, &format!("+{c}")).map_err(|e| {
+                        DriverError::sys(
+                            format!("enable the {c} controller in {}", file.display()),
+                            e.raw_os_error().unwrap_or(libc::EIO),
+                        )
+                    })?;
+                } else {
+                    return Err(DriverError::unsupported(
+                        format!(
+                            "linux.resources on cgroup v2: the {c} controller is not enabled in {} (a cgroup execdriver did not create; enable it there, or set an absolute cgroup_parent that is delegated)",
+                            file.display()
+                        ),
+                        crate::NAME,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn freezer_dir(&self) -> Option<&CgroupDir> {
+        if self.v2 {
+            self.dirs.first()
+        } else {
+            self.dir_of("freezer")
+        }
+    }
+
+    /// Freezes (`true`) or thaws every process, and waits until the kernel says it is done.
+    pub fn freeze(&self, fs: &dyn CgroupFs, frozen: bool) -> Result<()> {
+        let Some(dir) = self.freezer_dir() else {
+            return Err(CgroupError::BadPath(
+                "freezer".into(),
+                "no freezer on this host",
+            ));
+        };
+        let (file, value) = if self.v2 {
+            ("cgroup.freeze", if frozen { "1" } else { "0" })
+        } else {
+            ("freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+        };
+        let path = dir.path.join(file);
+        fs.write(&path, value)
+            .map_err(|source| CgroupError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        for i in 0..600 {
+            if self.is_frozen(fs) == frozen {
+                return Ok(());
+            }
+            if !self.v2 {
+                // v1 can stay FREEZING while a task is busy; asking again moves it on.
+                let _ = fs.write(&path, value);
+            }
+            std::thread::sleep(Duration::from_millis(if i < 100 { 1 } else { 10 }));
+        }
+        if frozen {
+            let _ = self.freeze(fs, false);
+        }
+        Err(CgroupError::Write {
+            path,
+            source: io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the freezer did not settle within 5s",
+            ),
+        })
+    }
+
+    /// Whether the cgroup is frozen (v1 `FROZEN`, v2 `frozen 1` in `cgroup.events`).
+    pub fn is_frozen(&self, fs: &dyn CgroupFs) -> bool {
+        let Some(dir) = self.freezer_dir() else {
+            return false;
+        };
+        if self.v2 {
+            fs.read(&dir.path.join("cgroup.events"))
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+        } else {
+            fs.read(&dir.path.join("freezer.state"))
+                .is_ok_and(|t| t.trim() == "FROZEN")
+        }
+    }
+}
+
+fn write_one(fs: &dyn CgroupFs, dir: &Path, wr: &Write) -> std::result::Result<(), DriverError> {
+    let path = dir.join(&wr.file);
+    if wr.optional && !fs.exists(&path) {
+        tracing::warn!(field = wr.field, file = %path.display(), "not supported by this kernel; ignored");
+        return Ok(());
+    }
+    fs.write(&path, &wr.value).map_err(|e| {
+        DriverError::sys(
+            format!(
+                "set linux.resources.{} (write {:?} to {})",
+                wr.field,
+                wr.value,
+                path.display()
+            ),
+            e.raw_os_error().unwrap_or(libc::EIO),
+        )
+    })
 }
 
 fn collect_procs(fs: &dyn CgroupFs, dir: &Path, out: &mut Vec<u32>, depth: usize) -> Result<()> {
@@ -528,6 +779,167 @@ mod tests {
             let cpus = std::fs::read_to_string(tmp.path().join(dir).join("cpuset.cpus")).unwrap();
             assert_eq!(cpus, "0-1", "{dir}");
         }
+    }
+
+    fn res(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// A v2 fixture: `<root>/engine` is the engine's cgroup (not ours) with `controllers`
+    /// enabled for its children.
+    fn v2_fixture(root: &Path, enabled: &str) -> (Layout, FakeFs) {
+        let own = root.join("engine");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(
+            own.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids\n",
+        )
+        .unwrap();
+        std::fs::write(own.join("cgroup.subtree_control"), enabled).unwrap();
+        (
+            Layout::V2 {
+                mount: root.to_owned(),
+                own: PathBuf::from("engine"),
+            },
+            FakeFs::default(),
+        )
+    }
+
+    #[test]
+    fn v2_apply_enables_controllers_only_in_cgroups_we_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, fs) = v2_fixture(tmp.path(), "cpu memory pids\n");
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let leaf = tmp.path().join("engine/execdriver/c");
+        for f in ["memory.max", "memory.swap.max", "cpu.max", "pids.max"] {
+            std::fs::write(leaf.join(f), "").unwrap();
+        }
+        std::fs::write(
+            tmp.path().join("engine/execdriver/cgroup.subtree_control"),
+            "",
+        )
+        .unwrap();
+        cg.apply(&fs, &res(r#"{"memory": {"limit": 1048576, "swap": 2097152}, "cpu": {"quota": 20000}, "pids": {"limit": 8}}"#), Some(&[]))
+            .unwrap();
+        let writes = fs.writes.lock().unwrap().clone();
+        let short: Vec<(String, String)> = writes
+            .iter()
+            .map(|(p, v)| {
+                (
+                    p.strip_prefix(tmp.path()).unwrap().display().to_string(),
+                    v.clone(),
+                )
+            })
+            .collect();
+        let expect = |p: &str, v: &str| {
+            assert!(
+                short.contains(&(p.to_owned(), v.to_owned())),
+                "{p}={v} not in {short:?}"
+            )
+        };
+        // Our parent gets the controllers; the engine's own cgroup is never written.
+        expect("engine/execdriver/cgroup.subtree_control", "+cpu");
+        expect("engine/execdriver/cgroup.subtree_control", "+memory");
+        expect("engine/execdriver/cgroup.subtree_control", "+pids");
+        assert!(
+            !short
+                .iter()
+                .any(|(p, _)| p == "engine/cgroup.subtree_control"),
+            "{short:?}"
+        );
+        expect("engine/execdriver/c/memory.max", "1048576");
+        expect("engine/execdriver/c/memory.swap.max", "1048576");
+        expect("engine/execdriver/c/cpu.max", "20000 100000");
+        expect("engine/execdriver/c/pids.max", "8");
+    }
+
+    #[test]
+    fn v2_apply_refuses_controllers_the_engine_cgroup_does_not_delegate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, fs) = v2_fixture(tmp.path(), "pids\n");
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let err = cg
+            .apply(&fs, &res(r#"{"memory": {"limit": 1048576}}"#), Some(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the memory controller is not enabled in"),
+            "{err}"
+        );
+        assert!(err.contains("engine/cgroup.subtree_control"), "{err}");
+    }
+
+    #[test]
+    fn v2_freeze_and_status() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, fs) = v2_fixture(tmp.path(), "");
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let leaf = tmp.path().join("engine/execdriver/c");
+        std::fs::write(leaf.join("cgroup.freeze"), "0").unwrap();
+        std::fs::write(leaf.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        assert!(!cg.is_frozen(&fs));
+        // The kernel would flip cgroup.events; the fixture does it up front.
+        std::fs::write(leaf.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        cg.freeze(&fs, true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(leaf.join("cgroup.freeze")).unwrap(),
+            "1"
+        );
+        assert!(cg.is_frozen(&fs));
+    }
+
+    #[test]
+    fn v1_memsw_is_raised_before_the_limit_and_lowered_after() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = v1(tmp.path());
+        let fs = FakeFs::default();
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "m").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let dir = tmp.path().join("memory/engine/execdriver/m");
+        std::fs::write(dir.join("memory.limit_in_bytes"), "").unwrap();
+        std::fs::write(dir.join("memory.memsw.limit_in_bytes"), "100\n").unwrap();
+        cg.apply(
+            &fs,
+            &res(r#"{"memory": {"limit": 200, "swap": 400}}"#),
+            None,
+        )
+        .unwrap();
+        cg.apply(&fs, &res(r#"{"memory": {"limit": 50, "swap": 60}}"#), None)
+            .unwrap();
+        let order: Vec<String> = fs
+            .writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.starts_with(&dir))
+            .map(|(p, v)| format!("{}={v}", p.file_name().unwrap().to_string_lossy()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "memory.memsw.limit_in_bytes=400",
+                "memory.limit_in_bytes=200",
+                "memory.limit_in_bytes=50",
+                "memory.memsw.limit_in_bytes=60"
+            ]
+        );
+        // A controller this host has no v1 hierarchy for is a clear Unsupported.
+        let err = cg
+            .apply(
+                &fs,
+                &res(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]}"#),
+                None,
+            )
+            .unwrap_err();
+        assert!(matches!(err, DriverError::Unsupported { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("hugetlb controller is not on this host's cgroup v1 hierarchies"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -613,6 +613,39 @@ pub(crate) fn flock_exclusive_nonblock(fd: RawFd) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_flock, fd, libc::LOCK_EX | libc::LOCK_NB) }).map(drop)
 }
 
+/// `bpf(BPF_PROG_LOAD)` of a `BPF_PROG_TYPE_CGROUP_DEVICE` program; returns its fd.
+pub(crate) fn bpf_load_device_program(insns: &[[u8; 8]]) -> SysResult<std::os::fd::OwnedFd> {
+    const BPF_PROG_LOAD: c_int = 5;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    let code: Vec<u8> = insns.iter().flatten().copied().collect();
+    let license = c"Apache-2.0";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_CGROUP_DEVICE.to_ne_bytes());
+    attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(code.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    // SAFETY: attr is a zero-filled bpf_attr for BPF_PROG_LOAD whose pointers (insns, license)
+    // stay valid for the call.
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) })?;
+    Ok(own_fd(fd as RawFd))
+}
+
+/// `bpf(BPF_PROG_ATTACH)` of a device program to the cgroup directory `cgroup_fd`.
+pub(crate) fn bpf_attach_device_program(cgroup_fd: RawFd, prog_fd: RawFd) -> SysResult<()> {
+    const BPF_PROG_ATTACH: c_int = 8;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    let mut attr = [0u8; 32];
+    attr[0..4].copy_from_slice(&(cgroup_fd as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(prog_fd as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
+    attr[12..16].copy_from_slice(&BPF_F_ALLOW_MULTI.to_ne_bytes());
+    // SAFETY: attr is a zero-filled bpf_attr for BPF_PROG_ATTACH.
+    check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, attr.as_ptr(), attr.len()) })
+        .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
