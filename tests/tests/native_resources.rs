@@ -312,9 +312,26 @@ fn stats_are_non_zero_and_monotonic() {
     assert!(b.network.is_some(), "the container has a network namespace");
     assert!(b.read_at > a.read_at);
     // Without a limit the host's memory is reported.
-    let (st, _, _) =
-        run_busybox(&*d, &unique_id("stats2"), &["true"], &Hooks::new(), |_| {}).unwrap();
-    assert!(st.success());
+    let id = unique_id("stats2");
+    let cmd = busybox_command(&id, &["sleep", "100"], |_| {}).unwrap();
+    let h = execdriver_api::spawn(d.clone(), cmd, Pipes::null(), Hooks::new()).unwrap();
+    h.wait_started().unwrap();
+    let unlimited = d.stats(&id).unwrap();
+    d.terminate(&id).unwrap();
+    h.wait().unwrap();
+    let host: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    assert_eq!(unlimited.memory.limit, host);
+    // A finished container has no stats.
+    assert!(matches!(
+        d.stats(&id),
+        Err(execdriver_api::DriverError::NotFound { .. })
+    ));
 }
 
 #[test]
