@@ -12,6 +12,7 @@ use execdriver_api::{Command, ContainerId, DriverError};
 pub mod cgns;
 pub mod leaks;
 pub mod native;
+pub mod wasm;
 
 /// Whether tests run under CI (`CI=true`), where missing prerequisites are failures.
 pub fn under_ci() -> bool {

@@ -1,0 +1,146 @@
+//! `execdriver run` with the wasm driver: output and exit codes, auto-detection, a non-root
+//! user with no flags, SIGTERM to the CLI, the OOM contract.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use execdriver_tests::{is_root, missing};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-driver/tests/fixtures")
+}
+
+/// A bundle (world-readable, for the non-root test) running `args` over the fixtures.
+fn bundle(args: &[&str], resources: Option<serde_json::Value>) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("edtest-wasm-cli-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    for e in std::fs::read_dir(fixtures()).unwrap().flatten() {
+        std::fs::copy(e.path(), root.join(e.file_name())).unwrap();
+    }
+    let mut spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"cwd": "/", "args": args, "env": [], "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+    });
+    if let Some(r) = resources {
+        spec["linux"] = serde_json::json!({ "resources": r });
+    }
+    std::fs::write(dir.path().join("config.json"), spec.to_string()).unwrap();
+    dir
+}
+
+fn execdriver(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_execdriver"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn wasm_run_prints_and_exits_with_the_module_code() {
+    let b = bundle(&["/echo.wat", "out text\n", "err text\n"], None);
+    let p = b.path().to_str().unwrap();
+    let out = execdriver(&["run", "--driver", "wasm", "--bundle", p, "w1"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out text\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err text\n");
+    let b = bundle(&["/exit.wat", "42"], None);
+    let out = execdriver(&[
+        "run",
+        "--driver",
+        "wasm",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "w2",
+    ]);
+    assert_eq!(out.status.code(), Some(42));
+}
+
+#[test]
+fn a_wat_or_wasm_bundle_picks_the_wasm_driver_by_itself() {
+    let b = bundle(&["/hello.wat"], None);
+    let out = execdriver(&["run", "--bundle", b.path().to_str().unwrap(), "w3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from wasm\n");
+}
+
+#[test]
+fn a_non_root_user_runs_wasm_with_no_flags() {
+    if !is_root() {
+        // Already not root: run directly.
+        let b = bundle(&["/hello.wat"], None);
+        let out = execdriver(&["run", "--bundle", b.path().to_str().unwrap(), "w4"]);
+        assert_eq!(out.status.code(), Some(0));
+        return;
+    }
+    let b = bundle(&["/hello.wat"], None);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_execdriver"))
+        .args(["run", "--bundle", b.path().to_str().unwrap(), "w4"])
+        .env("HOME", "/nonexistent")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            return missing(
+                "a_non_root_user_runs_wasm_with_no_flags",
+                &format!("setpriv: {e}"),
+            );
+        }
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from wasm\n");
+}
+
+#[test]
+fn sigterm_to_the_cli_ends_the_instance() {
+    let b = bundle(&["/ticker.wat"], None);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_execdriver"))
+        .args(["run", "--bundle", b.path().to_str().unwrap(), "w5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, BufReader};
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "tick\n");
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+}
+
+#[test]
+fn an_oom_killed_module_exits_137_with_an_oom_killed_line() {
+    let b = bundle(
+        &["/grow.wat"],
+        Some(serde_json::json!({"memory": {"limit": 8388608}})),
+    );
+    let out = execdriver(&["run", "--bundle", b.path().to_str().unwrap(), "w6"]);
+    assert_eq!(out.status.code(), Some(137));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oom-killed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,202 @@
+//! What other threads use to steer a running instance: kill, pause, limits, usage.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+
+use execdriver_api::{ContainerId, OomNotifier};
+use tokio::sync::Notify;
+
+/// State shared by every instance of one container.
+pub(crate) struct Shared {
+    pub id: ContainerId,
+    /// `linux.resources.memory.limit` in bytes; `u64::MAX` for none.
+    pub memory_limit: AtomicU64,
+    /// Bytes of linear memory and tables of all instances.
+    pub memory_used: AtomicU64,
+    /// CFS-like CPU quota per period, in µs; a quota <= 0 means none.
+    pub cpu_quota_us: AtomicI64,
+    pub cpu_period_us: AtomicU64,
+    pub paused: AtomicBool,
+    /// CPU periods in which an instance used up its quota and sat out the rest, and the
+    /// time it sat out, in ns.
+    pub throttled_periods: AtomicU64,
+    pub throttled_ns: AtomicU64,
+    /// Signalled on unpause and on kill.
+    pub wake: Notify,
+    pub oom: OomNotifier,
+}
+
+impl Shared {
+    pub fn new(
+        id: ContainerId,
+        memory_limit: Option<u64>,
+        quota: Option<i64>,
+        period: Option<u64>,
+    ) -> Self {
+        Self {
+            id,
+            memory_limit: AtomicU64::new(memory_limit.unwrap_or(u64::MAX)),
+            memory_used: AtomicU64::new(0),
+            cpu_quota_us: AtomicI64::new(quota.unwrap_or(-1)),
+            cpu_period_us: AtomicU64::new(period.unwrap_or(100_000)),
+            paused: AtomicBool::new(false),
+            throttled_periods: AtomicU64::new(0),
+            throttled_ns: AtomicU64::new(0),
+            wake: Notify::new(),
+            oom: OomNotifier::new(),
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    pub fn limit(&self) -> Option<u64> {
+        let l = self.memory_limit.load(Ordering::Relaxed);
+        (l != u64::MAX).then_some(l)
+    }
+
+    /// The CPU quota and period, when there is a quota.
+    pub fn quota(&self) -> Option<(u64, u64)> {
+        let q = self.cpu_quota_us.load(Ordering::Relaxed);
+        let p = self.cpu_period_us.load(Ordering::Relaxed).max(1000);
+        (q > 0).then_some((q as u64, p))
+    }
+}
+
+/// One instance.
+pub(crate) struct Control {
+    pub shared: Arc<Shared>,
+    /// The signal it was asked to die of; 0 while alive.
+    pub kill: AtomicI32,
+    /// The OS thread running it (for CPU time); 0 before it starts.
+    pub tid: AtomicI32,
+    /// Its share of `Shared::memory_used`.
+    pub memory: AtomicU64,
+    /// A memory grow was refused: it dies of OOM.
+    pub oom_killed: AtomicBool,
+}
+
+impl Control {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            kill: AtomicI32::new(0),
+            tid: AtomicI32::new(0),
+            memory: AtomicU64::new(0),
+            oom_killed: AtomicBool::new(false),
+        }
+    }
+
+    /// Asks the instance to die of `sig` at its next epoch check (or at once, if it waits
+    /// in a host call or is paused). The first request wins.
+    pub fn request_kill(&self, sig: i32) {
+        let _ = self
+            .kill
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+        self.shared.wake.notify_waiters();
+    }
+
+    pub fn killed_by(&self) -> Option<i32> {
+        let s = self.kill.load(Ordering::SeqCst);
+        (s != 0).then_some(s)
+    }
+
+    /// Resolves once a kill was requested.
+    pub async fn killed(&self) -> i32 {
+        loop {
+            let notified = self.shared.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(sig) = self.killed_by() {
+                return sig;
+            }
+            notified.await;
+        }
+    }
+
+    /// Resolves once the container is no longer paused (or the instance is to die).
+    pub async fn unpaused(&self) {
+        loop {
+            let notified = self.shared.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.shared.paused.load(Ordering::SeqCst) || self.killed_by().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Records this thread as the instance's.
+    pub fn bind_thread(&self) {
+        let tid = std::fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|p| p.file_name().and_then(|n| n.to_str()?.parse().ok()))
+            .unwrap_or(0);
+        self.tid.store(tid, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let mine = self.memory.load(Ordering::Relaxed);
+        self.shared.memory_used.fetch_sub(mine, Ordering::Relaxed);
+    }
+}
+
+/// The error an instance dies of when a memory grow goes over the container's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit exceeded: the instance was OOM-killed")]
+pub(crate) struct OomKilled;
+
+/// The error an instance dies of when it is killed.
+#[derive(Debug, thiserror::Error)]
+#[error("killed by signal {0}")]
+pub(crate) struct Killed(pub i32);
+
+/// Bytes one table element is counted as.
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// The instance's `ResourceLimiter`: linear memories and tables count against the container's
+/// memory limit; going over it kills the instance, as the kernel's OOM killer would.
+pub(crate) struct Limiter {
+    pub control: Arc<Control>,
+}
+
+impl Limiter {
+    fn grow(&mut self, delta: usize) -> wasmtime::Result<bool> {
+        let delta = delta as u64;
+        let shared = &self.control.shared;
+        let used = shared.memory_used.fetch_add(delta, Ordering::SeqCst) + delta;
+        if used > shared.memory_limit.load(Ordering::Relaxed) {
+            shared.memory_used.fetch_sub(delta, Ordering::SeqCst);
+            self.control.oom_killed.store(true, Ordering::SeqCst);
+            shared.oom.notify(&shared.id);
+            return Err(wasmtime::Error::new(OomKilled));
+        }
+        self.control.memory.fetch_add(delta, Ordering::Relaxed);
+        Ok(true)
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(desired.saturating_sub(current))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(desired.saturating_sub(current) * TABLE_ELEMENT_BYTES)
+    }
+}

@@ -1,0 +1,772 @@
+//! The `wasm` driver: [`Driver`] over in-process wasmtime instances.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
+use execdriver_api::{
+    Capabilities, Command, ContainerId, CpuStats, Driver, DriverError, ExitStatus, HookContext,
+    HookStage, Hooks, Info, MemoryStats, Operation, PidsStats, Pipes, ResourceStats, Result,
+    Signal, Status,
+};
+
+use crate::cache::{CacheStats, Compiled, ModuleCache};
+use crate::control::{Control, Shared};
+use crate::engine::Runtime;
+use crate::instance::{self, Preopen, Setup};
+use crate::options::WasmOptions;
+use crate::{NAME, entry};
+
+/// The `wasm` driver. Create it with [`crate::factory`] (by name, through a registry) or
+/// [`WasmDriver::new`].
+pub struct WasmDriver {
+    options: WasmOptions,
+    runtime: OnceLock<std::result::Result<Runtime, String>>,
+    modules: ModuleCache,
+    table: Mutex<HashMap<ContainerId, Arc<Container>>>,
+    /// Notified whenever a container leaves the table.
+    gone: Condvar,
+}
+
+struct Container {
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    created: SystemTime,
+    shared: Arc<Shared>,
+    init: Arc<Control>,
+    instances: Mutex<Vec<Arc<Control>>>,
+    /// The most instances at once (`linux.resources.pids.limit`); 0 = no limit.
+    max_instances: AtomicU64,
+    preopens: Vec<Preopen>,
+    started: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl Container {
+    fn status(&self) -> Status {
+        if self.stopped.load(Ordering::SeqCst) {
+            Status::Stopped
+        } else if self.shared.paused.load(Ordering::SeqCst) {
+            Status::Paused
+        } else if self.started.load(Ordering::SeqCst) {
+            Status::Running
+        } else {
+            Status::Created
+        }
+    }
+}
+
+/// One instance to run: the planned module and what the caller passed.
+struct Job<'a> {
+    planned: Planned,
+    process: &'a Process,
+    pipes: Pipes,
+    hooks: &'a Hooks,
+}
+
+/// A process, resolved against a container's rootfs and ready to instantiate.
+struct Planned {
+    compiled: Arc<Compiled>,
+    setup: Setup,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for WasmDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmDriver")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl WasmDriver {
+    /// A driver with `options`. The engine is built on first use.
+    pub fn new(options: WasmOptions) -> Self {
+        Self {
+            modules: ModuleCache::new(options.cache_dir.clone()),
+            options,
+            runtime: OnceLock::new(),
+            table: Mutex::new(HashMap::new()),
+            gone: Condvar::new(),
+        }
+    }
+
+    /// How module loads were answered so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.modules.stats()
+    }
+
+    fn runtime(&self) -> Result<&Runtime> {
+        self.runtime
+            .get_or_init(|| Runtime::new(&self.options))
+            .as_ref()
+            .map_err(|e| DriverError::Internal {
+                context: "wasm runtime".into(),
+                message: e.clone(),
+            })
+    }
+
+    fn get(&self, id: &ContainerId) -> Result<Arc<Container>> {
+        lock(&self.table)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| DriverError::not_found(id))
+    }
+
+    fn running(&self, id: &ContainerId, op: &str) -> Result<Arc<Container>> {
+        let c = self.get(id)?;
+        match c.status() {
+            Status::Running => Ok(c),
+            Status::Stopped => Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            }),
+            status => Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: op.into(),
+                status,
+            }),
+        }
+    }
+
+    /// Resolves and loads the module of `process` inside `rootfs`.
+    fn plan(&self, rootfs: &Path, process: &Process, preopens: Vec<Preopen>) -> Result<Planned> {
+        let args = process.args().as_deref().unwrap_or(&[]);
+        let Some(arg0) = args.first() else {
+            return Err(DriverError::invalid_spec(
+                "process.args",
+                "must not be empty",
+            ));
+        };
+        if process.terminal() == Some(true) {
+            return Err(DriverError::unsupported("process.terminal", NAME));
+        }
+        let e = entry::parse(arg0)?;
+        let cwd = process.cwd();
+        if !cwd.is_absolute() {
+            return Err(DriverError::invalid_spec(
+                "process.cwd",
+                format!("{} is not an absolute path", cwd.display()),
+            ));
+        }
+        let inside = if e.path.starts_with('/') {
+            PathBuf::from(&e.path)
+        } else {
+            cwd.join(&e.path)
+        };
+        let host = rootfs.join(inside.strip_prefix("/").unwrap_or(&inside));
+        let host = host.canonicalize().map_err(|err| {
+            DriverError::invalid_spec(
+                "process.args[0]",
+                format!("module {} in the rootfs: {err}", e.path),
+            )
+        })?;
+        if !host.starts_with(rootfs) {
+            return Err(DriverError::invalid_spec(
+                "process.args[0]",
+                format!("module {} resolves outside the rootfs", e.path),
+            ));
+        }
+        let rt = self.runtime()?;
+        let compiled = self.modules.load(rt, &host, &e.path)?;
+        match (&*compiled, &e.func) {
+            (Compiled::Core { module, .. }, func) => {
+                let name = func.as_deref().unwrap_or("_start");
+                match module.get_export(name) {
+                    Some(wasmtime::ExternType::Func(f)) => {
+                        let results: Vec<_> = f.results().collect();
+                        let ok_results = results.is_empty()
+                            || (results.len() == 1 && matches!(results[0], wasmtime::ValType::I32));
+                        if f.params().len() != 0 || !ok_results {
+                            return Err(DriverError::invalid_spec(
+                                "process.args[0]",
+                                format!(
+                                    "{name} in {} must take no parameters and return nothing or an i32",
+                                    e.path
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err(DriverError::invalid_spec(
+                            "process.args[0]",
+                            format!("{} exports no function {name:?}", e.path),
+                        ));
+                    }
+                }
+            }
+            (Compiled::Component { .. }, Some(f)) => {
+                return Err(DriverError::cant_handle(
+                    NAME,
+                    format!(
+                        "{}#{f}: a component runs its wasi:cli/run export; '#func' is for core modules",
+                        e.path
+                    ),
+                ));
+            }
+            (Compiled::Component { .. }, None) => {}
+        }
+        let mut env = Vec::new();
+        for (i, kv) in process.env().iter().flatten().enumerate() {
+            match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => env.push((k.to_owned(), v.to_owned())),
+                _ => {
+                    return Err(DriverError::invalid_spec(
+                        format!("process.env[{i}]"),
+                        format!("{kv:?} is not KEY=VALUE"),
+                    ));
+                }
+            }
+        }
+        if !env.iter().any(|(k, _)| k == "PWD") {
+            env.push(("PWD".into(), cwd.display().to_string()));
+        }
+        Ok(Planned {
+            compiled,
+            setup: Setup {
+                args: args.to_vec(),
+                env,
+                preopens,
+                func: e.func,
+            },
+        })
+    }
+
+    /// Instantiates and runs one instance of `c` on this thread, with hooks.
+    fn run_instance(
+        &self,
+        c: &Arc<Container>,
+        control: &Arc<Control>,
+        job: Job<'_>,
+        is_init: bool,
+    ) -> Result<ExitStatus> {
+        let Job {
+            planned,
+            process,
+            pipes,
+            hooks,
+        } = job;
+        let rt = self.runtime()?;
+        let id = c.shared.id.clone();
+        let pid = std::process::id();
+        rt.tokio.handle().block_on(async {
+            let _tick = rt.ticking();
+            control.bind_thread();
+            let ready = tokio::select! {
+                biased;
+                sig = control.killed() => return self.after(c, control, ExitStatus::signaled(sig), process, hooks, Ok(())),
+                r = instance::instantiate(rt, &planned.compiled, planned.setup, pipes, control) => r,
+            };
+            let ready = match ready {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(st) = early_death(&e, control) {
+                        return self.after(c, control, st, process, hooks, Ok(()));
+                    }
+                    return Err(DriverError::cant_handle(NAME, format!("instantiate: {e:#}")));
+                }
+            };
+            let ctx = HookContext::new(&id, process, pid, &c.shared.oom);
+            hooks.run(HookStage::PreStart, &ctx)?;
+            if is_init {
+                c.started.store(true, Ordering::SeqCst);
+            }
+            let started = hooks.run(HookStage::Start, &ctx);
+            if started.is_err() {
+                control.request_kill(9);
+            }
+            let status = tokio::select! {
+                biased;
+                sig = control.killed() => {
+                    if control.oom_killed.load(Ordering::SeqCst) {
+                        ExitStatus::signaled(9).with_oom_killed(true)
+                    } else {
+                        ExitStatus::signaled(sig)
+                    }
+                }
+                st = instance::call(ready, control, id.as_str()) => st,
+            };
+            self.after(c, control, status, process, hooks, started)
+        })
+    }
+
+    /// post_stop hooks, then the result.
+    fn after(
+        &self,
+        c: &Container,
+        control: &Control,
+        status: ExitStatus,
+        process: &Process,
+        hooks: &Hooks,
+        started: Result<()>,
+    ) -> Result<ExitStatus> {
+        let status =
+            status.with_oom_killed(status.oom_killed || control.oom_killed.load(Ordering::SeqCst));
+        let ctx = HookContext::new(&c.shared.id, process, std::process::id(), &c.shared.oom)
+            .with_exit(status);
+        hooks.run_all(HookStage::PostStop, &ctx);
+        started.map(|()| status)
+    }
+
+    fn remove(&self, id: &ContainerId) {
+        lock(&self.table).remove(id);
+        self.gone.notify_all();
+    }
+}
+
+/// An instantiation that failed because the instance was killed or ran out of memory (in its
+/// start function) is a death, not an error.
+fn early_death(e: &wasmtime::Error, control: &Control) -> Option<ExitStatus> {
+    let dead = e.downcast_ref::<crate::control::Killed>().is_some()
+        || e.downcast_ref::<crate::control::OomKilled>().is_some()
+        || control.killed_by().is_some()
+        || control.oom_killed.load(Ordering::SeqCst);
+    dead.then(|| instance::exit_status(Err(wasmtime::Error::msg(e.to_string())), control, ""))
+}
+
+fn memory_limit(r: Option<&LinuxResources>) -> Result<Option<u64>> {
+    match r.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()) {
+        None | Some(-1) => Ok(None),
+        Some(l) if l > 0 => Ok(Some(l as u64)),
+        Some(l) => Err(DriverError::invalid_spec(
+            "linux.resources.memory.limit",
+            format!("{l} is not a limit (bytes > 0, or -1)"),
+        )),
+    }
+}
+
+/// Resources a wasm container can't honour: refused rather than ignored.
+fn check_resources(r: &LinuxResources) -> Result<()> {
+    let unsupported = |f: &str| {
+        Err(DriverError::unsupported(
+            format!("linux.resources.{f}"),
+            NAME,
+        ))
+    };
+    if r.block_io().is_some() {
+        return unsupported("blockIO");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        return unsupported("hugepageLimits");
+    }
+    if r.network().is_some() {
+        return unsupported("network");
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        return unsupported("rdma");
+    }
+    if r.unified().as_ref().is_some_and(|m| !m.is_empty()) {
+        return unsupported("unified");
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(q) = c.quota()
+            && q != -1
+            && q < 1000
+        {
+            return Err(DriverError::invalid_spec(
+                "linux.resources.cpu.quota",
+                format!("{q} is below 1000 µs"),
+            ));
+        }
+        if let Some(p) = c.period()
+            && !(1000..=1_000_000).contains(&p)
+        {
+            return Err(DriverError::invalid_spec(
+                "linux.resources.cpu.period",
+                format!("{p} is outside 1000..=1000000 µs"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn preopens(cmd: &Command, rootfs: &Path) -> Result<Vec<Preopen>> {
+    let read_only = cmd
+        .spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    let mut out = vec![Preopen {
+        host: rootfs.to_owned(),
+        guest: "/".into(),
+        read_only,
+    }];
+    for (i, m) in cmd.spec.mounts().iter().flatten().enumerate() {
+        let opts = m.options().as_deref().unwrap_or(&[]);
+        let bind =
+            m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+        if !bind {
+            continue;
+        }
+        let field = format!("mounts[{i}]");
+        let src = m.source().as_deref().ok_or_else(|| {
+            DriverError::invalid_spec(format!("{field}.source"), "a bind mount needs a source")
+        })?;
+        let host = if src.is_absolute() {
+            src.to_path_buf()
+        } else {
+            cmd.bundle.join(src)
+        };
+        if !host.is_dir() {
+            return Err(DriverError::invalid_spec(
+                format!("{field}.source"),
+                format!(
+                    "{} is not a directory (wasm preopens are directories)",
+                    host.display()
+                ),
+            ));
+        }
+        let dest = m.destination();
+        if !dest.is_absolute()
+            || dest
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(DriverError::invalid_spec(
+                format!("{field}.destination"),
+                format!("{} must be absolute, without '..'", dest.display()),
+            ));
+        }
+        out.push(Preopen {
+            host,
+            guest: dest.display().to_string(),
+            read_only: read_only || opts.iter().any(|o| o == "ro"),
+        });
+    }
+    Ok(out)
+}
+
+/// CPU time of a thread of this process: (total from schedstat, user, system), in ns.
+fn thread_cpu(tid: i32) -> (u64, u64, u64) {
+    let total = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let (user, system) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?.to_owned();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // After the state field, numbers start at field 4; utime is field 14, stime 15.
+            Some((*f.get(10)? * 10_000_000, *f.get(11)? * 10_000_000))
+        })
+        .unwrap_or((0, 0));
+    (total, user, system)
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+impl Driver for WasmDriver {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+            .with(Operation::Exec)
+            .with(Operation::Pause)
+            .with(Operation::Stats)
+            .with(Operation::Pids)
+            .with(Operation::Update)
+            .with(Operation::Oom)
+    }
+
+    fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+        let process = cmd.process()?;
+        let rootfs_path = cmd.rootfs()?;
+        let rootfs = rootfs_path.canonicalize().map_err(|e| {
+            DriverError::invalid_spec("root.path", format!("{}: {e}", rootfs_path.display()))
+        })?;
+        if !rootfs.is_dir() {
+            return Err(DriverError::invalid_spec(
+                "root.path",
+                format!("{} is not a directory", rootfs.display()),
+            ));
+        }
+        let resources = cmd
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref());
+        if let Some(r) = resources {
+            check_resources(r)?;
+        }
+        let limit = memory_limit(resources)?;
+        let cpu = resources.and_then(|r| r.cpu().as_ref());
+        let pids = resources
+            .and_then(|r| r.pids().as_ref())
+            .map_or(0, |p| p.limit().max(0) as u64);
+        let preopens = preopens(cmd, &rootfs)?;
+        let planned = self.plan(&rootfs, process, preopens.clone())?;
+
+        let shared = Arc::new(Shared::new(
+            cmd.id.clone(),
+            limit,
+            cpu.and_then(|c| c.quota()),
+            cpu.and_then(|c| c.period()),
+        ));
+        let init = Arc::new(Control::new(shared.clone()));
+        let c = Arc::new(Container {
+            bundle: cmd.bundle.clone(),
+            rootfs,
+            created: SystemTime::now(),
+            shared,
+            init: init.clone(),
+            instances: Mutex::new(vec![init.clone()]),
+            max_instances: AtomicU64::new(pids),
+            preopens,
+            started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        });
+        {
+            let mut table = lock(&self.table);
+            if table.contains_key(&cmd.id) {
+                return Err(DriverError::AlreadyExists {
+                    id: cmd.id.to_string(),
+                });
+            }
+            table.insert(cmd.id.clone(), c.clone());
+        }
+        let job = Job {
+            planned,
+            process,
+            pipes,
+            hooks,
+        };
+        let result = self.run_instance(&c, &init, job, true);
+        // The init is gone: the container stops, and every exec'd instance with it.
+        c.stopped.store(true, Ordering::SeqCst);
+        let others: Vec<_> = lock(&c.instances)
+            .iter()
+            .filter(|i| !Arc::ptr_eq(i, &init))
+            .cloned()
+            .collect();
+        for i in &others {
+            i.request_kill(9);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&c.instances).len() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        c.shared.oom.close();
+        self.remove(&cmd.id);
+        result
+    }
+
+    fn exec(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+        hooks: &Hooks,
+    ) -> Result<ExitStatus> {
+        let c = self.running(id, "exec")?;
+        let planned = self.plan(&c.rootfs, process, c.preopens.clone())?;
+        let control = Arc::new(Control::new(c.shared.clone()));
+        {
+            let mut instances = lock(&c.instances);
+            let max = c.max_instances.load(Ordering::Relaxed);
+            if max > 0 && instances.len() as u64 >= max {
+                return Err(DriverError::sys(
+                    format!("container {id}: exec beyond linux.resources.pids.limit {max}"),
+                    libc_eagain(),
+                ));
+            }
+            instances.push(control.clone());
+        }
+        let job = Job {
+            planned,
+            process,
+            pipes,
+            hooks,
+        };
+        let result = self.run_instance(&c, &control, job, false);
+        lock(&c.instances).retain(|i| !Arc::ptr_eq(i, &control));
+        result
+    }
+
+    fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {
+        let c = self.get(id)?;
+        if c.stopped.load(Ordering::SeqCst) {
+            return Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            });
+        }
+        match signal.number() {
+            2 | 9 | 15 => {
+                c.init.request_kill(signal.number());
+                Ok(())
+            }
+            _ => Err(DriverError::unsupported(format!("signal {signal}"), NAME)),
+        }
+    }
+
+    fn pause(&self, id: &ContainerId) -> Result<()> {
+        let c = self.running(id, "pause")?;
+        c.shared.set_paused(true);
+        Ok(())
+    }
+
+    fn unpause(&self, id: &ContainerId) -> Result<()> {
+        let c = self.get(id)?;
+        match c.status() {
+            Status::Paused => {
+                c.shared.set_paused(false);
+                Ok(())
+            }
+            status => Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "unpause".into(),
+                status,
+            }),
+        }
+    }
+
+    fn terminate(&self, id: &ContainerId) -> Result<()> {
+        let c = self.get(id)?;
+        for i in lock(&c.instances).iter() {
+            i.request_kill(9);
+        }
+        let mut table = lock(&self.table);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while table.get(id).is_some_and(|x| Arc::ptr_eq(x, &c)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DriverError::Internal {
+                    context: format!("container {id}: terminate"),
+                    message: "still running 10s after the kill (blocked in a host call?)".into(),
+                });
+            }
+            table = self
+                .gone
+                .wait_timeout(table, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+
+    fn clean(&self, id: &ContainerId) -> Result<()> {
+        match lock(&self.table).get(id) {
+            Some(c) if c.status() != Status::Stopped => Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "clean".into(),
+                status: c.status(),
+            }),
+            // Instances leave nothing behind once their run returned.
+            _ => Ok(()),
+        }
+    }
+
+    fn info(&self, id: &ContainerId) -> Result<Info> {
+        let c = self.get(id)?;
+        let mut info = Info::new(id.clone(), NAME, c.status(), c.bundle.clone());
+        info.pid = (c.status() != Status::Stopped).then_some(std::process::id());
+        info.created = c.created;
+        Ok(info)
+    }
+
+    fn pids(&self, id: &ContainerId) -> Result<Vec<u32>> {
+        let c = self.get(id)?;
+        if c.status() == Status::Stopped {
+            return Ok(Vec::new());
+        }
+        Ok(vec![std::process::id()])
+    }
+
+    fn stats(&self, id: &ContainerId) -> Result<ResourceStats> {
+        let c = self.get(id)?;
+        if c.status() == Status::Stopped {
+            return Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            });
+        }
+        let instances = lock(&c.instances).clone();
+        let mut cpu = CpuStats::default();
+        for i in &instances {
+            let tid = i.tid.load(Ordering::Relaxed);
+            if tid > 0 {
+                let (t, u, s) = thread_cpu(tid);
+                cpu.total_ns += t;
+                cpu.user_ns += u;
+                cpu.system_ns += s;
+            }
+        }
+        cpu.throttled_periods = c.shared.throttled_periods.load(Ordering::Relaxed);
+        cpu.throttled_ns = c.shared.throttled_ns.load(Ordering::Relaxed);
+        let mut memory = MemoryStats::default();
+        memory.usage = c.shared.memory_used.load(Ordering::Relaxed);
+        memory.rss = memory.usage;
+        memory.limit = c.shared.limit().unwrap_or_else(host_memory);
+        memory.failcnt = c.shared.oom.count();
+        let mut pids = PidsStats::default();
+        pids.current = instances.len() as u64;
+        let max = c.max_instances.load(Ordering::Relaxed);
+        pids.limit = (max > 0).then_some(max);
+        let mut s = ResourceStats::new();
+        s.cpu = cpu;
+        s.memory = memory;
+        s.pids = pids;
+        Ok(s)
+    }
+
+    fn update(&self, id: &ContainerId, resources: &LinuxResources) -> Result<()> {
+        let c = self.get(id)?;
+        if c.status() == Status::Stopped {
+            return Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            });
+        }
+        check_resources(resources)?;
+        if let Some(l) = memory_limit(Some(resources))? {
+            c.shared.memory_limit.store(l, Ordering::SeqCst);
+        } else if resources.memory().as_ref().and_then(|m| m.limit()) == Some(-1) {
+            c.shared.memory_limit.store(u64::MAX, Ordering::SeqCst);
+        }
+        if let Some(cpu) = resources.cpu() {
+            if let Some(q) = cpu.quota() {
+                c.shared.cpu_quota_us.store(q, Ordering::SeqCst);
+            }
+            if let Some(p) = cpu.period() {
+                c.shared.cpu_period_us.store(p, Ordering::SeqCst);
+            }
+        }
+        if let Some(p) = resources.pids() {
+            c.max_instances
+                .store(p.limit().max(0) as u64, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<ContainerId>> {
+        let mut ids: Vec<_> = lock(&self.table).keys().cloned().collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+const fn libc_eagain() -> i32 {
+    11
+}

@@ -1,0 +1,161 @@
+//! One wasmtime engine per driver: linkers, the tokio runtime host calls run on, and the
+//! epoch ticker.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::control::Limiter;
+use crate::options::WasmOptions;
+
+/// A core module's store data.
+pub(crate) struct CoreCtx {
+    pub wasi: WasiP1Ctx,
+    pub limiter: Limiter,
+}
+
+/// A component's store data.
+pub(crate) struct CompCtx {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+}
+
+impl WasiView for CompCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The shared, expensive-to-build parts.
+pub(crate) struct Runtime {
+    pub engine: Engine,
+    pub core_linker: Linker<CoreCtx>,
+    pub comp_linker: wasmtime::component::Linker<CompCtx>,
+    pub tokio: tokio::runtime::Runtime,
+    ticker: Ticker,
+}
+
+impl Runtime {
+    pub fn new(opts: &WasmOptions) -> Result<Self, String> {
+        let mut pool = PoolingAllocationConfig::new();
+        let n = opts.max_instances.max(1);
+        pool.total_core_instances(n)
+            .total_component_instances(n)
+            .total_memories(n)
+            .total_tables(n)
+            .total_stacks(n)
+            .max_memory_size((opts.max_memory_mib.max(1) as usize) << 20);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e}"))?;
+        let mut core_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |c: &mut CoreCtx| &mut c.wasi)
+            .map_err(|e| format!("WASI preview 1 linker: {e}"))?;
+        let mut comp_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut comp_linker)
+            .map_err(|e| format!("WASI preview 2 linker: {e}"))?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("execdriver-wasm-io")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let ticker = Ticker::start(engine.clone(), Duration::from_micros(opts.tick_us.max(100)))?;
+        Ok(Self {
+            engine,
+            core_linker,
+            comp_linker,
+            tokio,
+            ticker,
+        })
+    }
+
+    /// Keeps the epoch ticking while the guard lives.
+    pub fn ticking(&self) -> TickGuard<'_> {
+        self.ticker.acquire();
+        TickGuard {
+            ticker: &self.ticker,
+        }
+    }
+}
+
+/// Increments the engine's epoch every tick while any instance runs; parked otherwise.
+struct Ticker {
+    active: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine, tick: Duration) -> Result<Self, String> {
+        let active = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (active.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("execdriver-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Acquire) {
+                    if a.load(Ordering::Acquire) == 0 {
+                        std::thread::park();
+                        continue;
+                    }
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| format!("epoch thread: {e}"))?;
+        Ok(Self {
+            active,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn acquire(&self) {
+        if self.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.unpark();
+        }
+    }
+
+    fn unpark(&self) {
+        if let Ok(t) = self.thread.lock()
+            && let Some(t) = t.as_ref()
+        {
+            t.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.unpark();
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// See [`Runtime::ticking`].
+pub(crate) struct TickGuard<'a> {
+    ticker: &'a Ticker,
+}
+
+impl Drop for TickGuard<'_> {
+    fn drop(&mut self) {
+        self.ticker.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,259 @@
+//! One instance: its WASI context, its store, the epoch callback that kills, pauses and
+//! throttles it, and the call of its entry function.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use execdriver_api::{DriverError, ExitStatus, Pipes, Stdio};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline, Val};
+use wasmtime_wasi::cli::{InputFile, OutputFile};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::cache::Compiled;
+use crate::control::{Control, Killed, Limiter, OomKilled};
+use crate::engine::{CompCtx, CoreCtx, Runtime};
+
+/// A directory the instance sees.
+#[derive(Debug, Clone)]
+pub(crate) struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// Everything an instance is started with.
+pub(crate) struct Setup {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub preopens: Vec<Preopen>,
+    pub func: Option<String>,
+}
+
+/// The exit code of an instance that trapped (the wasmtime CLI's convention: 128 + SIGABRT).
+pub const TRAP_EXIT_CODE: i32 = 134;
+
+/// An instantiated module or component, not started yet.
+pub(crate) enum Ready {
+    Core {
+        store: Store<CoreCtx>,
+        instance: wasmtime::Instance,
+        func: String,
+    },
+    Component {
+        store: Store<CompCtx>,
+        command: wasmtime_wasi::p2::bindings::Command,
+    },
+}
+
+fn wasi(setup: &Setup, pipes: Pipes) -> Result<WasiCtxBuilder, DriverError> {
+    let mut b = WasiCtxBuilder::new();
+    b.args(&setup.args)
+        .envs(&setup.env)
+        .allow_blocking_current_thread(true);
+    let file = |fd: std::os::fd::OwnedFd| std::fs::File::from(fd);
+    match pipes.stdin {
+        Stdio::Null => {}
+        Stdio::Inherit => {
+            b.inherit_stdin();
+        }
+        Stdio::Fd(fd) => {
+            b.stdin(InputFile::new(file(fd)));
+        }
+    }
+    match pipes.stdout {
+        Stdio::Null => {}
+        Stdio::Inherit => {
+            b.inherit_stdout();
+        }
+        Stdio::Fd(fd) => {
+            b.stdout(OutputFile::new(file(fd)));
+        }
+    }
+    match pipes.stderr {
+        Stdio::Null => {}
+        Stdio::Inherit => {
+            b.inherit_stderr();
+        }
+        Stdio::Fd(fd) => {
+            b.stderr(OutputFile::new(file(fd)));
+        }
+    }
+    for (i, p) in setup.preopens.iter().enumerate() {
+        let perms = if p.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+            let field = if i == 0 {
+                "root.path".to_owned()
+            } else {
+                format!("mounts (preopen {})", p.guest)
+            };
+            DriverError::invalid_spec(field, format!("{}: {e}", p.host.display()))
+        })?;
+    }
+    Ok(b)
+}
+
+/// The epoch callback: dies when killed, parks while paused, sleeps off an exhausted CPU
+/// quota; otherwise runs on for one more tick.
+fn on_epoch(
+    control: Arc<Control>,
+) -> impl FnMut() -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static {
+    let mut period_start = Instant::now();
+    let mut cpu_at_start = thread_cpu();
+    move || {
+        if let Some(sig) = control.killed_by() {
+            return Err(wasmtime::Error::new(Killed(sig)));
+        }
+        if control.shared.paused.load(Ordering::SeqCst) {
+            let c = control.clone();
+            return Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move { c.unpaused().await }),
+            ));
+        }
+        if let Some((quota, period)) = control.shared.quota() {
+            let period = Duration::from_micros(period);
+            let now = Instant::now();
+            if now.duration_since(period_start) >= period {
+                period_start = now;
+                cpu_at_start = thread_cpu();
+            } else if thread_cpu().saturating_sub(cpu_at_start) >= Duration::from_micros(quota) {
+                // Quota used up: sit out the rest of the period.
+                let wake = period_start + period;
+                let shared = &control.shared;
+                shared.throttled_periods.fetch_add(1, Ordering::Relaxed);
+                shared.throttled_ns.fetch_add(
+                    wake.saturating_duration_since(now).as_nanos() as u64,
+                    Ordering::Relaxed,
+                );
+                period_start = wake;
+                cpu_at_start = thread_cpu();
+                return Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                        wake,
+                    ))),
+                ));
+            }
+        }
+        Ok(UpdateDeadline::Continue(1))
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .unwrap_or_default()
+}
+
+/// Instantiates `compiled` (the instance exists, its entry has not been called).
+pub(crate) async fn instantiate(
+    rt: &Runtime,
+    compiled: &Compiled,
+    setup: Setup,
+    pipes: Pipes,
+    control: &Arc<Control>,
+) -> Result<Ready, wasmtime::Error> {
+    let mut b = wasi(&setup, pipes).map_err(wasmtime::Error::new)?;
+    let limiter = Limiter {
+        control: control.clone(),
+    };
+    match compiled {
+        Compiled::Core { pre, .. } => {
+            let mut store = Store::new(
+                &rt.engine,
+                CoreCtx {
+                    wasi: b.build_p1(),
+                    limiter,
+                },
+            );
+            store.limiter(|c| &mut c.limiter);
+            store.set_epoch_deadline(1);
+            let mut cb = on_epoch(control.clone());
+            store.epoch_deadline_callback(move |_| cb());
+            let instance = pre.instantiate_async(&mut store).await?;
+            Ok(Ready::Core {
+                store,
+                instance,
+                func: setup.func.unwrap_or_else(|| "_start".to_owned()),
+            })
+        }
+        Compiled::Component { pre } => {
+            let ctx = CompCtx {
+                wasi: b.build(),
+                table: ResourceTable::new(),
+                limiter,
+            };
+            let mut store = Store::new(&rt.engine, ctx);
+            store.limiter(|c| &mut c.limiter);
+            store.set_epoch_deadline(1);
+            let mut cb = on_epoch(control.clone());
+            store.epoch_deadline_callback(move |_| cb());
+            let command = pre.instantiate_async(&mut store).await?;
+            Ok(Ready::Component { store, command })
+        }
+    }
+}
+
+/// Calls the entry and turns the outcome into an exit status.
+pub(crate) async fn call(ready: Ready, control: &Control, id: &str) -> ExitStatus {
+    let outcome: Result<i32, wasmtime::Error> = match ready {
+        Ready::Core {
+            mut store,
+            instance,
+            func,
+        } => {
+            let Some(f) = instance.get_func(&mut store, &func) else {
+                return ExitStatus::exited(TRAP_EXIT_CODE);
+            };
+            let results = f.ty(&store).results().len();
+            let mut out = vec![Val::I32(0); results];
+            f.call_async(&mut store, &[], &mut out)
+                .await
+                .map(|()| match out.first() {
+                    Some(Val::I32(code)) => *code,
+                    _ => 0,
+                })
+        }
+        Ready::Component { mut store, command } => command
+            .wasi_cli_run()
+            .call_run(&mut store)
+            .await
+            .map(|r| if r.is_ok() { 0 } else { 1 }),
+    };
+    exit_status(outcome, control, id)
+}
+
+/// The exit status of an instance's outcome.
+pub(crate) fn exit_status(
+    outcome: Result<i32, wasmtime::Error>,
+    control: &Control,
+    id: &str,
+) -> ExitStatus {
+    match outcome {
+        Ok(code) => ExitStatus::exited(code),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                ExitStatus::exited(exit.0)
+            } else if e.downcast_ref::<OomKilled>().is_some()
+                || control.oom_killed.load(Ordering::SeqCst)
+            {
+                ExitStatus::signaled(9).with_oom_killed(true)
+            } else if let Some(Killed(sig)) = e.downcast_ref::<Killed>() {
+                ExitStatus::signaled(*sig)
+            } else if let Some(sig) = control.killed_by() {
+                ExitStatus::signaled(sig)
+            } else {
+                tracing::warn!(%id, "wasm instance trapped: {e:#}");
+                ExitStatus::exited(TRAP_EXIT_CODE)
+            }
+        }
+    }
+}
