@@ -250,3 +250,88 @@ fn an_oom_killed_container_exits_137_with_an_oom_killed_line() {
     assert!(err.contains("oom-killed"), "{err}");
     assert!(err.contains(&id), "{err}");
 }
+
+#[test]
+fn exec_reaches_a_container_started_by_another_execdriver_process() {
+    let dir = tempfile::tempdir().unwrap();
+    if !bundle(
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; echo ready; sleep 1000 & wait",
+        ],
+        true,
+    ) {
+        return;
+    }
+    let root = root_args(dir.path());
+    let id = format!("cli-exec-{}", std::process::id());
+    let mut runner = execdriver()
+        .args([
+            "run",
+            "--root",
+            &root,
+            "--bundle",
+            dir.path().to_str().unwrap(),
+            &id,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, BufReader};
+    let mut line = String::new();
+    BufReader::new(runner.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+
+    let out = run(&[
+        "exec",
+        "--root",
+        &root,
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo hi from $(hostname); exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi from runc\n");
+    let out = run(&[
+        "exec",
+        "--root",
+        &root,
+        "--user",
+        "1000:1000",
+        "--env",
+        "X=y",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo $(id -u) $X",
+    ]);
+    assert_eq!(text(&out.stdout), "1000 y\n", "{}", text(&out.stderr));
+    let out = run(&["exec", "--tty", "--root", &root, &id, "--", "tty"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("/dev/pts/"),
+        "{:?}",
+        text(&out.stdout)
+    );
+    let out = run(&["exec", "--root", &root, "nope-such-container", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("container nope-such-container: not found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let st = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(runner.wait().unwrap().code(), Some(0));
+}

@@ -12,12 +12,14 @@ use execdriver_api::{
 };
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupFs, Layout, Placement, RealFs, stats};
+use crate::oci_hooks::{OciHook, OciHooks, OciState};
 use crate::oom::OomWatcher;
 use crate::options::NativeOptions;
-use crate::plan::{IdMaps, Plan, PlanInputs};
+use crate::plan::{IdMaps, Plan, PlanInputs, ProcessPlan};
 use crate::state::{DirLock, ReadError, STATE_VERSION, State, StateStore};
 use crate::sys::child::{ChildArgs, kind};
 use crate::sys::spawn::{Channel, above_stdio, fork, socketpair};
+use crate::terminal::Pty;
 use crate::{NAME, failure, procfs, sys};
 
 /// The `native` driver. Create it with [`crate::factory`] (by name, through a registry) or
@@ -201,6 +203,20 @@ impl Drop for Launch<'_> {
     }
 }
 
+/// Kills and reaps what an exec started, unless it finished.
+struct ExecGuard {
+    children: Vec<OwnedFd>,
+}
+
+impl Drop for ExecGuard {
+    fn drop(&mut self) {
+        for pidfd in self.children.drain(..) {
+            let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+            let _ = sys::waitid_pidfd(pidfd.as_raw_fd(), false);
+        }
+    }
+}
+
 /// The fds the child dups onto 0, 1, 2 (kept open until after the clone).
 struct StdioFds {
     fds: [Option<OwnedFd>; 3],
@@ -260,225 +276,138 @@ impl Driver for NativeDriver {
             .with(Operation::Stats)
             .with(Operation::Update)
             .with(Operation::Oom)
+            .with(Operation::Exec)
+            .with(Operation::Terminal)
     }
 
     fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
-        let id = &cmd.id;
-        let process = cmd.process()?;
-
-        // 1. Validate and prepare; nothing on the system changes yet.
-        let rootfs_path = cmd.rootfs()?;
-        let rootfs = rootfs_path.canonicalize().map_err(|e| {
-            DriverError::invalid_spec("root.path", format!("{}: {e}", rootfs_path.display()))
-        })?;
-        if !rootfs.is_dir() {
-            return Err(DriverError::invalid_spec(
-                "root.path",
-                format!("{} is not a directory", rootfs.display()),
-            ));
-        }
-        let layout = self.layout()?;
-        let cgroups_path = cmd
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone());
-        let placement = Placement::new(
-            &self.options.cgroup_parent,
-            cgroups_path.as_deref(),
-            id.as_str(),
-        )
-        .map_err(|e| DriverError::invalid_spec("linux.cgroupsPath", e.to_string()))?;
-        let cgroup = Cgroup::plan(layout, &placement).map_err(|e| cgroup_error(id, e))?;
-        let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
-        let plan = Plan::build(&PlanInputs {
-            command: cmd,
-            rootfs: &rootfs,
-            cgroup_dirs: &cgroup.mount_dirs(),
-            last_cap,
-        })?;
-        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
-
-        // 2. Create: state, cgroup, the init process.
-        let mut launch = Launch {
-            driver: self,
-            id,
-            lock: Some(self.state.create(id)?),
-            cgroup: None,
-            children: Vec::new(),
-        };
-        cgroup.create(&*self.fs).map_err(|e| cgroup_error(id, e))?;
-        launch.cgroup = Some(cgroup.clone());
-        if let Some(res) = cmd
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-        {
-            let devices: Vec<(char, u32, u32)> = plan
-                .rootfs
-                .devices
-                .iter()
-                .filter_map(|d| {
-                    let t = match d.mode & libc::S_IFMT {
-                        libc::S_IFCHR => 'c',
-                        libc::S_IFBLK => 'b',
-                        _ => return None,
-                    };
-                    Some((t, libc::major(d.dev), libc::minor(d.dev)))
-                })
-                .collect();
-            cgroup.apply(&*self.fs, res, Some(&devices))?;
-        }
-        let oom = OomNotifier::new();
-        let oom_watch = match self.oom.watch(id, &cgroup, &oom) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(%id, err = %e, "no OOM notification for this container");
-                None
-            }
-        };
-
-        let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
-        let args = ChildArgs {
-            plan: &plan,
-            sync: child_end.as_raw_fd(),
-            stdio: stdio.raw,
-        };
-        let intermediate = !plan.ns.joins.is_empty();
-        let (pid0, pidfd0) = fork(&args, intermediate)
-            .map_err(|e| DriverError::sys(format!("container {id}: clone3"), e))?;
-        launch.children.push(pidfd0);
-        drop(child_end);
-        drop(stdio.fds);
-        let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
-        let setup_failed = |what: &str| DriverError::Internal {
-            context: format!("container {id}"),
-            message: format!("the container init {what}"),
-        };
-        let recv = |chan: &Channel| -> Result<Option<crate::sys::child::Msg>> {
-            chan.recv()
-                .map_err(|e| DriverError::io(format!("container {id}: setup"), e))
-        };
-        let go = |chan: &Channel| {
-            chan.go()
-                .map_err(|e| DriverError::io(format!("container {id}: setup"), e))
-        };
-
-        cgroup
-            .add(&*self.fs, pid0)
-            .map_err(|e| cgroup_error(id, e))?;
-        let pid = if intermediate {
-            go(&chan)?;
-            let grandchild = loop {
-                match recv(&chan)? {
-                    Some(m) if m.kind == kind::MAPS => {
-                        if let Some(maps) = &plan.id_maps {
-                            write_maps(pid0, maps)?;
-                        }
-                        go(&chan)?;
-                    }
-                    Some(m) if m.kind == kind::PID => break m.arg as i32,
-                    Some(m) if m.kind == kind::ERROR => return Err(failure::describe(&plan, &m)),
-                    _ => return Err(setup_failed("exited while joining namespaces")),
-                }
-            };
-            // Reap the intermediate; the init is our child too (CLONE_PARENT).
-            if let Some(mid) = launch.children.pop() {
-                let _ = sys::waitid_pidfd(mid.as_raw_fd(), false);
-            }
-            let pidfd = sys::pidfd_open(grandchild)
-                .map_err(|e| DriverError::sys(format!("container {id}: pidfd_open"), e))?;
-            launch.children.push(owned(pidfd));
-            grandchild
-        } else {
-            if let Some(maps) = &plan.id_maps {
-                write_maps(pid0, maps)?;
-            }
-            pid0
-        };
-        if let Some(adj) = plan.process.oom_score_adj {
-            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
-                DriverError::io(format!("container {id}: set process.oomScoreAdj {adj}"), e)
-            })?;
-        }
-        let start_time = procfs::stat(pid)
-            .map(|s| s.start_time)
-            .ok_or_else(|| setup_failed("disappeared"))?;
-        let mut state = State {
-            version: STATE_VERSION,
-            id: id.clone(),
-            pid,
-            start_time,
-            bundle: cmd.bundle.clone(),
-            rootfs: rootfs.clone(),
-            created: SystemTime::now(),
-            started: false,
-            cgroup: cgroup.clone(),
-            owner: std::process::id(),
-            netns: plan.ns.has_net,
-            annotations: cmd
+        let oci = OciHooks::from_spec(&cmd.spec)?;
+        let mut created = false;
+        let result = self.run_inner(cmd, pipes, hooks, &oci, &mut created);
+        // OCI: poststop after the container is deleted, also when its start failed.
+        if created && !oci.poststop.is_empty() {
+            let annotations = cmd
                 .spec
                 .annotations()
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
-                .collect(),
-        };
-        self.state.write(&state)?;
-
-        go(&chan)?;
-        match recv(&chan)? {
-            Some(m) if m.kind == kind::READY => {}
-            Some(m) if m.kind == kind::ERROR => return Err(failure::describe(&plan, &m)),
-            _ => return Err(setup_failed("exited during setup")),
+                .collect();
+            let state = OciState {
+                id: &cmd.id,
+                status: "stopped",
+                pid: None,
+                bundle: &cmd.bundle,
+                annotations: &annotations,
+            };
+            OciHook::run_logged(&oci.poststop, &state.json());
         }
+        result
+    }
 
-        // 3. pre_start hooks: the container exists, its program has not started.
-        let ctx = HookContext::new(id, process, pid as u32, &oom);
+    fn exec(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+        hooks: &Hooks,
+    ) -> Result<ExitStatus> {
+        let st = self.load_alive(id)?;
+        match self.status(&st) {
+            Status::Running => {}
+            status => {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "exec".into(),
+                    status,
+                });
+            }
+        }
+        let Some(init) = self.init_pidfd(&st) else {
+            return Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            });
+        };
+        let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
+        let plan = ProcessPlan::build(process, last_cap, st.seccomp.as_ref())?;
+        let flags = namespaces_of(st.pid)?;
+        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
+        let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
+        let args = ChildArgs {
+            plan: None,
+            process: &plan,
+            join: Some((init.as_raw_fd(), flags)),
+            sync: child_end.as_raw_fd(),
+            stdio: stdio.raw,
+        };
+        let (mid, mid_fd) = fork(&args, true)
+            .map_err(|e| DriverError::sys(format!("container {id}: exec: clone3"), e))?;
+        let mut guard = ExecGuard {
+            children: vec![mid_fd],
+        };
+        drop(child_end);
+        drop(stdio.fds);
+        let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
+        let io_err = |e| DriverError::io(format!("container {id}: exec"), e);
+        // In the container's cgroups before it forks the process, which inherits them.
+        st.cgroup
+            .add(&*self.fs, mid)
+            .map_err(|e| cgroup_error(id, e))?;
+        chan.go().map_err(io_err)?;
+        let pid = match chan.recv().map_err(io_err)? {
+            Some(m) if m.kind == kind::PID => m.arg as i32,
+            Some(m) if m.kind == kind::ERROR => return Err(failure::describe(None, &plan, &m)),
+            _ => {
+                return Err(DriverError::Internal {
+                    context: format!("container {id}: exec"),
+                    message: "the helper exited while joining the container".into(),
+                });
+            }
+        };
+        if let Some(mid) = guard.children.pop() {
+            let _ = sys::waitid_pidfd(mid.as_raw_fd(), false);
+        }
+        let pidfd = sys::pidfd_open(pid)
+            .map_err(|e| DriverError::sys(format!("container {id}: exec: pidfd_open"), e))?;
+        guard.children.push(owned(pidfd));
+        chan.go().map_err(io_err)?;
+        let terminal = await_ready(&chan, id, None, &plan, &mut || Ok(()))?;
+
+        // The container's OOM events, for this process's hooks.
+        let oom = OomNotifier::new();
+        let _oom_watch = self.oom.watch(id, &st.cgroup, &oom).ok();
+        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(terminal.clone());
         hooks.run(HookStage::PreStart, &ctx)?;
-
-        // 4. Start: the init execs; EOF on the socket means execve succeeded.
-        go(&chan)?;
-        let exec_error = match recv(&chan) {
+        chan.go().map_err(io_err)?;
+        let exec_error = match chan.recv() {
             Ok(None) => None,
-            Ok(Some(m)) if m.kind == kind::ERROR => Some(failure::describe(&plan, &m)),
-            Ok(Some(_)) => Some(setup_failed("sent an unexpected message")),
-            Err(e) => Some(e),
+            Ok(Some(m)) if m.kind == kind::ERROR => Some(failure::describe(None, &plan, &m)),
+            Ok(Some(_)) => Some(DriverError::Internal {
+                context: format!("container {id}: exec"),
+                message: "unexpected message".into(),
+            }),
+            Err(e) => Some(io_err(e)),
         };
         drop(chan);
-        let pidfd = launch
-            .children
-            .last()
-            .map(AsRawFd::as_raw_fd)
-            .ok_or_else(|| setup_failed("has no pidfd"))?;
+        let pidfd = guard.children.last().map(AsRawFd::as_raw_fd).unwrap_or(-1);
         let started = match exec_error {
             Some(e) => Err(e),
-            None => {
-                state.started = true;
-                self.state.write(&state)?;
-                hooks.run(HookStage::Start, &ctx)
-            }
+            None => hooks.run(HookStage::Start, &ctx),
         };
         if started.is_err() {
             let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
         }
-
-        // 5. Wait.
         let status = match sys::waitid_pidfd(pidfd, false) {
             Ok((code, st)) => exit_status(code, st),
-            Err(e) => return Err(DriverError::sys(format!("container {id}: waitid"), e)),
+            Err(e) => return Err(DriverError::sys(format!("container {id}: exec: waitid"), e)),
         };
-        launch.children.clear();
-        // Every OOM kill the kernel counted reaches the receivers before run returns.
-        let oom_kills = oom_watch.as_ref().map_or(0, |w| w.sync());
-        drop(oom_watch);
-        let status = status.with_oom_killed(oom_kills > 0);
-
-        // 6. post_stop, then release everything.
+        guard.children.clear();
         hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
         oom.close();
-        launch.teardown();
+        if let Some(t) = &terminal {
+            let _ = t.close();
+        }
         started.map(|()| status)
     }
 
@@ -622,8 +551,347 @@ impl Driver for NativeDriver {
     }
 }
 
+impl NativeDriver {
+    /// `run` without the OCI poststop hooks; `created` is set once the container exists.
+    fn run_inner(
+        &self,
+        cmd: &Command,
+        pipes: Pipes,
+        hooks: &Hooks,
+        oci: &OciHooks,
+        created: &mut bool,
+    ) -> Result<ExitStatus> {
+        let id = &cmd.id;
+        let process = cmd.process()?;
+
+        // 1. Validate and prepare; nothing on the system changes yet.
+        let rootfs_path = cmd.rootfs()?;
+        let rootfs = rootfs_path.canonicalize().map_err(|e| {
+            DriverError::invalid_spec("root.path", format!("{}: {e}", rootfs_path.display()))
+        })?;
+        if !rootfs.is_dir() {
+            return Err(DriverError::invalid_spec(
+                "root.path",
+                format!("{} is not a directory", rootfs.display()),
+            ));
+        }
+        let layout = self.layout()?;
+        let cgroups_path = cmd
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone());
+        let placement = Placement::new(
+            &self.options.cgroup_parent,
+            cgroups_path.as_deref(),
+            id.as_str(),
+        )
+        .map_err(|e| DriverError::invalid_spec("linux.cgroupsPath", e.to_string()))?;
+        let cgroup = Cgroup::plan(layout, &placement).map_err(|e| cgroup_error(id, e))?;
+        let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
+        let mut plan = Plan::build(&PlanInputs {
+            command: cmd,
+            rootfs: &rootfs,
+            cgroup_dirs: &cgroup.mount_dirs(),
+            last_cap,
+        })?;
+        plan.hooks_before_pivot = oci.before_pivot();
+        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
+
+        // 2. Create: state, cgroup, the init process.
+        let mut launch = Launch {
+            driver: self,
+            id,
+            lock: Some(self.state.create(id)?),
+            cgroup: None,
+            children: Vec::new(),
+        };
+        cgroup.create(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+        launch.cgroup = Some(cgroup.clone());
+        if let Some(res) = cmd
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+        {
+            let devices: Vec<(char, u32, u32)> = plan
+                .rootfs
+                .devices
+                .iter()
+                .filter_map(|d| {
+                    let t = match d.mode & libc::S_IFMT {
+                        libc::S_IFCHR => 'c',
+                        libc::S_IFBLK => 'b',
+                        _ => return None,
+                    };
+                    Some((t, libc::major(d.dev), libc::minor(d.dev)))
+                })
+                .collect();
+            cgroup.apply(&*self.fs, res, Some(&devices))?;
+        }
+        let oom = OomNotifier::new();
+        let oom_watch = match self.oom.watch(id, &cgroup, &oom) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(%id, err = %e, "no OOM notification for this container");
+                None
+            }
+        };
+
+        let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
+        let args = ChildArgs {
+            plan: Some(&plan),
+            process: &plan.process,
+            join: None,
+            sync: child_end.as_raw_fd(),
+            stdio: stdio.raw,
+        };
+        let intermediate = !plan.ns.joins.is_empty();
+        let (pid0, pidfd0) = fork(&args, intermediate)
+            .map_err(|e| DriverError::sys(format!("container {id}: clone3"), e))?;
+        launch.children.push(pidfd0);
+        drop(child_end);
+        drop(stdio.fds);
+        let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
+        let setup_failed = |what: &str| DriverError::Internal {
+            context: format!("container {id}"),
+            message: format!("the container init {what}"),
+        };
+        let recv = |chan: &Channel| -> Result<Option<crate::sys::child::Msg>> {
+            chan.recv()
+                .map_err(|e| DriverError::io(format!("container {id}: setup"), e))
+        };
+        let go = |chan: &Channel| {
+            chan.go()
+                .map_err(|e| DriverError::io(format!("container {id}: setup"), e))
+        };
+
+        cgroup
+            .add(&*self.fs, pid0)
+            .map_err(|e| cgroup_error(id, e))?;
+        let pid = if intermediate {
+            go(&chan)?;
+            let grandchild = loop {
+                match recv(&chan)? {
+                    Some(m) if m.kind == kind::MAPS => {
+                        if let Some(maps) = &plan.id_maps {
+                            write_maps(pid0, maps)?;
+                        }
+                        go(&chan)?;
+                    }
+                    Some(m) if m.kind == kind::PID => break m.arg as i32,
+                    Some(m) if m.kind == kind::ERROR => {
+                        return Err(failure::describe(Some(&plan), &plan.process, &m));
+                    }
+                    _ => return Err(setup_failed("exited while joining namespaces")),
+                }
+            };
+            // Reap the intermediate; the init is our child too (CLONE_PARENT).
+            if let Some(mid) = launch.children.pop() {
+                let _ = sys::waitid_pidfd(mid.as_raw_fd(), false);
+            }
+            let pidfd = sys::pidfd_open(grandchild)
+                .map_err(|e| DriverError::sys(format!("container {id}: pidfd_open"), e))?;
+            launch.children.push(owned(pidfd));
+            grandchild
+        } else {
+            if let Some(maps) = &plan.id_maps {
+                write_maps(pid0, maps)?;
+            }
+            pid0
+        };
+        if let Some(adj) = plan.process.oom_score_adj {
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
+                DriverError::io(format!("container {id}: set process.oomScoreAdj {adj}"), e)
+            })?;
+        }
+        let start_time = procfs::stat(pid)
+            .map(|s| s.start_time)
+            .ok_or_else(|| setup_failed("disappeared"))?;
+        let seccomp = cmd.spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let mut state = State {
+            version: STATE_VERSION,
+            id: id.clone(),
+            pid,
+            start_time,
+            bundle: cmd.bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: SystemTime::now(),
+            started: false,
+            cgroup: cgroup.clone(),
+            owner: std::process::id(),
+            netns: plan.ns.has_net,
+            annotations: cmd
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            seccomp,
+        };
+        self.state.write(&state)?;
+        *created = true;
+        let oci_state = |status| {
+            OciState {
+                id,
+                status,
+                pid: Some(pid),
+                bundle: &cmd.bundle,
+                annotations: &state.annotations,
+            }
+            .json()
+        };
+        let init_fd = || {
+            launch.children.last().ok_or_else(|| DriverError::Internal {
+                context: format!("container {id}"),
+                message: "no pidfd".into(),
+            })
+        };
+
+        go(&chan)?;
+        let mut before_pivot = || -> Result<()> {
+            let json = oci_state("creating");
+            OciHook::run_all(&oci.prestart, &json, None)?;
+            OciHook::run_all(&oci.create_runtime, &json, None)?;
+            if !oci.create_container.is_empty() {
+                OciHook::run_all(
+                    &oci.create_container,
+                    &json,
+                    Some((init_fd()?, namespaces_of(pid)?)),
+                )?;
+            }
+            Ok(())
+        };
+        let terminal = await_ready(&chan, id, Some(&plan), &plan.process, &mut before_pivot)?;
+
+        // 3. pre_start hooks: the container exists, its program has not started.
+        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(terminal.clone());
+        hooks.run(HookStage::PreStart, &ctx)?;
+        if !oci.start_container.is_empty() {
+            OciHook::run_all(
+                &oci.start_container,
+                &oci_state("created"),
+                Some((init_fd()?, namespaces_of(pid)?)),
+            )?;
+        }
+
+        // 4. Start: the init execs; EOF on the socket means execve succeeded.
+        go(&chan)?;
+        let exec_error = match recv(&chan) {
+            Ok(None) => None,
+            Ok(Some(m)) if m.kind == kind::ERROR => {
+                Some(failure::describe(Some(&plan), &plan.process, &m))
+            }
+            Ok(Some(_)) => Some(setup_failed("sent an unexpected message")),
+            Err(e) => Some(e),
+        };
+        drop(chan);
+        let pidfd = launch
+            .children
+            .last()
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| setup_failed("has no pidfd"))?;
+        let started = match exec_error {
+            Some(e) => Err(e),
+            None => {
+                state.started = true;
+                self.state.write(&state)?;
+                OciHook::run_logged(&oci.poststart, &oci_state("running"));
+                hooks.run(HookStage::Start, &ctx)
+            }
+        };
+        if started.is_err() {
+            let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+        }
+
+        // 5. Wait.
+        let status = match sys::waitid_pidfd(pidfd, false) {
+            Ok((code, st)) => exit_status(code, st),
+            Err(e) => return Err(DriverError::sys(format!("container {id}: waitid"), e)),
+        };
+        launch.children.clear();
+        // Every OOM kill the kernel counted reaches the receivers before run returns.
+        let oom_kills = oom_watch.as_ref().map_or(0, |w| w.sync());
+        drop(oom_watch);
+        let status = status.with_oom_killed(oom_kills > 0);
+
+        // 6. post_stop, then release everything.
+        hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
+        oom.close();
+        if let Some(t) = &terminal {
+            let _ = t.close();
+        }
+        launch.teardown();
+        started.map(|()| status)
+    }
+}
+
+/// After the last GO of setup: waits for READY, taking the pty master on the way when the
+/// process has a terminal.
+fn await_ready(
+    chan: &Channel,
+    id: &ContainerId,
+    plan: Option<&Plan>,
+    process: &ProcessPlan,
+    before_pivot: &mut dyn FnMut() -> Result<()>,
+) -> Result<Option<Arc<dyn execdriver_api::Terminal>>> {
+    let mut terminal: Option<Arc<dyn execdriver_api::Terminal>> = None;
+    loop {
+        let msg = chan
+            .recv_with_fd()
+            .map_err(|e| DriverError::io(format!("container {id}: setup"), e))?;
+        match msg {
+            Some((m, _)) if m.kind == kind::READY => return Ok(terminal),
+            Some((m, Some(fd))) if m.kind == kind::PTY => terminal = Some(Arc::new(Pty::new(fd))),
+            Some((m, _)) if m.kind == kind::HOOKS => {
+                before_pivot()?;
+                chan.go()
+                    .map_err(|e| DriverError::io(format!("container {id}: setup"), e))?;
+            }
+            Some((m, _)) if m.kind == kind::ERROR => {
+                return Err(failure::describe(plan, process, &m));
+            }
+            _ => {
+                return Err(DriverError::Internal {
+                    context: format!("container {id}"),
+                    message: "the process exited during setup".into(),
+                });
+            }
+        }
+    }
+}
+
+/// The `CLONE_NEW*` flags of the namespaces of `pid` that differ from this process's own.
+fn namespaces_of(pid: i32) -> Result<libc::c_int> {
+    const KINDS: &[(&str, libc::c_int)] = &[
+        ("user", libc::CLONE_NEWUSER),
+        ("mnt", libc::CLONE_NEWNS),
+        ("pid", libc::CLONE_NEWPID),
+        ("net", libc::CLONE_NEWNET),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("time", libc::CLONE_NEWTIME),
+    ];
+    let mut flags = 0;
+    for (name, flag) in KINDS {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}"));
+        let ours = std::fs::read_link(format!("/proc/self/ns/{name}"));
+        match (theirs, ours) {
+            (Ok(t), Ok(o)) if t != o => flags |= flag,
+            (Ok(_), Ok(_)) => {}
+            // A kernel without this namespace kind.
+            (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound && *name == "time" => {}
+            (Err(e), _) => return Err(DriverError::io(format!("read /proc/{pid}/ns/{name}"), e)),
+            (_, Err(e)) => return Err(DriverError::io(format!("read /proc/self/ns/{name}"), e)),
+        }
+    }
+    Ok(flags)
+}
+
 /// Polls a pidfd until the process exits (the fd becomes readable).
-fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> std::result::Result<(), i32> {
+pub(crate) fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> std::result::Result<(), i32> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

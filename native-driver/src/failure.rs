@@ -2,35 +2,36 @@
 
 use execdriver_api::DriverError;
 
-use crate::plan::Plan;
+use crate::plan::{Plan, ProcessPlan};
 use crate::sys::child::{Msg, Step};
 
-/// What failed, in words, for a failure record of `plan`'s launch.
-pub(crate) fn describe(plan: &Plan, msg: &Msg) -> DriverError {
+/// What failed, in words, for a failure record of a launch: `plan` for a container's init,
+/// `None` for a process exec'd into a running container.
+pub(crate) fn describe(plan: Option<&Plan>, p: &ProcessPlan, msg: &Msg) -> DriverError {
     let i = msg.arg as usize;
     let errno = msg.errno;
-    let r = &plan.rootfs;
-    let p = &plan.process;
-    let nth = |v: Option<&String>| v.cloned().unwrap_or_else(|| format!("#{i}"));
     let Some(step) = Step::from_u32(msg.step) else {
         return DriverError::sys(format!("container setup step {}", msg.step), errno);
     };
+    if let Some(e) = process_step(p, step, i, errno) {
+        return e;
+    }
+    let Some(plan) = plan else {
+        return DriverError::sys(format!("exec setup ({step:?})"), errno);
+    };
+    let r = &plan.rootfs;
+    let nth = |v: Option<&String>| v.cloned().unwrap_or_else(|| format!("#{i}"));
     let op = match step {
-        Step::Sync => "talk to the engine".to_owned(),
-        Step::Stdio => format!("set up fd {i} from Pipes"),
-        Step::CloseFds => "close inherited fds".to_owned(),
         Step::JoinNamespace => format!(
             "join {}",
             plan.ns.joins.get(i).map_or_else(|| format!("namespace #{i}"), |j| j.display.clone())
         ),
         Step::Unshare => "create namespaces".to_owned(),
-        Step::Clone => "clone the container init".to_owned(),
         Step::UserNsRoot => {
             "become root in the new user namespace (uid and gid 0 must be mapped in linux.uidMappings/gidMappings)"
                 .to_owned()
         }
         Step::UnshareCgroup => "create the cgroup namespace".to_owned(),
-        Step::Setsid => "setsid".to_owned(),
         Step::Hostname => "set hostname".to_owned(),
         Step::Domainname => "set domainname".to_owned(),
         Step::RootPropagation => "set the propagation of / (linux.rootfsPropagation)".to_owned(),
@@ -68,7 +69,32 @@ pub(crate) fn describe(plan: &Plan, msg: &Msg) -> DriverError {
             r.readonly.get(i).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
         ),
         Step::ReadonlyRoot => "make the root read-only (root.readonly)".to_owned(),
-        Step::Rlimit => format!("set process.rlimits[{i}] {}", nth(p.rlimit_names.get(i))),
+        other => format!("container setup ({other:?})"),
+    };
+    DriverError::sys(op, errno)
+}
+
+/// Steps that only touch the process (common to an init and an exec'd process).
+fn process_step(p: &ProcessPlan, step: Step, i: usize, errno: i32) -> Option<DriverError> {
+    let op = match step {
+        Step::Sync => "talk to the engine".to_owned(),
+        Step::Stdio => format!("set up fd {i} from Pipes"),
+        Step::CloseFds => "close inherited fds".to_owned(),
+        Step::Clone => "clone the process".to_owned(),
+        Step::Setsid => "setsid".to_owned(),
+        Step::Dumpable => "make the process undumpable".to_owned(),
+        Step::JoinContainer => {
+            "join the container's namespaces (setns on its init's pidfd)".to_owned()
+        }
+        Step::Terminal => format!("set up the terminal (process.terminal), step {i}"),
+        Step::Seccomp => format!("install seccomp filter #{i} (linux.seccomp)"),
+        Step::Rlimit => format!(
+            "set process.rlimits[{i}] {}",
+            p.rlimit_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("#{i}"))
+        ),
         Step::NoNewPrivs => "set process.noNewPrivileges".to_owned(),
         Step::Bounding => format!("drop capability {i} from the bounding set"),
         Step::Setgroups => "set process.user.additionalGids".to_owned(),
@@ -78,10 +104,10 @@ pub(crate) fn describe(plan: &Plan, msg: &Msg) -> DriverError {
         Step::Ambient => "raise process.capabilities.ambient".to_owned(),
         Step::Cwd => format!("change to process.cwd {}", p.cwd_display),
         Step::CwdOutsideRoot => {
-            return DriverError::invalid_spec(
+            return Some(DriverError::invalid_spec(
                 "process.cwd",
                 format!("{} resolves outside the container's root", p.cwd_display),
-            );
+            ));
         }
         Step::ExecLookup => {
             let why = if errno == libc::EACCES {
@@ -100,12 +126,13 @@ pub(crate) fn describe(plan: &Plan, msg: &Msg) -> DriverError {
                     .collect();
                 format!("in the container's PATH ({})", dirs.join(":"))
             };
-            return DriverError::invalid_spec(
+            return Some(DriverError::invalid_spec(
                 "process.args[0]",
                 format!("{:?} {why} {where_}", p.arg0),
-            );
+            ));
         }
         Step::Execve => format!("execve {}", p.arg0),
+        _ => return None,
     };
-    DriverError::sys(op, errno)
+    Some(DriverError::sys(op, errno))
 }

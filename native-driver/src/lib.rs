@@ -15,6 +15,8 @@ mod driver;
 #[cfg(target_os = "linux")]
 mod failure;
 #[cfg(target_os = "linux")]
+mod oci_hooks;
+#[cfg(target_os = "linux")]
 mod oom;
 #[cfg(target_os = "linux")]
 mod options;
@@ -23,9 +25,13 @@ mod plan;
 #[cfg(target_os = "linux")]
 mod procfs;
 #[cfg(target_os = "linux")]
+pub mod seccomp;
+#[cfg(target_os = "linux")]
 mod state;
 #[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
+mod terminal;
 
 #[cfg(target_os = "linux")]
 pub use driver::NativeDriver;

@@ -38,6 +38,9 @@ pub(crate) struct State {
     pub netns: bool,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The container's `linux.seccomp`, applied to exec'd processes too.
+    #[serde(default)]
+    pub seccomp: Option<execdriver_api::oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The state directory tree.
@@ -224,6 +227,7 @@ mod tests {
             owner: 3,
             netns: false,
             annotations: BTreeMap::new(),
+            seccomp: None,
         }
     }
 

@@ -58,6 +58,7 @@ const APPLETS: &[&str] = &[
     "false", "printf", "grep", "wc", "stat", "mkdir", "touch", "tail", "head", "env", "pwd", "ip",
     "tty", "stty", "dd", "seq", "test", "kill", "nproc", "umask", "whoami", "uname", "yes", "rm",
     "chmod", "ln", "find", "sort", "expr", "cut", "tr", "od", "xargs", "dmesg", "nsenter",
+    "unshare", "sed", "awk", "cp", "basename",
 ];
 
 /// The directory all test fixtures live in: `$TMPDIR/edtest-fixtures`, shared by test processes
@@ -77,7 +78,7 @@ pub fn busybox_rootfs() -> Result<&'static Path, String> {
             let bb = busybox().ok_or("busybox-static is not installed (/usr/bin/busybox)")?;
             let base = fixtures_dir();
             let rootfs = base.join("busybox").join("rootfs");
-            if rootfs.join("bin/busybox").is_file() && rootfs.join("bin/nsenter").exists() {
+            if rootfs.join("bin/busybox").is_file() && rootfs.join("bin/basename").exists() {
                 return Ok(rootfs);
             }
             std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;

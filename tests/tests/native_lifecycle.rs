@@ -458,11 +458,6 @@ fn bad_input_is_rejected_and_leaves_nothing() {
             "mounts[8].source: /nonexistent-src",
         ),
         (
-            "terminal",
-            Box::new(|v| v["process"]["terminal"] = true.into()),
-            "process.terminal is not supported",
-        ),
-        (
             "user ns without maps",
             Box::new(|v| {
                 v["linux"]["namespaces"]

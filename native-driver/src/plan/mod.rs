@@ -68,6 +68,9 @@ pub(crate) struct Plan {
     pub sysctls: Vec<Sysctl>,
     /// `process.cwd` inside the rootfs, created (as root) before `pivot_root` when missing.
     pub cwd: Option<paths::InRootPath>,
+    /// The init stops before `pivot_root` for OCI hooks (prestart, createRuntime,
+    /// createContainer).
+    pub hooks_before_pivot: bool,
 }
 
 /// Inputs of [`Plan::build`] that come from the driver rather than the spec.
@@ -83,16 +86,11 @@ impl Plan {
     /// Validates the spec and prepares every string and list the child needs.
     pub fn build(input: &PlanInputs<'_>) -> Result<Self, DriverError> {
         let spec = &input.command.spec;
-        let process = ProcessPlan::build(input.command.process()?, input.last_cap)?;
-        if input.command.process()?.terminal() == Some(true) {
-            return Err(DriverError::unsupported("process.terminal", crate::NAME));
-        }
+        let linux = spec.linux().as_ref();
+        let seccomp = linux.and_then(|l| l.seccomp().as_ref());
+        let process = ProcessPlan::build(input.command.process()?, input.last_cap, seccomp)?;
         let ns = namespaces(spec)?;
         let id_maps = id_maps(spec, ns.new_user)?;
-        let linux = spec.linux().as_ref();
-        if linux.and_then(|l| l.seccomp().as_ref()).is_some() {
-            return Err(DriverError::unsupported("linux.seccomp", crate::NAME));
-        }
         if linux.and_then(|l| l.time_offsets().as_ref()).is_some() {
             return Err(DriverError::unsupported("linux.timeOffsets", crate::NAME));
         }
@@ -157,6 +155,7 @@ impl Plan {
             domainname,
             sysctls,
             cwd,
+            hooks_before_pivot: false,
         })
     }
 }

@@ -53,13 +53,25 @@ pub(crate) struct ProcessPlan {
     pub rlimit_names: Vec<String>,
     pub no_new_privs: bool,
     pub oom_score_adj: Option<i32>,
+    /// The compiled `linux.seccomp` profile.
+    pub seccomp: Option<crate::seccomp::SeccompPlan>,
+    /// Install the filter before dropping capabilities: without `noNewPrivileges` the kernel
+    /// only lets a process with CAP_SYS_ADMIN install one, and the process may not keep it.
+    pub seccomp_early: bool,
+    /// `process.terminal`: a pty, with `consoleSize` (rows, columns) when given.
+    pub terminal: Option<Option<(u16, u16)>>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl ProcessPlan {
-    /// Validates and converts `process`. `last_cap` is the kernel's highest capability number.
-    pub fn build(process: &Process, last_cap: u32) -> Result<Self, DriverError> {
+    /// Validates and converts `process`. `last_cap` is the kernel's highest capability number;
+    /// `seccomp` is the container's profile.
+    pub fn build(
+        process: &Process,
+        last_cap: u32,
+        seccomp: Option<&execdriver_api::oci_spec::runtime::LinuxSeccomp>,
+    ) -> Result<Self, DriverError> {
         let args = process.args().as_deref().unwrap_or(&[]);
         if args.is_empty() {
             return Err(DriverError::invalid_spec(
@@ -251,6 +263,18 @@ impl ProcessPlan {
             ));
         }
 
+        let seccomp = seccomp.map(crate::seccomp::compile).transpose()?.flatten();
+        let no_new_privs = process.no_new_privileges().unwrap_or(false);
+        let keeps_sys_admin = caps.effective & (1 << 21) != 0;
+        let terminal = (process.terminal() == Some(true)).then(|| {
+            process.console_size().as_ref().map(|b| {
+                (
+                    b.height().min(u64::from(u16::MAX)) as u16,
+                    b.width().min(u64::from(u16::MAX)) as u16,
+                )
+            })
+        });
+
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|e| e.as_ptr()).collect();
@@ -273,8 +297,11 @@ impl ProcessPlan {
             last_cap,
             rlimits,
             rlimit_names,
-            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            no_new_privs,
             oom_score_adj: process.oom_score_adj(),
+            seccomp_early: seccomp.is_some() && !no_new_privs && !keeps_sys_admin,
+            seccomp,
+            terminal,
         })
     }
 }
@@ -370,6 +397,7 @@ mod tests {
         let p = ProcessPlan::build(
             &process(r#"{"cwd":"/","args":["sh","-c","x"],"env":["PATH=/bin:/usr/bin/"],"user":{"uid":1,"gid":2}}"#),
             40,
+            None,
         )
         .unwrap();
         let c: Vec<_> = p.candidates.iter().map(|c| c.to_str().unwrap()).collect();
@@ -380,6 +408,7 @@ mod tests {
         let abs = ProcessPlan::build(
             &process(r#"{"cwd":"/","args":["/x/y"],"user":{"uid":0,"gid":0}}"#),
             40,
+            None,
         )
         .unwrap();
         assert_eq!(abs.candidates, [c"/x/y".to_owned()]);
@@ -437,7 +466,7 @@ mod tests {
                 "AppArmor",
             ),
         ] {
-            let err = ProcessPlan::build(&process(json), 40)
+            let err = ProcessPlan::build(&process(json), 40, None)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{json}\n{err}");
@@ -449,6 +478,7 @@ mod tests {
         let p = ProcessPlan::build(
             &process(r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_KILL","CAP_CHOWN"],"effective":["CAP_KILL"],"permitted":["CAP_KILL"],"inheritable":["CAP_KILL"],"ambient":["CAP_KILL"]}}"#),
             40,
+            None,
         )
         .unwrap();
         let c = p.caps;
@@ -459,6 +489,7 @@ mod tests {
         let old = ProcessPlan::build(
             &process(r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_BPF","CAP_KILL"]}}"#),
             37,
+            None,
         )
         .unwrap();
         assert_eq!(old.caps.bounding, 1 << 5);
@@ -466,6 +497,7 @@ mod tests {
         let none = ProcessPlan::build(
             &process(r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0}}"#),
             40,
+            None,
         )
         .unwrap();
         assert_eq!(none.caps, CapSets::default());

@@ -17,9 +17,9 @@ use super::{
     setgroups, sethostname, setns, setresgid, setresuid, setsid, symlinkat, umask, umount2,
     unshare, write,
 };
-use crate::plan::Plan;
 use crate::plan::mounts::{Create, DeviceOp, LinkOp, MountOp};
 use crate::plan::paths::InRootPath;
+use crate::plan::{Plan, ProcessPlan};
 
 /// One message on the parent/child socket (a `SOCK_SEQPACKET` pair, so records stay whole).
 #[repr(C)]
@@ -43,6 +43,11 @@ pub(crate) mod kind {
     pub const PID: u32 = 4;
     /// Intermediate → parent: write the id maps of my user namespace, then GO.
     pub const MAPS: u32 = 5;
+    /// Child → parent: the pty master, as an `SCM_RIGHTS` fd on this message.
+    pub const PTY: u32 = 6;
+    /// Child → parent: mounts are done, `pivot_root` is next — run the OCI hooks that come
+    /// before it, then GO.
+    pub const HOOKS: u32 = 7;
 }
 
 pub(crate) const MSG_LEN: usize = std::mem::size_of::<Msg>();
@@ -119,12 +124,16 @@ pub(crate) enum Step {
     CwdOutsideRoot,
     ExecLookup,
     Execve,
+    Dumpable,
+    JoinContainer,
+    Terminal,
+    Seccomp,
 }
 
 impl Step {
     pub fn from_u32(n: u32) -> Option<Self> {
         use Step::*;
-        const ALL: [Step; 39] = [
+        const ALL: [Step; 43] = [
             Sync,
             Stdio,
             CloseFds,
@@ -164,6 +173,10 @@ impl Step {
             CwdOutsideRoot,
             ExecLookup,
             Execve,
+            Dumpable,
+            JoinContainer,
+            Terminal,
+            Seccomp,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -192,9 +205,15 @@ impl<T> At<T> for SysResult<T> {
     }
 }
 
-/// What the child gets besides the plan.
+/// What the child gets.
 pub(crate) struct ChildArgs<'a> {
-    pub plan: &'a Plan,
+    /// The container's plan, for its init; `None` for a process exec'd into a container.
+    pub plan: Option<&'a Plan>,
+    /// The process to start.
+    pub process: &'a ProcessPlan,
+    /// Exec: a pidfd of the container's init and the `CLONE_NEW*` flags of its namespaces to
+    /// join (`setns(pidfd, flags)` joins them all at once, user namespace first).
+    pub join: Option<(RawFd, c_int)>,
     /// The child's end of the parent socket (≥ 3).
     pub sync: RawFd,
     /// Sources for fds 0, 1, 2 (each ≥ 3), or -1 to leave that fd as inherited.
@@ -285,9 +304,18 @@ pub(crate) fn intermediate(a: &ChildArgs<'_>) -> ! {
 }
 
 fn intermediate_steps(a: &ChildArgs<'_>) -> Result<(), Fail> {
-    let ns = &a.plan.ns;
     prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0).at(Step::Sync, 0)?;
+    // Until it execs, this process is a copy of the engine: processes of the container must
+    // not reach it (or the engine's binary) through /proc/<pid> (the CVE-2019-5736 class).
+    prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0).at(Step::Dumpable, 0)?;
     wait_go(a.sync)?;
+    if let Some((pidfd, flags)) = a.join {
+        return setns(pidfd, flags).at(Step::JoinContainer, 0);
+    }
+    let Some(plan) = a.plan else {
+        return Ok(());
+    };
+    let ns = &plan.ns;
     for (i, j) in ns.joins.iter().enumerate() {
         let fd = open(&j.path, libc::O_RDONLY | libc::O_CLOEXEC, 0).at(Step::JoinNamespace, i)?;
         setns(fd, j.nstype).at(Step::JoinNamespace, i)?;
@@ -308,7 +336,7 @@ pub(crate) fn init(a: &ChildArgs<'_>) -> ! {
     let sync = a.sync;
     let f = match setup(a) {
         Ok(path) => {
-            let p = &a.plan.process;
+            let p = a.process;
             let errno = execve(path, &p.argv_ptrs, &p.envp_ptrs);
             Fail {
                 step: Step::Execve,
@@ -323,9 +351,12 @@ pub(crate) fn init(a: &ChildArgs<'_>) -> ! {
 
 /// Everything before `execve`; returns the program to exec.
 fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
-    let plan = a.plan;
     let sync = a.sync;
+    let p = a.process;
     prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0).at(Step::Sync, 0)?;
+    // Until it execs, this process is a copy of the engine (CVE-2019-5736 class): keep the
+    // container's processes out of /proc/<pid>.
+    prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0).at(Step::Dumpable, 0)?;
     umask(0);
 
     for (i, src) in a.stdio.iter().enumerate() {
@@ -338,24 +369,31 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
     // The parent has written id maps and placed us in our cgroups.
     wait_go(sync)?;
 
-    if plan.ns.new_user {
-        setresgid(0).at(Step::UserNsRoot, 0)?;
-        setresuid(0).at(Step::UserNsRoot, 0)?;
+    if let Some(plan) = a.plan {
+        if plan.ns.new_user {
+            setresgid(0).at(Step::UserNsRoot, 0)?;
+            setresuid(0).at(Step::UserNsRoot, 0)?;
+        }
+        if plan.ns.unshare_cgroup {
+            unshare(libc::CLONE_NEWCGROUP).at(Step::UnshareCgroup, 0)?;
+        }
+        setsid().at(Step::Setsid, 0)?;
+        if let Some(h) = &plan.hostname {
+            sethostname(h.to_bytes()).at(Step::Hostname, 0)?;
+        }
+        if let Some(d) = &plan.domainname {
+            setdomainname(d.to_bytes()).at(Step::Domainname, 0)?;
+        }
+        rootfs(plan, sync)?;
+        finish_rootfs(plan)?;
+    } else if p.terminal.is_some() {
+        // An exec'd process needs a session of its own for a controlling terminal.
+        setsid().at(Step::Setsid, 0)?;
     }
-    if plan.ns.unshare_cgroup {
-        unshare(libc::CLONE_NEWCGROUP).at(Step::UnshareCgroup, 0)?;
+    if let Some(size) = p.terminal {
+        terminal(sync, p, size)?;
     }
-    setsid().at(Step::Setsid, 0)?;
-    if let Some(h) = &plan.hostname {
-        sethostname(h.to_bytes()).at(Step::Hostname, 0)?;
-    }
-    if let Some(d) = &plan.domainname {
-        setdomainname(d.to_bytes()).at(Step::Domainname, 0)?;
-    }
-
-    rootfs(plan)?;
-    finish_rootfs(plan)?;
-    let program = process(plan)?;
+    let program = process(p)?;
 
     send(sync, Msg::new(kind::READY)).at(Step::Sync, 0)?;
     wait_go(sync)?;
@@ -364,7 +402,84 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
     prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0).at(Step::Sync, 0)?;
     reset_signal_dispositions();
     set_sigmask(false);
+    if let (Some(sc), false) = (&p.seccomp, p.seccomp_early) {
+        install_seccomp(sc)?;
+    }
     Ok(program)
+}
+
+fn install_seccomp(sc: &crate::seccomp::SeccompPlan) -> Result<(), Fail> {
+    for (i, prog) in sc.fprogs.iter().enumerate() {
+        super::seccomp_install(prog, sc.flags).at(Step::Seccomp, i)?;
+    }
+    Ok(())
+}
+
+/// Opens a pty of the container's own devpts, makes its slave our controlling terminal and
+/// stdio, and hands the master to the engine.
+fn terminal(sync: RawFd, p: &ProcessPlan, size: Option<(u16, u16)>) -> Result<(), Fail> {
+    let master = open(
+        c"/dev/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        0,
+    )
+    .at(Step::Terminal, 0)?;
+    let res = (|| {
+        let mut unlock: c_int = 0;
+        super::ioctl_ptr(master, libc::TIOCSPTLCK, &raw mut unlock).at(Step::Terminal, 1)?;
+        let mut n: u32 = 0;
+        super::ioctl_ptr(master, libc::TIOCGPTN, &raw mut n).at(Step::Terminal, 2)?;
+        let mut buf = [0u8; 32];
+        let path = pts_path(&mut buf, n);
+        let slave = open(path, libc::O_RDWR | libc::O_NOCTTY, 0).at(Step::Terminal, 3)?;
+        let res = (|| {
+            super::fchown(slave, p.uid, p.gid).at(Step::Terminal, 4)?;
+            if let Some((rows, cols)) = size {
+                let mut ws = libc::winsize {
+                    ws_row: rows,
+                    ws_col: cols,
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                super::ioctl_ptr(slave, libc::TIOCSWINSZ, &raw mut ws).at(Step::Terminal, 5)?;
+            }
+            super::ioctl_int(slave, libc::TIOCSCTTY, 0).at(Step::Terminal, 6)?;
+            for fd in 0..3 {
+                dup3(slave, fd, 0).at(Step::Terminal, 7)?;
+            }
+            Ok(())
+        })();
+        let _ = close(slave);
+        res?;
+        super::send_with_fd(sync, &Msg::new(kind::PTY).to_bytes(), master).at(Step::Terminal, 8)
+    })();
+    let _ = close(master);
+    res
+}
+
+/// `/dev/pts/<n>` in `buf`, without allocating.
+fn pts_path(buf: &mut [u8; 32], n: u32) -> &CStr {
+    const PREFIX: &[u8] = b"/dev/pts/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut v = n;
+    loop {
+        digits[len] = b'0' + (v % 10) as u8;
+        len += 1;
+        v /= 10;
+        if v == 0 || len == digits.len() {
+            break;
+        }
+    }
+    let mut pos = PREFIX.len();
+    while len > 0 {
+        len -= 1;
+        buf[pos] = digits[len];
+        pos += 1;
+    }
+    buf[pos] = 0;
+    CStr::from_bytes_with_nul(&buf[..=pos]).unwrap_or(c"/dev/pts/0")
 }
 
 fn close_fds_except(keep: RawFd) -> SysResult<()> {
@@ -477,7 +592,7 @@ fn locked_flags(fd: RawFd) -> c_ulong {
     }
 }
 
-fn rootfs(plan: &Plan) -> Result<(), Fail> {
+fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
     let r = &plan.rootfs;
     mount(None, c"/", None, r.root_propagation, None).at(Step::RootPropagation, 0)?;
     mount(
@@ -563,6 +678,11 @@ fn rootfs(plan: &Plan) -> Result<(), Fail> {
         let _ = close(fd);
     }
     let _ = close(root);
+
+    if plan.hooks_before_pivot {
+        send(sync, Msg::new(kind::HOOKS)).at(Step::Sync, 0)?;
+        wait_go(sync)?;
+    }
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detach it from there.
     let old = open(
@@ -727,13 +847,15 @@ fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
 }
 
 /// Limits, user, capabilities, cwd; returns the program path found in the container.
-fn process(plan: &Plan) -> Result<&CStr, Fail> {
-    let p = &plan.process;
+fn process(p: &ProcessPlan) -> Result<&CStr, Fail> {
     for (i, r) in p.rlimits.iter().enumerate() {
         prlimit(r.resource, r.soft, r.hard).at(Step::Rlimit, i)?;
     }
     if p.no_new_privs {
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).at(Step::NoNewPrivs, 0)?;
+    }
+    if let (Some(sc), true) = (&p.seccomp, p.seccomp_early) {
+        install_seccomp(sc)?;
     }
     let caps = &p.caps;
     {
@@ -847,11 +969,11 @@ mod tests {
 
     #[test]
     fn every_step_number_maps_back() {
-        for n in 1..=39 {
+        for n in 1..=43 {
             let s = Step::from_u32(n).expect("step");
             assert_eq!(s as u32, n);
         }
         assert!(Step::from_u32(0).is_none());
-        assert!(Step::from_u32(40).is_none());
+        assert!(Step::from_u32(44).is_none());
     }
 }

@@ -646,6 +646,147 @@ pub(crate) fn bpf_attach_device_program(cgroup_fd: RawFd, prog_fd: RawFd) -> Sys
         .map(drop)
 }
 
+/// `ioctl(fd, request, arg)` with a pointer argument.
+pub(crate) fn ioctl_ptr<T>(fd: RawFd, request: c_ulong, arg: *mut T) -> SysResult<()> {
+    // SAFETY: the callers pass requests whose argument is a pointer to a `T` they own.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd, request, arg) }).map(drop)
+}
+
+/// `ioctl(fd, request, 0)`.
+pub(crate) fn ioctl_int(fd: RawFd, request: c_ulong, arg: c_ulong) -> SysResult<()> {
+    // SAFETY: the callers pass requests that take an integer argument.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd, request, arg) }).map(drop)
+}
+
+pub(crate) fn fchown(fd: RawFd, uid: u32, gid: u32) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_fchown, fd, uid, gid) }).map(drop)
+}
+
+/// Sends `bytes` and the fd `pass` over the unix socket `sock` (`SCM_RIGHTS`), building every
+/// structure on the stack.
+pub(crate) fn send_with_fd(sock: RawFd, bytes: &[u8], pass: RawFd) -> SysResult<()> {
+    // cmsghdr (len, level, type) is 16 bytes on 64-bit Linux, then one int, padded to 24.
+    let mut control = [0u64; 3];
+    let cmsg_len: usize = 16 + std::mem::size_of::<c_int>();
+    control[0] = cmsg_len as u64;
+    control[1] = (libc::SOL_SOCKET as u32 as u64) | ((libc::SCM_RIGHTS as u32 as u64) << 32);
+    control[2] = pass as u32 as u64;
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is valid, the pointers set below live on this
+    // stack frame for the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg and what it points to are valid for the call.
+    check(unsafe { libc::syscall(libc::SYS_sendmsg, sock, &raw const msg, libc::MSG_NOSIGNAL) })
+        .map(drop)
+}
+
+/// Installs a seccomp filter: `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`.
+pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> SysResult<()> {
+    const SECCOMP_SET_MODE_FILTER: c_ulong = 1;
+    // SAFETY: prog is a sock_fprog whose filter points into a program the plan keeps alive.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            prog as *const _,
+        )
+    })
+    .map(drop)
+}
+
+/// Starts `path` (with `argv`/`envp`, stdin from `stdin`) inside the namespaces `flags` of the
+/// process behind `ns_pidfd`: a helper joins them and forks the program, so that it is in the
+/// container's pid namespace too, then exits with its status. Returns the helper's pidfd.
+pub(crate) fn spawn_in_namespaces(
+    ns_pidfd: RawFd,
+    flags: c_int,
+    path: &CStr,
+    argv: &[*const c_char],
+    envp: &[*const c_char],
+    stdin: RawFd,
+) -> SysResult<std::os::fd::OwnedFd> {
+    let mask = set_sigmask(true);
+    // SAFETY: the child runs only raw system calls on memory prepared by the caller and ends
+    // in exit.
+    let forked = unsafe {
+        clone3(CloneArgs {
+            flags: libc::CLONE_PIDFD as u64,
+            exit_signal: libc::SIGCHLD as u64,
+        })
+    };
+    match forked {
+        Ok(Forked::Child) => {
+            if setns(ns_pidfd, flags).is_err() {
+                exit(126);
+            }
+            // A copy of the engine holds every engine fd, the write end of the hook's stdin
+            // among them: keep only stdio, so that the hook sees end of file.
+            if dup3(stdin, 0, 0).is_err() || close_range(3, u32::MAX, 0).is_err() {
+                exit(125);
+            }
+            // SAFETY: as above.
+            match unsafe {
+                clone3(CloneArgs {
+                    flags: 0,
+                    exit_signal: libc::SIGCHLD as u64,
+                })
+            } {
+                Ok(Forked::Child) => {
+                    reset_signal_dispositions();
+                    set_sigmask(false);
+                    execve(path, argv, envp);
+                    exit(127)
+                }
+                Ok(Forked::Parent { pid, .. }) => loop {
+                    // SAFETY: info is a valid, writable siginfo_t.
+                    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                    let r = unsafe {
+                        libc::syscall(
+                            libc::SYS_waitid,
+                            libc::P_PID,
+                            pid,
+                            &raw mut info,
+                            libc::WEXITED,
+                            0,
+                        )
+                    };
+                    match check(r) {
+                        Err(libc::EINTR) => continue,
+                        Err(_) => exit(125),
+                        Ok(_) => {
+                            // SAFETY: waitid filled a SIGCHLD siginfo.
+                            let status = unsafe { info.si_status() };
+                            exit(if info.si_code == libc::CLD_EXITED {
+                                status
+                            } else {
+                                128 + status
+                            })
+                        }
+                    }
+                },
+                Err(_) => exit(125),
+            }
+        }
+        Ok(Forked::Parent { pidfd, .. }) => {
+            restore_sigmask(mask);
+            Ok(own_fd(pidfd))
+        }
+        Err(e) => {
+            restore_sigmask(mask);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

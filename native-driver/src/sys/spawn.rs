@@ -47,7 +47,7 @@ pub(crate) fn fork(args: &ChildArgs<'_>, intermediate: bool) -> SysResult<(i32, 
     let flags = if intermediate {
         libc::CLONE_PIDFD as u64
     } else {
-        (args.plan.ns.new_flags as u64) | libc::CLONE_PIDFD as u64
+        (args.plan.map_or(0, |p| p.ns.new_flags) as u64) | libc::CLONE_PIDFD as u64
     };
     let old_mask = super::set_sigmask(true);
     // SAFETY: the child branch calls only `child::init`/`child::intermediate`, which run the
@@ -137,15 +137,46 @@ impl Channel {
 
     /// The next message; `None` when the child closed its end (it exec'd or died).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// The next message and the fd it carries (`SCM_RIGHTS`), if any.
+    pub fn recv_with_fd(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut b = [0u8; MSG_LEN];
+        let mut control = [0u64; 4];
         loop {
-            // SAFETY: b is a valid, writable buffer of its length.
-            let r = unsafe { libc::recv(self.fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), 0) };
+            let mut iov = libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            };
+            // SAFETY: msghdr is plain data; zeroed is valid. Its pointers (iov, control) live on
+            // this frame for the call.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control);
+            // SAFETY: msg is valid for recvmsg; MSG_CMSG_CLOEXEC marks received fds close-on-exec.
+            let r =
+                unsafe { libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
             if r == 0 {
                 return Ok(None);
             }
             if r == MSG_LEN as isize {
-                return Ok(Some(Msg::from_bytes(&b)));
+                let mut fd = None;
+                // The first control message, when it is SCM_RIGHTS with one fd.
+                let len = control[0] as usize;
+                let level_type = control[1];
+                if msg.msg_controllen >= 20 && len >= 20 {
+                    let level = (level_type & 0xffff_ffff) as i32;
+                    let typ = (level_type >> 32) as i32;
+                    if level == libc::SOL_SOCKET && typ == libc::SCM_RIGHTS {
+                        let raw = (control[2] & 0xffff_ffff) as i32;
+                        // SAFETY: the kernel just installed this fd for us.
+                        fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+                    }
+                }
+                return Ok(Some((Msg::from_bytes(&b), fd)));
             }
             if r > 0 {
                 return Err(io::Error::new(

@@ -1,0 +1,383 @@
+//! OCI hooks (`spec.hooks`): external programs run at the lifecycle points of the OCI runtime
+//! spec, with the container's state JSON on stdin. They run in addition to the in-process
+//! callback lists.
+//!
+//! | hook | when | where |
+//! |---|---|---|
+//! | `prestart` (deprecated), `createRuntime` | namespaces exist, before `pivot_root` | the engine's namespaces |
+//! | `createContainer` | after `createRuntime`, before `pivot_root` | the container's namespaces |
+//! | `startContainer` | after the pre_start callbacks, before the program execs | the container's namespaces |
+//! | `poststart` | after the program started | the engine's namespaces |
+//! | `poststop` | after the container is gone | the engine's namespaces |
+//!
+//! A failing (non-zero, timed out, not startable) hook of the first four fails the start: the
+//! container is torn down and the `poststop` hooks run. `poststart` and `poststop` failures are
+//! logged and change nothing.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use execdriver_api::oci_spec::runtime::{Hook, Spec};
+use execdriver_api::{ContainerId, DriverError, HookStage};
+use libc::c_char;
+
+use crate::plan::paths::{cpath, cstring};
+use crate::sys;
+
+/// One hook, ready to run.
+#[derive(Debug)]
+pub(crate) struct OciHook {
+    /// `hooks.createRuntime[0]`, for messages.
+    name: String,
+    path: PathBuf,
+    cpath: CString,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    #[allow(dead_code)]
+    c_args: Vec<CString>,
+    argv: Vec<*const c_char>,
+    #[allow(dead_code)]
+    c_env: Vec<CString>,
+    envp: Vec<*const c_char>,
+    timeout: Option<Duration>,
+}
+
+/// Every hook of a spec.
+#[derive(Debug, Default)]
+pub(crate) struct OciHooks {
+    pub prestart: Vec<OciHook>,
+    pub create_runtime: Vec<OciHook>,
+    pub create_container: Vec<OciHook>,
+    pub start_container: Vec<OciHook>,
+    pub poststart: Vec<OciHook>,
+    pub poststop: Vec<OciHook>,
+}
+
+/// The OCI state document given to hooks.
+pub(crate) struct OciState<'a> {
+    pub id: &'a ContainerId,
+    pub status: &'static str,
+    pub pid: Option<i32>,
+    pub bundle: &'a std::path::Path,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl OciState<'_> {
+    pub fn json(&self) -> String {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "id": self.id,
+            "status": self.status,
+            "bundle": self.bundle,
+            "annotations": self.annotations,
+        });
+        if let Some(pid) = self.pid {
+            v["pid"] = pid.into();
+        }
+        v.to_string()
+    }
+}
+
+impl OciHooks {
+    /// Validates `spec.hooks`: absolute paths, `KEY=VALUE` env, positive timeouts.
+    pub fn from_spec(spec: &Spec) -> Result<Self, DriverError> {
+        let Some(h) = spec.hooks().as_ref() else {
+            return Ok(Self::default());
+        };
+        let list = |v: &Option<Vec<Hook>>, name: &str| -> Result<Vec<OciHook>, DriverError> {
+            v.iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, hook)| OciHook::new(hook, format!("hooks.{name}[{i}]")))
+                .collect()
+        };
+        #[allow(deprecated)]
+        let prestart = list(h.prestart(), "prestart")?;
+        Ok(Self {
+            prestart,
+            create_runtime: list(h.create_runtime(), "createRuntime")?,
+            create_container: list(h.create_container(), "createContainer")?,
+            start_container: list(h.start_container(), "startContainer")?,
+            poststart: list(h.poststart(), "poststart")?,
+            poststop: list(h.poststop(), "poststop")?,
+        })
+    }
+
+    /// Whether hooks must run before `pivot_root` (the init stops there for them).
+    pub fn before_pivot(&self) -> bool {
+        !(self.prestart.is_empty()
+            && self.create_runtime.is_empty()
+            && self.create_container.is_empty())
+    }
+}
+
+impl OciHook {
+    fn new(hook: &Hook, name: String) -> Result<Self, DriverError> {
+        let path = hook.path().clone();
+        if !path.is_absolute() {
+            return Err(DriverError::invalid_spec(
+                format!("{name}.path"),
+                format!("{} is not an absolute path", path.display()),
+            ));
+        }
+        let args = hook
+            .args()
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| vec![path.display().to_string()]);
+        let mut env = Vec::new();
+        for (i, kv) in hook.env().iter().flatten().enumerate() {
+            match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => env.push((k.to_owned(), v.to_owned())),
+                _ => {
+                    return Err(DriverError::invalid_spec(
+                        format!("{name}.env[{i}]"),
+                        format!("{kv:?} is not KEY=VALUE"),
+                    ));
+                }
+            }
+        }
+        let timeout = match hook.timeout() {
+            None => None,
+            Some(t) if t > 0 => Some(Duration::from_secs(t as u64)),
+            Some(t) => {
+                return Err(DriverError::invalid_spec(
+                    format!("{name}.timeout"),
+                    format!("{t} is not a positive number of seconds"),
+                ));
+            }
+        };
+        let c_args = args
+            .iter()
+            .map(|a| cstring(a, &format!("{name}.args")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c_env = hook
+            .env()
+            .iter()
+            .flatten()
+            .map(|e| cstring(e, &format!("{name}.env")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut argv: Vec<*const c_char> = c_args.iter().map(|c| c.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        Ok(Self {
+            cpath: cpath(&path, &format!("{name}.path"))?,
+            name,
+            path,
+            args,
+            env,
+            c_args,
+            argv,
+            c_env,
+            envp,
+            timeout,
+        })
+    }
+
+    /// Runs the hook with `state` on stdin: in the engine's namespaces, or (`ns`: a pidfd of the
+    /// container's init and the namespace flags to join) in the container's.
+    pub fn run(&self, state: &str, ns: Option<(&OwnedFd, libc::c_int)>) -> Result<(), String> {
+        let (r, mut w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        match ns {
+            None => {
+                let mut cmd = std::process::Command::new(&self.path);
+                cmd.arg0(&self.args[0])
+                    .args(&self.args[1..])
+                    .env_clear()
+                    .envs(self.env.iter().map(|(k, v)| (k, v)))
+                    .stdin(Stdio::from(OwnedFd::from(r)))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                let mut child = cmd
+                    .spawn()
+                    .map_err(|e| format!("{}: {e}", self.path.display()))?;
+                let _ = w.write_all(state.as_bytes());
+                drop(w);
+                let mut stderr = child.stderr.take();
+                let deadline = self.timeout.map(|t| Instant::now() + t);
+                loop {
+                    match child.try_wait() {
+                        Ok(Some(st)) => {
+                            if st.success() {
+                                return Ok(());
+                            }
+                            let mut err = String::new();
+                            if let Some(s) = stderr.as_mut() {
+                                let _ = s.read_to_string(&mut err);
+                            }
+                            let err = err.lines().next().unwrap_or("").trim().to_owned();
+                            return Err(if err.is_empty() {
+                                format!("{st}")
+                            } else {
+                                format!("{st}: {err}")
+                            });
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err(format!("wait: {e}")),
+                    }
+                    if deadline.is_some_and(|d| Instant::now() > d) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(format!(
+                            "timed out after {}s",
+                            self.timeout.map_or(0, |t| t.as_secs())
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Some((pidfd, flags)) => {
+                let helper = sys::spawn_in_namespaces(
+                    pidfd.as_raw_fd(),
+                    flags,
+                    &self.cpath,
+                    &self.argv,
+                    &self.envp,
+                    r.as_raw_fd(),
+                )
+                .map_err(|e| {
+                    format!(
+                        "start in the container's namespaces: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    )
+                })?;
+                drop(r);
+                let _ = w.write_all(state.as_bytes());
+                drop(w);
+                let timeout = self.timeout.unwrap_or(Duration::from_secs(3600));
+                let exited = crate::driver::wait_exit(&helper, timeout);
+                if exited.is_err() {
+                    let _ = sys::pidfd_send_signal(helper.as_raw_fd(), libc::SIGKILL);
+                }
+                let status = sys::waitid_pidfd(helper.as_raw_fd(), false);
+                match (exited, status) {
+                    (Err(_), _) => Err(format!("timed out after {}s", timeout.as_secs())),
+                    (Ok(()), Ok((libc::CLD_EXITED, 0))) => Ok(()),
+                    (Ok(()), Ok((libc::CLD_EXITED, 126))) => {
+                        Err("could not join the container's namespaces".into())
+                    }
+                    (Ok(()), Ok((libc::CLD_EXITED, 127))) => {
+                        Err(format!("{} could not be executed", self.path.display()))
+                    }
+                    (Ok(()), Ok((_, code))) => Err(format!("exit status: {code}")),
+                    (Ok(()), Err(e)) => {
+                        Err(format!("wait: {}", std::io::Error::from_raw_os_error(e)))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a list; the first failure is an error of the pre_start stage naming the hook.
+    pub fn run_all(
+        list: &[Self],
+        state: &str,
+        ns: Option<(&OwnedFd, libc::c_int)>,
+    ) -> Result<(), DriverError> {
+        for (index, h) in list.iter().enumerate() {
+            if let Err(why) = h.run(state, ns) {
+                tracing::error!(hook = %h.name, %why, "OCI hook failed");
+                return Err(DriverError::Hook {
+                    stage: HookStage::PreStart,
+                    index,
+                    source: format!("OCI {} ({}): {why}", h.name, h.path.display()).into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a list whose failures only get logged (poststart, poststop).
+    pub fn run_logged(list: &[Self], state: &str) {
+        for h in list {
+            if let Err(why) = h.run(state, None) {
+                tracing::warn!(hook = %h.name, path = %h.path.display(), %why, "OCI hook failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(hooks: &str) -> Spec {
+        execdriver_api::parse_spec(
+            format!(r#"{{"ociVersion":"1.0.2","hooks":{hooks}}}"#).as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn hooks_are_validated() {
+        for (hooks, want) in [
+            (
+                r#"{"createRuntime":[{"path":"rel"}]}"#,
+                "hooks.createRuntime[0].path: rel is not an absolute path",
+            ),
+            (
+                r#"{"poststop":[{"path":"/bin/true","env":["NOEQ"]}]}"#,
+                "hooks.poststop[0].env[0]",
+            ),
+            (
+                r#"{"prestart":[{"path":"/bin/true","timeout":0}]}"#,
+                "hooks.prestart[0].timeout",
+            ),
+        ] {
+            let e = OciHooks::from_spec(&spec(hooks)).unwrap_err().to_string();
+            assert!(e.contains(want), "{hooks}: {e}");
+        }
+        let ok =
+            OciHooks::from_spec(&spec(r#"{"createContainer":[{"path":"/bin/true"}]}"#)).unwrap();
+        assert!(ok.before_pivot());
+        assert!(
+            !OciHooks::from_spec(&spec(r#"{"poststart":[{"path":"/bin/true"}]}"#))
+                .unwrap()
+                .before_pivot()
+        );
+    }
+
+    #[test]
+    fn host_hooks_get_the_state_and_their_exit_status_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("state");
+        let h = OciHooks::from_spec(&spec(&format!(
+            r#"{{"poststart":[{{"path":"/bin/sh","args":["sh","-c","cat > {}; echo $GREETING >> {}"],"env":["GREETING=hello"]}}],
+               "poststop":[{{"path":"/bin/sh","args":["sh","-c","echo nope >&2; exit 3"]}}],
+               "prestart":[{{"path":"/bin/sh","args":["sh","-c","sleep 5"],"timeout":1}}]}}"#,
+            out.display(),
+            out.display()
+        )))
+        .unwrap();
+        let id = ContainerId::new("h").unwrap();
+        let ann = BTreeMap::new();
+        let state = OciState {
+            id: &id,
+            status: "running",
+            pid: Some(42),
+            bundle: std::path::Path::new("/b"),
+            annotations: &ann,
+        }
+        .json();
+        h.poststart[0].run(&state, None).unwrap();
+        let written = std::fs::read_to_string(&out).unwrap();
+        let (json, greeting) = written.split_once('\n').unwrap_or((&written, ""));
+        let v: serde_json::Value = serde_json::from_str(json.trim_end_matches("hello"))
+            .unwrap_or_else(|_| serde_json::from_str(json).unwrap());
+        assert_eq!(v["id"], "h");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["status"], "running");
+        assert!(written.contains("hello"), "{written:?} {greeting:?}");
+        let e = h.poststop[0].run(&state, None).unwrap_err();
+        assert!(e.contains("exit status: 3") && e.contains("nope"), "{e}");
+        let e = h.prestart[0].run(&state, None).unwrap_err();
+        assert!(e.contains("timed out after 1s"), "{e}");
+    }
+}
