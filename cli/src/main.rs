@@ -1,282 +1,444 @@
-//! `execdriver`: run OCI bundles with any registered driver.
+//! `execdriver`: run OCI bundles with any registered driver, through runc's command line.
 #![forbid(unsafe_code)]
 
+#[cfg(target_os = "linux")]
+mod ctx;
+#[cfg(target_os = "linux")]
+mod error;
+#[cfg(target_os = "linux")]
+mod exec;
+#[cfg(target_os = "linux")]
+mod fdpass;
+#[cfg(target_os = "linux")]
+mod host;
+#[cfg(target_os = "linux")]
+mod lifecycle;
+#[cfg(target_os = "linux")]
+mod logging;
+#[cfg(target_os = "linux")]
+mod oci;
+#[cfg(target_os = "linux")]
+mod records;
+#[cfg(target_os = "linux")]
 mod select;
+#[cfg(target_os = "linux")]
 mod signals;
+#[cfg(target_os = "linux")]
 mod tty;
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
-use execdriver::{Command, ContainerId, DriverError, Hooks, Pipes};
-
-/// Exit code for errors of execdriver itself (not of the container), as Docker uses.
+/// Exit code of `run` and `exec` for errors of execdriver itself (not of the container), as
+/// Docker uses; the other commands exit 1 on error, as runc does.
+#[cfg(target_os = "linux")]
 const EXIT_ERROR: u8 = 125;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "execdriver",
-    version,
-    about = "Run OCI bundles with pluggable execution drivers"
-)]
-struct Cli {
-    /// Log level: error, warn, info, debug, trace.
-    #[arg(long, global = true, default_value = "warn", env = "EXECDRIVER_LOG")]
-    log_level: String,
-
-    /// State directory of the selected driver (its `root` option).
-    #[arg(long, global = true)]
-    root: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Cmd,
+#[cfg(not(target_os = "linux"))]
+fn main() -> std::process::ExitCode {
+    eprintln!("execdriver: the command line runs on Linux only");
+    std::process::ExitCode::from(125)
 }
 
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Run a container from an OCI bundle and exit with its exit code (128+N when killed by
-    /// signal N; 137 and an `oom-killed` line on stderr when OOM-killed).
-    Run {
-        /// The driver, by name (see `execdriver drivers`).
-        #[arg(long, conflicts_with = "config")]
-        driver: Option<String>,
-        /// A driver configuration file: {"driver": "...", "options": {...}}.
-        #[arg(long)]
+#[cfg(target_os = "linux")]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+#[cfg(target_os = "linux")]
+mod cli {
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+
+    use clap::{Parser, Subcommand};
+
+    use crate::ctx::{Ctx, Globals};
+    use crate::error::{Error, Result};
+    use crate::exec::ExecFlags;
+    use crate::lifecycle::{self, CreateFlags, UpdateFlags};
+    use crate::logging::{self, Format};
+    use crate::records::Records;
+    use crate::select::Operator;
+    use crate::{EXIT_ERROR, oci};
+
+    #[derive(Parser, Debug)]
+    #[command(
+        name = "execdriver",
+        version,
+        about = "Run OCI bundles with pluggable execution drivers, through runc's command line",
+        after_help = "Driver per container: --driver > the operator's config file \
+                      (/etc/execdriver/config.json or --config) > the annotation \
+                      org.execdriver.driver > auto-detection (a .wasm/.wat args[0], or one \
+                      starting with \\0asm: wasm; otherwise native)."
+    )]
+    struct Cli {
+        /// Where state lives (the CLI's records, and the native driver's state under
+        /// `<root>/native`). Default /run/execdriver as root, else
+        /// $XDG_RUNTIME_DIR/execdriver.
+        #[arg(long, global = true)]
+        root: Option<PathBuf>,
+
+        /// Append logs to this file instead of stderr.
+        #[arg(long, global = true)]
+        log: Option<PathBuf>,
+
+        /// Log format (json is logrus's, which containerd reads).
+        #[arg(long, global = true, value_enum, default_value = "text")]
+        log_format: Format,
+
+        /// Log at debug level.
+        #[arg(long, global = true)]
+        debug: bool,
+
+        /// Log filter: error, warn, info, debug, trace (default warn).
+        #[arg(long, global = true, env = "EXECDRIVER_LOG")]
+        log_level: Option<String>,
+
+        /// Manage cgroups through systemd: not supported yet.
+        #[arg(long, global = true)]
+        systemd_cgroup: bool,
+
+        /// The operator's config file (default /etc/execdriver/config.json when it exists):
+        /// {"driver": NAME, "options": {...}, "drivers": {NAME: {...}}}.
+        #[arg(long, global = true)]
         config: Option<PathBuf>,
+
+        /// The driver of new containers, by name (see `execdriver drivers`).
+        #[arg(long, global = true)]
+        driver: Option<String>,
+
+        #[command(subcommand)]
+        command: Cmd,
+    }
+
+    #[derive(clap::Args, Debug)]
+    struct CreateArgs {
         /// The bundle directory (config.json + rootfs).
         #[arg(long, short = 'b', default_value = ".")]
         bundle: PathBuf,
-        /// The container id.
-        id: String,
-    },
-    /// Run a process in a running container (started by any execdriver process), with the
-    /// container's own process settings (capabilities, limits) as the template.
-    Exec {
-        /// The driver of the container.
-        #[arg(long, default_value = "native")]
-        driver: String,
-        /// Give the process a terminal; our stdin/stdout are bridged to it.
-        #[arg(long, short = 't')]
-        tty: bool,
-        /// The user, `UID[:GID]`.
-        #[arg(long, short = 'u')]
-        user: Option<String>,
-        /// An environment variable, `KEY=VALUE` (repeatable).
-        #[arg(long, short = 'e')]
-        env: Vec<String>,
-        /// The working directory inside the container.
+        /// Write the container's pid to this file.
         #[arg(long)]
-        cwd: Option<String>,
+        pid_file: Option<PathBuf>,
+        /// Send the pty master to this unix socket (when process.terminal is true).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Do not use pivot_root: not supported (refused).
+        #[arg(long)]
+        no_pivot: bool,
+        /// Do not create a session keyring (execdriver never does).
+        #[arg(long)]
+        no_new_keyring: bool,
+        /// Pass N more fds to the container: not supported unless 0.
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
         /// The container id.
         id: String,
-        /// The program and its arguments.
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
-    /// List the registered drivers and what they support.
-    Drivers,
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(&cli.log_level);
-    match dispatch(cli) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("execdriver: {err}");
-            ExitCode::from(EXIT_ERROR)
-        }
     }
-}
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
-fn dispatch(cli: Cli) -> Result<ExitCode, DriverError> {
-    match cli.command {
-        Cmd::Drivers => drivers(),
-        Cmd::Exec {
-            driver,
-            tty,
-            user,
-            env,
-            cwd,
-            id,
-            command,
-        } => {
-            let id = ContainerId::new(id)?;
-            let mut config = execdriver::DriverConfig::new(driver);
-            if let Some(root) = &cli.root {
-                let root = std::path::absolute(root).map_err(|e| DriverError::io("--root", e))?;
-                config.options = serde_json::json!({ "root": root });
+    impl CreateArgs {
+        fn flags(&self) -> CreateFlags {
+            CreateFlags {
+                bundle: self.bundle.clone(),
+                pid_file: self.pid_file.clone(),
+                console_socket: self.console_socket.clone(),
+                no_pivot: self.no_pivot,
+                preserve_fds: self.preserve_fds,
             }
-            let driver = execdriver::default_registry().create(&config)?;
-            let process = exec_process(&*driver, &id, tty, user.as_deref(), &env, cwd, command)?;
-            exec(driver, &id, &process, tty)
-        }
-        Cmd::Run {
-            driver,
-            config,
-            bundle,
-            id,
-        } => {
-            let id = ContainerId::new(id)?;
-            let cmd = Command::from_bundle(id, &bundle)?;
-            let config = select::config(
-                driver.as_deref(),
-                config.as_deref(),
-                cli.root.as_deref(),
-                &cmd,
-            )?;
-            let driver = execdriver::default_registry().create(&config)?;
-            run(driver, cmd)
         }
     }
-}
 
-/// The process of `execdriver exec`: the container's own process (from its bundle) with the
-/// given command, terminal, user, environment and directory, as `runc exec` does.
-fn exec_process(
-    driver: &dyn execdriver::Driver,
-    id: &ContainerId,
-    tty: bool,
-    user: Option<&str>,
-    env: &[String],
-    cwd: Option<String>,
-    command: Vec<String>,
-) -> Result<execdriver::oci_spec::runtime::Process, DriverError> {
-    let info = driver.info(id)?;
-    let template = execdriver::load_spec(&info.bundle.join("config.json"))
-        .ok()
-        .and_then(|s| s.process().clone())
-        .unwrap_or_default();
-    let mut p = serde_json::to_value(&template).map_err(|e| DriverError::Internal {
-        context: "exec".into(),
-        message: e.to_string(),
-    })?;
-    p["args"] = serde_json::json!(command);
-    p["terminal"] = tty.into();
-    if let Some(cwd) = cwd {
-        p["cwd"] = cwd.into();
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    enum ListFormat {
+        Table,
+        Json,
     }
-    if let Some(user) = user {
-        let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
-        let parse = |v: &str| {
-            v.parse::<u32>().map_err(|_| DriverError::InvalidConfig {
-                reason: format!("--user {user:?}: expected UID[:GID]"),
-            })
-        };
-        p["user"] = serde_json::json!({"uid": parse(uid)?, "gid": parse(gid)?});
+
+    #[derive(Subcommand, Debug)]
+    enum Cmd {
+        /// Create a container: it exists, its program waits for `start`.
+        Create(CreateArgs),
+        /// Start a created container's program.
+        Start { id: String },
+        /// Create and start a container; in the foreground, exit with its exit code (128+N
+        /// when killed by signal N; 137 and an `oom-killed` line on stderr when OOM-killed).
+        Run {
+            #[command(flatten)]
+            args: CreateArgs,
+            /// Return once it started.
+            #[arg(long, short = 'd')]
+            detach: bool,
+            /// Keep the container after it exits (runc's flag): not supported.
+            #[arg(long)]
+            keep: bool,
+        },
+        /// Print the OCI state of a container as JSON.
+        State { id: String },
+        /// Send a signal (default SIGTERM; a name or a number) to a container.
+        Kill {
+            /// Signal every process of the container, not only its init.
+            #[arg(long, short = 'a')]
+            all: bool,
+            id: String,
+            signal: Option<String>,
+        },
+        /// Remove a stopped (or never started) container.
+        Delete {
+            /// Kill it first if it runs.
+            #[arg(long, short = 'f')]
+            force: bool,
+            id: String,
+        },
+        /// Run a process in a running container.
+        Exec {
+            #[command(flatten)]
+            flags: ExecFlags,
+            /// The container id.
+            id: String,
+            /// The program and its arguments.
+            #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+            command: Vec<String>,
+        },
+        /// List the processes of a container.
+        Ps {
+            #[arg(long, short = 'f', value_enum, default_value = "table")]
+            format: ListFormat,
+            id: String,
+            /// Options for ps(1) (default -ef).
+            #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+            ps_args: Vec<String>,
+        },
+        /// Freeze every process of a container.
+        Pause { id: String },
+        /// Thaw a paused container.
+        Resume { id: String },
+        /// Print stats and OOM events of a container as JSON lines until it stops.
+        Events {
+            /// Print the stats once and exit.
+            #[arg(long)]
+            stats: bool,
+            /// How often to print stats.
+            #[arg(long, default_value = "5s", value_parser = parse_interval)]
+            interval: std::time::Duration,
+            id: String,
+        },
+        /// Change the resource limits of a running container.
+        Update {
+            #[command(flatten)]
+            flags: UpdateFlags,
+            id: String,
+        },
+        /// List containers.
+        List {
+            #[arg(long, short = 'f', value_enum, default_value = "table")]
+            format: ListFormat,
+            /// Print the ids only.
+            #[arg(long, short = 'q')]
+            quiet: bool,
+        },
+        /// Write a default config.json into a bundle directory.
+        Spec {
+            #[arg(long, short = 'b', default_value = ".")]
+            bundle: PathBuf,
+            /// For a user without root: a user namespace mapping the caller to root.
+            #[arg(long)]
+            rootless: bool,
+        },
+        /// Print what this runtime supports as JSON.
+        Features,
+        /// List the registered drivers and what they support.
+        Drivers,
+        /// The hosting process of a container (started by create/run).
+        #[command(name = "__host", hide = true)]
+        Host {
+            #[arg(long)]
+            ready_socket: PathBuf,
+            #[arg(long)]
+            start: bool,
+            id: String,
+        },
+        /// The waiting process of a detached exec into a hosted container.
+        #[command(name = "__exec", hide = true)]
+        ExecWait { id: String, file: PathBuf },
     }
-    let mut vars: Vec<String> = p["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_else(|| {
-            vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
+
+    fn parse_interval(s: &str) -> std::result::Result<std::time::Duration, String> {
+        oci::parse_duration(s)
+    }
+
+    fn default_root() -> PathBuf {
+        if nix::unistd::geteuid().is_root() {
+            return PathBuf::from("/run/execdriver");
+        }
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d).join("execdriver"),
+            _ => std::env::temp_dir().join(format!("execdriver-{}", nix::unistd::geteuid())),
+        }
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        let foreground_code = matches!(cli.command, Cmd::Run { .. } | Cmd::Exec { .. });
+        let log_file = cli.log.is_some();
+        let hosting = matches!(cli.command, Cmd::Host { .. });
+        let level = cli.log_level.clone().unwrap_or_else(|| {
+            if cli.debug {
+                "debug".into()
+            } else {
+                "warn".into()
+            }
         });
-    for kv in env {
-        let key = kv
-            .split_once('=')
-            .map(|(k, _)| k)
-            .ok_or_else(|| DriverError::InvalidConfig {
-                reason: format!("--env {kv:?}: expected KEY=VALUE"),
-            })?;
-        vars.retain(|v| v.split_once('=').map(|(k, _)| k) != Some(key));
-        vars.push(kv.clone());
-    }
-    p["env"] = serde_json::json!(vars);
-    serde_json::from_value(p).map_err(|e| DriverError::invalid_spec("process", e.to_string()))
-}
-
-/// Hooks that bridge our terminal to the container's pty, when it has one; the output thread
-/// lands in the returned slot.
-type OutputSlot = std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>;
-
-fn bridging_hooks() -> (Hooks, OutputSlot) {
-    let slot = OutputSlot::default();
-    let out = slot.clone();
-    let hooks = Hooks::new().on_pre_start(move |ctx| {
-        if let Some(term) = ctx.terminal()
-            && let Ok(mut s) = out.lock()
-        {
-            *s = tty::bridge(term.clone());
+        let logged = logging::init(&level, cli.log.as_deref(), cli.log_format, hosting);
+        let result = logged
+            .map_err(Error::from)
+            .and_then(|()| dispatch(cli, level));
+        match result {
+            Ok(code) => code,
+            Err(err) => {
+                // containerd explains a failed command from the log's last error.
+                if log_file {
+                    tracing::error!("{err}");
+                }
+                eprintln!("execdriver: {err}");
+                ExitCode::from(if foreground_code { EXIT_ERROR } else { 1 })
+            }
         }
-        Ok(())
-    });
-    (hooks, slot)
-}
-
-fn join_output(slot: &OutputSlot) {
-    if let Some(t) = slot.lock().ok().and_then(|mut s| s.take()) {
-        let _ = t.join();
     }
-}
 
-fn exec(
-    driver: std::sync::Arc<dyn execdriver::Driver>,
-    id: &ContainerId,
-    process: &execdriver::oci_spec::runtime::Process,
-    tty: bool,
-) -> Result<ExitCode, DriverError> {
-    let (hooks, output) = bridging_hooks();
-    let raw = tty.then(tty::RawMode::enter);
-    let pipes = if tty { Pipes::null() } else { Pipes::inherit() };
-    let status = driver.exec(id, process, pipes, &hooks);
-    join_output(&output);
-    drop(raw);
-    Ok(ExitCode::from(status?.code.clamp(0, 255) as u8))
-}
-
-fn run(
-    driver: std::sync::Arc<dyn execdriver::Driver>,
-    cmd: Command,
-) -> Result<ExitCode, DriverError> {
-    let id = cmd.id.clone();
-    let tty = cmd.process().is_ok_and(|p| p.terminal() == Some(true));
-    let forwarder = signals::Forwarder::start(driver.clone(), id.clone())?;
-    let (hooks, output) = bridging_hooks();
-    let hooks = hooks.on_start({
-        let forwarder = forwarder.clone();
-        move |_| {
-            forwarder.armed();
-            Ok(())
+    fn dispatch(cli: Cli, log_level: String) -> Result<ExitCode> {
+        if cli.systemd_cgroup {
+            return Err(Error::usage(
+                "--systemd-cgroup is not supported yet: execdriver manages cgroups through \
+                 cgroupfs (set SystemdCgroup = false for this runtime)",
+            ));
         }
-    });
-    let raw = tty.then(tty::RawMode::enter);
-    let pipes = if tty { Pipes::null() } else { Pipes::inherit() };
-    let result = driver.run(&cmd, pipes, &hooks);
-    join_output(&output);
-    drop(raw);
-    forwarder.stop();
-    let status = result?;
-    if status.oom_killed {
-        eprintln!("execdriver: container {id}: oom-killed");
-    }
-    Ok(ExitCode::from(status.code.clamp(0, 255) as u8))
-}
-
-fn drivers() -> Result<ExitCode, DriverError> {
-    let registry = execdriver::default_registry();
-    println!("{:<10} {:<60} CAPABILITIES", "NAME", "DESCRIPTION");
-    for name in registry.names() {
-        let factory = registry.factory(name)?;
-        let caps = match factory.create(&serde_json::Value::Null) {
-            Ok(d) => d.capabilities().to_string(),
-            Err(e) => format!("(unavailable: {e})"),
+        // Commands that need no state.
+        match &cli.command {
+            Cmd::Drivers => return drivers(),
+            Cmd::Features => return features(),
+            Cmd::Spec { bundle, rootless } => return spec(bundle, *rootless),
+            _ => {}
+        }
+        let root_flag = cli.root.is_some();
+        let root = cli.root.clone().unwrap_or_else(default_root);
+        let root = std::path::absolute(&root)
+            .map_err(|e| execdriver::DriverError::io(format!("--root {}", root.display()), e))?;
+        let ctx = Ctx {
+            records: Records::new(&root),
+            globals: Globals {
+                root,
+                log: cli
+                    .log
+                    .as_ref()
+                    .map(std::path::absolute)
+                    .transpose()
+                    .map_err(|e| execdriver::DriverError::io("--log", e))?,
+                log_format: cli.log_format,
+                log_level,
+            },
+            root_flag,
+            operator: Operator::load(cli.config.as_deref())?,
+            driver_flag: cli.driver.clone(),
         };
-        println!("{:<10} {:<60} {caps}", name, factory.description());
+        match cli.command {
+            Cmd::Create(a) => lifecycle::create(&ctx, &a.id, &a.flags()),
+            Cmd::Start { id } => lifecycle::start(&ctx, &id),
+            Cmd::Run { args, detach, keep } => {
+                if keep {
+                    return Err(Error::usage(
+                        "--keep is not supported: `run` removes the container when it exits",
+                    ));
+                }
+                lifecycle::run(&ctx, &args.id, &args.flags(), detach)
+            }
+            Cmd::State { id } => lifecycle::state(&ctx, &id),
+            Cmd::Kill { all, id, signal } => lifecycle::kill(&ctx, &id, signal.as_deref(), all),
+            Cmd::Delete { force, id } => lifecycle::delete(&ctx, &id, force),
+            Cmd::Exec { flags, id, command } => crate::exec::exec(&ctx, &id, &flags, &command),
+            Cmd::Ps {
+                format,
+                id,
+                ps_args,
+            } => lifecycle::ps(&ctx, &id, format == ListFormat::Json, &ps_args),
+            Cmd::Pause { id } => lifecycle::pause(&ctx, &id, true),
+            Cmd::Resume { id } => lifecycle::pause(&ctx, &id, false),
+            Cmd::Events {
+                stats,
+                interval,
+                id,
+            } => lifecycle::events(&ctx, &id, stats, interval),
+            Cmd::Update { flags, id } => lifecycle::update(&ctx, &id, &flags),
+            Cmd::List { format, quiet } => lifecycle::list(&ctx, format == ListFormat::Json, quiet),
+            Cmd::Host {
+                ready_socket,
+                start,
+                id,
+            } => Ok(lifecycle::host_main(&ctx, &id, &ready_socket, start)),
+            Cmd::ExecWait { id, file } => crate::exec::exec_main(&ctx, &id, &file),
+            Cmd::Drivers | Cmd::Features | Cmd::Spec { .. } => Ok(ExitCode::SUCCESS),
+        }
     }
-    Ok(ExitCode::SUCCESS)
+
+    fn drivers() -> Result<ExitCode> {
+        println!("{:<10} {:<60} CAPABILITIES", "NAME", "DESCRIPTION");
+        for (name, description, caps) in driver_table() {
+            println!("{name:<10} {description:<60} {caps}");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Name, description and capabilities (or why it is unavailable) of every driver.
+    fn driver_table() -> Vec<(String, String, String)> {
+        let registry = execdriver::default_registry();
+        registry
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let factory = registry.factory(name).ok()?;
+                let caps = match factory.create(&serde_json::Value::Null) {
+                    Ok(d) => d.capabilities().to_string(),
+                    Err(e) => format!("(unavailable: {e})"),
+                };
+                Some((name.to_owned(), factory.description().to_owned(), caps))
+            })
+            .collect()
+    }
+
+    fn features() -> Result<ExitCode> {
+        let drivers: Vec<(String, String)> = driver_table()
+            .into_iter()
+            .map(|(n, _, caps)| (n, caps))
+            .collect();
+        let doc = oci::features(&drivers);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn spec(bundle: &std::path::Path, rootless: bool) -> Result<ExitCode> {
+        let path = bundle.join("config.json");
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let doc = oci::default_spec(rootless, uid, gid);
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string());
+        let mut f = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::usage(format!(
+                    "{} exists; remove it first",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(
+                    execdriver::DriverError::io(format!("create {}", path.display()), e).into(),
+                );
+            }
+        };
+        std::io::Write::write_all(&mut f, text.as_bytes())
+            .map_err(|e| execdriver::DriverError::io(format!("write {}", path.display()), e))?;
+        Ok(ExitCode::SUCCESS)
+    }
 }

@@ -1,37 +1,155 @@
-//! Which driver runs a bundle: `--driver` > `--config` > auto-detection.
+//! Which driver runs a bundle, and with which options: `--driver` > the operator's config file >
+//! the `org.execdriver.driver` annotation > auto-detection.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use execdriver::{Command, DriverConfig, DriverError};
+use serde::Deserialize;
 
-/// The driver configuration for `cmd`.
-pub fn config(
-    driver: Option<&str>,
-    config: Option<&Path>,
-    root: Option<&Path>,
-    cmd: &Command,
-) -> Result<DriverConfig, DriverError> {
-    let mut cfg = match (driver, config) {
-        (Some(name), _) => DriverConfig::new(name),
-        (None, Some(path)) => DriverConfig::from_file(path)?,
-        (None, None) => DriverConfig::new(detect(cmd)),
-    };
-    if let Some(root) = root {
-        let root = std::path::absolute(root)
-            .map_err(|e| DriverError::io(format!("--root {}", root.display()), e))?;
-        match &mut cfg.options {
-            serde_json::Value::Null => cfg.options = serde_json::json!({ "root": root }),
-            serde_json::Value::Object(map) => {
-                map.insert("root".into(), serde_json::json!(root));
+/// The annotation a bundle may use to ask for a driver (unless the operator pinned one).
+pub const DRIVER_ANNOTATION: &str = "org.execdriver.driver";
+
+/// Where the operator's config file is looked for when `--config` is not given.
+pub const DEFAULT_OPERATOR_CONFIG: &str = "/etc/execdriver/config.json";
+
+/// The operator's config file:
+///
+/// ```json
+/// { "driver": "native", "options": {...}, "drivers": { "wasm": {...} } }
+/// ```
+///
+/// `driver` pins the driver of every container (annotations and auto-detection no longer
+/// choose); `options` are the pinned driver's options; `drivers` gives options per driver
+/// without pinning. Every key is optional; unknown keys are errors.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub options: Option<serde_json::Value>,
+    #[serde(default)]
+    pub drivers: BTreeMap<String, serde_json::Value>,
+}
+
+impl Operator {
+    /// Reads `--config FILE`, or the default file when it exists, or nothing.
+    pub fn load(flag: Option<&Path>) -> Result<Self, DriverError> {
+        let path = match flag {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from(DEFAULT_OPERATOR_CONFIG);
+                if !p.exists() {
+                    return Ok(Self::default());
+                }
+                p
             }
-            _ => {
-                return Err(DriverError::InvalidConfig {
-                    reason: "options: must be an object to take --root".into(),
-                });
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| DriverError::InvalidConfig {
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        Self::parse(&text).map_err(|reason| DriverError::InvalidConfig {
+            reason: format!("{}: {reason}", path.display()),
+        })
+    }
+
+    /// Parses the config file's text; the error names the JSON path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let op: Self = serde_path_to_error::deserialize(de).map_err(crate::error::json_path)?;
+        if op.options.is_some() && op.driver.is_none() {
+            return Err("options: needs `driver` (per-driver options go in `drivers`)".into());
+        }
+        Ok(op)
+    }
+
+    /// The options the operator set for `driver`.
+    fn options_for(&self, driver: &str) -> serde_json::Value {
+        if self.driver.as_deref() == Some(driver)
+            && let Some(o) = &self.options
+        {
+            return o.clone();
+        }
+        self.drivers
+            .get(driver)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Where a driver choice came from (for logs and errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Operator,
+    Annotation,
+    Detected,
+}
+
+/// The driver configuration for `cmd`, and where the driver's name came from.
+pub fn choose(
+    flag: Option<&str>,
+    operator: &Operator,
+    cmd: &Command,
+) -> Result<(DriverConfig, Source), DriverError> {
+    let annotation = cmd
+        .spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(DRIVER_ANNOTATION))
+        .cloned();
+    let (name, source) = if let Some(name) = flag {
+        (name.to_owned(), Source::Flag)
+    } else if let Some(name) = &operator.driver {
+        (name.clone(), Source::Operator)
+    } else if let Some(name) = annotation {
+        if name.is_empty() {
+            return Err(DriverError::invalid_spec(
+                format!("annotations.\"{DRIVER_ANNOTATION}\""),
+                "must name a driver",
+            ));
+        }
+        (name, Source::Annotation)
+    } else {
+        (detect(cmd).to_owned(), Source::Detected)
+    };
+    let options = operator.options_for(&name);
+    Ok((
+        DriverConfig {
+            driver: name,
+            options,
+        },
+        source,
+    ))
+}
+
+/// Sets the `root` option of the native driver to `<root>/native` unless the operator set one
+/// (and `--root` was not given).
+pub fn place_native_root(
+    cfg: &mut DriverConfig,
+    root: &Path,
+    root_flag: bool,
+) -> Result<(), DriverError> {
+    if cfg.driver != "native" {
+        return Ok(());
+    }
+    let native_root = serde_json::json!(root.join("native"));
+    match &mut cfg.options {
+        serde_json::Value::Null => cfg.options = serde_json::json!({ "root": native_root }),
+        serde_json::Value::Object(map) => {
+            if root_flag || !map.contains_key("root") {
+                map.insert("root".into(), native_root);
             }
         }
+        _ => {
+            return Err(DriverError::InvalidOptions {
+                driver: "native".into(),
+                reason: "options: must be an object".into(),
+            });
+        }
     }
-    Ok(cfg)
+    Ok(())
 }
 
 /// `wasm` when `process.args[0]` names a `.wasm`/`.wat` file or a file starting with `\0asm`
@@ -51,8 +169,12 @@ pub fn detect(cmd: &Command) -> &'static str {
         return "wasm";
     }
     if let Ok(rootfs) = cmd.rootfs() {
+        // A relative args[0] is looked up in the container's PATH by the native driver; only
+        // a path names a file here.
         let file = rootfs.join(path.trim_start_matches('/'));
-        if let Ok(mut f) = std::fs::File::open(file) {
+        if path.contains('/')
+            && let Ok(mut f) = std::fs::File::open(file)
+        {
             use std::io::Read;
             let mut magic = [0u8; 4];
             if f.read_exact(&mut magic).is_ok() && &magic == b"\0asm" {
@@ -61,4 +183,131 @@ pub fn detect(cmd: &Command) -> &'static str {
         }
     }
     "native"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use execdriver::ContainerId;
+
+    fn cmd(dir: &Path, args: &[&str], annotations: &[(&str, &str)]) -> Command {
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let mut spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": args, "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        });
+        if !annotations.is_empty() {
+            spec["annotations"] = annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        std::fs::write(dir.join("config.json"), spec.to_string()).unwrap();
+        Command::from_bundle(ContainerId::new("c").unwrap(), dir).unwrap()
+    }
+
+    #[test]
+    fn detection_by_extension_and_magic() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(detect(&cmd(d.path(), &["/app.wasm"], &[])), "wasm");
+        assert_eq!(detect(&cmd(d.path(), &["/app.wat#run"], &[])), "wasm");
+        assert_eq!(detect(&cmd(d.path(), &["sh"], &[])), "native");
+        std::fs::write(d.path().join("rootfs/app"), b"\0asm\x01\0\0\0").unwrap();
+        assert_eq!(detect(&cmd(d.path(), &["/app"], &[])), "wasm");
+        std::fs::write(d.path().join("rootfs/bin"), b"\x7fELF").unwrap();
+        assert_eq!(detect(&cmd(d.path(), &["/bin"], &[])), "native");
+    }
+
+    #[test]
+    fn precedence_flag_operator_annotation_detection() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cmd(d.path(), &["/app.wasm"], &[(DRIVER_ANNOTATION, "native")]);
+        let none = Operator::default();
+        let pinned = Operator::parse(r#"{"driver": "wasm"}"#).unwrap();
+        // The annotation beats detection.
+        assert_eq!(
+            choose(None, &none, &c).unwrap().0.driver,
+            "native".to_owned()
+        );
+        assert_eq!(choose(None, &none, &c).unwrap().1, Source::Annotation);
+        // The operator's pin beats the annotation; the flag beats both.
+        assert_eq!(choose(None, &pinned, &c).unwrap().0.driver, "wasm");
+        assert_eq!(choose(None, &pinned, &c).unwrap().1, Source::Operator);
+        assert_eq!(choose(Some("x"), &pinned, &c).unwrap().0.driver, "x");
+        // Nothing said: detection.
+        let c = cmd(d.path(), &["/app.wasm"], &[]);
+        assert_eq!(
+            choose(None, &none, &c).unwrap(),
+            (DriverConfig::new("wasm"), Source::Detected)
+        );
+    }
+
+    #[test]
+    fn operator_options_follow_the_chosen_driver() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cmd(d.path(), &["/app.wasm"], &[]);
+        let op =
+            Operator::parse(r#"{"drivers": {"wasm": {"tick_us": 500}, "native": {}}}"#).unwrap();
+        let (cfg, _) = choose(None, &op, &c).unwrap();
+        assert_eq!(cfg.options, serde_json::json!({"tick_us": 500}));
+        let op =
+            Operator::parse(r#"{"driver": "native", "options": {"cgroup_parent": "x"}}"#).unwrap();
+        let (cfg, _) = choose(None, &op, &c).unwrap();
+        assert_eq!(cfg.driver, "native");
+        assert_eq!(cfg.options, serde_json::json!({"cgroup_parent": "x"}));
+    }
+
+    #[test]
+    fn operator_config_errors_name_the_field() {
+        let e = Operator::parse(r#"{"drivre": "x"}"#).unwrap_err();
+        assert!(
+            e.contains("unknown field `drivre`, expected one of `driver`, `options`, `drivers`"),
+            "{e}"
+        );
+        assert!(
+            Operator::parse(r#"{"drivers": {"wasm": 1, "native": []}}"#).is_ok(),
+            "option values are the driver's to check"
+        );
+        assert!(
+            Operator::parse(r#"{"driver": 3}"#)
+                .unwrap_err()
+                .starts_with("driver: invalid type: integer `3`")
+        );
+        assert!(
+            Operator::parse(r#"{"options": {}}"#)
+                .unwrap_err()
+                .contains("needs `driver`")
+        );
+        assert!(Operator::parse("not json").is_err());
+    }
+
+    #[test]
+    fn an_empty_annotation_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cmd(d.path(), &["sh"], &[(DRIVER_ANNOTATION, "")]);
+        let e = choose(None, &Operator::default(), &c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org.execdriver.driver"), "{e}");
+    }
+
+    #[test]
+    fn native_root_goes_under_the_cli_root() {
+        let mut cfg = DriverConfig::new("native");
+        place_native_root(&mut cfg, Path::new("/r"), false).unwrap();
+        assert_eq!(cfg.options, serde_json::json!({"root": "/r/native"}));
+        let mut cfg = DriverConfig {
+            driver: "native".into(),
+            options: serde_json::json!({"root": "/op"}),
+        };
+        place_native_root(&mut cfg, Path::new("/r"), false).unwrap();
+        assert_eq!(cfg.options["root"], "/op");
+        place_native_root(&mut cfg, Path::new("/r"), true).unwrap();
+        assert_eq!(cfg.options["root"], "/r/native");
+        let mut cfg = DriverConfig::new("wasm");
+        place_native_root(&mut cfg, Path::new("/r"), true).unwrap();
+        assert_eq!(cfg.options, serde_json::Value::Null);
+    }
 }

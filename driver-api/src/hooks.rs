@@ -106,6 +106,13 @@ impl Hooks {
         self
     }
 
+    /// Appends every callback of `other` after this list's own, stage by stage.
+    pub fn extend(&mut self, other: Hooks) {
+        self.pre_start.extend(other.pre_start);
+        self.start.extend(other.start);
+        self.post_stop.extend(other.post_stop);
+    }
+
     /// The callbacks of `stage`.
     pub fn stage(&self, stage: HookStage) -> &[Callback] {
         match stage {
@@ -271,6 +278,20 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn extend_appends_stage_by_stage() {
+        let mut a = Hooks::new().on_pre_start(|_| Ok(()));
+        let b = Hooks::new()
+            .on_pre_start(|_| Ok(()))
+            .on_start(|_| Ok(()))
+            .on_post_stop(|_| Ok(()));
+        a.extend(b);
+        assert_eq!(
+            (a.pre_start.len(), a.start.len(), a.post_stop.len()),
+            (2, 1, 1)
+        );
+    }
 
     fn ctx_parts() -> (ContainerId, Process, OomNotifier) {
         (

@@ -107,6 +107,9 @@ pub struct Info {
     pub created: SystemTime,
     /// Its exit status, once it stopped and the driver still knows it.
     pub exit: Option<ExitStatus>,
+    /// The spec's annotations.
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl Info {
@@ -125,6 +128,7 @@ impl Info {
             bundle,
             created: SystemTime::now(),
             exit: None,
+            annotations: Default::default(),
         }
     }
 }

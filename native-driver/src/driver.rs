@@ -1,6 +1,7 @@
 //! The `native` driver: [`Driver`] over namespaces, cgroups and on-disk state.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,6 +10,7 @@ use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
     Capabilities, Command, ContainerId, Driver, DriverError, ExitStatus, HookContext, HookStage,
     Hooks, Info, OomNotifier, Operation, Pipes, ResourceStats, Result, Signal, Status, Stdio,
+    Terminal,
 };
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupFs, Layout, Placement, RealFs, stats};
@@ -170,7 +172,7 @@ fn owned(fd: RawFd) -> OwnedFd {
 /// removes its cgroup and its state.
 struct Launch<'a> {
     driver: &'a NativeDriver,
-    id: &'a ContainerId,
+    id: ContainerId,
     lock: Option<DirLock>,
     cgroup: Option<Cgroup>,
     /// The init (or the intermediate), until reaped.
@@ -178,6 +180,13 @@ struct Launch<'a> {
 }
 
 impl Launch<'_> {
+    /// Leaves everything in place: the processes run on, the cgroup and state stay.
+    fn disarm(&mut self) {
+        self.children.clear();
+        self.cgroup = None;
+        self.lock = None;
+    }
+
     fn teardown(&mut self) {
         for pidfd in self.children.drain(..) {
             let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
@@ -190,7 +199,7 @@ impl Launch<'_> {
             }
         }
         if self.lock.take().is_some()
-            && let Err(e) = self.driver.state.remove(self.id)
+            && let Err(e) = self.driver.state.remove(&self.id)
         {
             tracing::error!(id = %self.id, err = %e, "failed to remove the container's state");
         }
@@ -201,6 +210,47 @@ impl Drop for Launch<'_> {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// What [`NativeDriver::create`] and [`NativeDriver::exec_detached`] leave running.
+#[derive(Debug)]
+pub struct Created {
+    /// The process's pid.
+    pub pid: u32,
+    /// The pty master, when the process has a terminal.
+    pub terminal: Option<OwnedFd>,
+}
+
+enum Execed {
+    Exited(ExitStatus),
+    Detached(Created),
+}
+
+/// The name of the fifo a created (not started) init waits on, in its state directory.
+const EXEC_FIFO: &str = "exec.fifo";
+
+/// A container whose init is set up and waits to exec.
+struct Launched<'a> {
+    launch: Launch<'a>,
+    chan: Channel,
+    plan: Plan,
+    state: State,
+    pid: i32,
+    terminal: Option<Arc<Pty>>,
+    oom: OomNotifier,
+    oom_watch: Option<crate::oom::Watch>,
+}
+
+/// The OCI state document of `st` with `status`.
+fn oci_state(st: &State, status: &'static str) -> String {
+    OciState {
+        id: &st.id,
+        status,
+        pid: Some(st.pid),
+        bundle: &st.bundle,
+        annotations: &st.annotations,
+    }
+    .json()
 }
 
 /// Kills and reaps what an exec started, unless it finished.
@@ -312,103 +362,13 @@ impl Driver for NativeDriver {
         pipes: Pipes,
         hooks: &Hooks,
     ) -> Result<ExitStatus> {
-        let st = self.load_alive(id)?;
-        match self.status(&st) {
-            Status::Running => {}
-            status => {
-                return Err(DriverError::InvalidState {
-                    id: id.to_string(),
-                    op: "exec".into(),
-                    status,
-                });
-            }
-        }
-        let Some(init) = self.init_pidfd(&st) else {
-            return Err(DriverError::NotRunning {
-                id: id.to_string(),
-                status: Status::Stopped,
-            });
-        };
-        let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
-        let plan = ProcessPlan::build(process, last_cap, st.seccomp.as_ref())?;
-        let flags = namespaces_of(st.pid)?;
-        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
-        let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
-        let args = ChildArgs {
-            plan: None,
-            process: &plan,
-            join: Some((init.as_raw_fd(), flags)),
-            sync: child_end.as_raw_fd(),
-            stdio: stdio.raw,
-        };
-        let (mid, mid_fd) = fork(&args, true)
-            .map_err(|e| DriverError::sys(format!("container {id}: exec: clone3"), e))?;
-        let mut guard = ExecGuard {
-            children: vec![mid_fd],
-        };
-        drop(child_end);
-        drop(stdio.fds);
-        let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
-        let io_err = |e| DriverError::io(format!("container {id}: exec"), e);
-        // In the container's cgroups before it forks the process, which inherits them.
-        st.cgroup
-            .add(&*self.fs, mid)
-            .map_err(|e| cgroup_error(id, e))?;
-        chan.go().map_err(io_err)?;
-        let pid = match chan.recv().map_err(io_err)? {
-            Some(m) if m.kind == kind::PID => m.arg as i32,
-            Some(m) if m.kind == kind::ERROR => return Err(failure::describe(None, &plan, &m)),
-            _ => {
-                return Err(DriverError::Internal {
-                    context: format!("container {id}: exec"),
-                    message: "the helper exited while joining the container".into(),
-                });
-            }
-        };
-        if let Some(mid) = guard.children.pop() {
-            let _ = sys::waitid_pidfd(mid.as_raw_fd(), false);
-        }
-        let pidfd = sys::pidfd_open(pid)
-            .map_err(|e| DriverError::sys(format!("container {id}: exec: pidfd_open"), e))?;
-        guard.children.push(owned(pidfd));
-        chan.go().map_err(io_err)?;
-        let terminal = await_ready(&chan, id, None, &plan, &mut || Ok(()))?;
-
-        // The container's OOM events, for this process's hooks.
-        let oom = OomNotifier::new();
-        let _oom_watch = self.oom.watch(id, &st.cgroup, &oom).ok();
-        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(terminal.clone());
-        hooks.run(HookStage::PreStart, &ctx)?;
-        chan.go().map_err(io_err)?;
-        let exec_error = match chan.recv() {
-            Ok(None) => None,
-            Ok(Some(m)) if m.kind == kind::ERROR => Some(failure::describe(None, &plan, &m)),
-            Ok(Some(_)) => Some(DriverError::Internal {
+        match self.exec_inner(id, process, pipes, hooks, false)? {
+            Execed::Exited(st) => Ok(st),
+            Execed::Detached(_) => Err(DriverError::Internal {
                 context: format!("container {id}: exec"),
-                message: "unexpected message".into(),
+                message: "detached unexpectedly".into(),
             }),
-            Err(e) => Some(io_err(e)),
-        };
-        drop(chan);
-        let pidfd = guard.children.last().map(AsRawFd::as_raw_fd).unwrap_or(-1);
-        let started = match exec_error {
-            Some(e) => Err(e),
-            None => hooks.run(HookStage::Start, &ctx),
-        };
-        if started.is_err() {
-            let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
         }
-        let status = match sys::waitid_pidfd(pidfd, false) {
-            Ok((code, st)) => exit_status(code, st),
-            Err(e) => return Err(DriverError::sys(format!("container {id}: exec: waitid"), e)),
-        };
-        guard.children.clear();
-        hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
-        oom.close();
-        if let Some(t) = &terminal {
-            let _ = t.close();
-        }
-        started.map(|()| status)
     }
 
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {
@@ -487,6 +447,7 @@ impl Driver for NativeDriver {
         let mut info = Info::new(id.clone(), NAME, status, st.bundle.clone());
         info.pid = (status != Status::Stopped).then_some(st.pid as u32);
         info.created = st.created;
+        info.annotations = st.annotations.clone();
         Ok(info)
     }
 
@@ -552,18 +513,19 @@ impl Driver for NativeDriver {
 }
 
 impl NativeDriver {
-    /// `run` without the OCI poststop hooks; `created` is set once the container exists.
-    fn run_inner(
+    /// Validates, creates the cgroup and state, starts the init and takes it through setup
+    /// (and the OCI hooks before `pivot_root`) until it is ready to exec. With `detached`, the
+    /// init will wait on `exec.fifo` in the state directory instead of the socket (`create`).
+    /// `created` is set once the container exists.
+    fn launch(
         &self,
         cmd: &Command,
         pipes: Pipes,
-        hooks: &Hooks,
         oci: &OciHooks,
         created: &mut bool,
-    ) -> Result<ExitStatus> {
+        detached: bool,
+    ) -> Result<Launched<'_>> {
         let id = &cmd.id;
-        let process = cmd.process()?;
-
         // 1. Validate and prepare; nothing on the system changes yet.
         let rootfs_path = cmd.rootfs()?;
         let rootfs = rootfs_path.canonicalize().map_err(|e| {
@@ -601,10 +563,35 @@ impl NativeDriver {
         // 2. Create: state, cgroup, the init process.
         let mut launch = Launch {
             driver: self,
-            id,
+            id: id.clone(),
             lock: Some(self.state.create(id)?),
             cgroup: None,
             children: Vec::new(),
+        };
+        // `create`: the init holds the fifo open for reading and writing until `start`
+        // writes into it; our copy closes once it is cloned.
+        let _fifo = if detached {
+            let fifo = self.state.dir(id).join(EXEC_FIFO);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
+                |e| {
+                    DriverError::sys(
+                        format!("container {id}: mkfifo {}", fifo.display()),
+                        e as i32,
+                    )
+                },
+            )?;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&fifo)
+                .map_err(|e| {
+                    DriverError::io(format!("container {id}: open {}", fifo.display()), e)
+                })?;
+            plan.exec_fifo = Some(f.as_raw_fd());
+            Some(f)
+        } else {
+            None
         };
         cgroup.create(&*self.fs).map_err(|e| cgroup_error(id, e))?;
         launch.cgroup = Some(cgroup.clone());
@@ -630,11 +617,15 @@ impl NativeDriver {
             cgroup.apply(&*self.fs, res, Some(&devices))?;
         }
         let oom = OomNotifier::new();
-        let oom_watch = match self.oom.watch(id, &cgroup, &oom) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(%id, err = %e, "no OOM notification for this container");
-                None
+        let oom_watch = if detached {
+            None
+        } else {
+            match self.oom.watch(id, &cgroup, &oom) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(%id, err = %e, "no OOM notification for this container");
+                    None
+                }
             }
         };
 
@@ -708,8 +699,7 @@ impl NativeDriver {
         let start_time = procfs::stat(pid)
             .map(|s| s.start_time)
             .ok_or_else(|| setup_failed("disappeared"))?;
-        let seccomp = cmd.spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-        let mut state = State {
+        let state = State {
             version: STATE_VERSION,
             id: id.clone(),
             pid,
@@ -728,63 +718,95 @@ impl NativeDriver {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
-            seccomp,
+            seccomp: cmd.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            hooks: cmd.spec.hooks().clone(),
         };
         self.state.write(&state)?;
         *created = true;
-        let oci_state = |status| {
-            OciState {
-                id,
-                status,
-                pid: Some(pid),
-                bundle: &cmd.bundle,
-                annotations: &state.annotations,
-            }
-            .json()
-        };
-        let init_fd = || {
-            launch.children.last().ok_or_else(|| DriverError::Internal {
-                context: format!("container {id}"),
-                message: "no pidfd".into(),
-            })
-        };
 
         go(&chan)?;
+        let init_fd = launch
+            .children
+            .last()
+            .ok_or_else(|| setup_failed("has no pidfd"))?;
         let mut before_pivot = || -> Result<()> {
-            let json = oci_state("creating");
+            let json = oci_state(&state, "creating");
             OciHook::run_all(&oci.prestart, &json, None)?;
             OciHook::run_all(&oci.create_runtime, &json, None)?;
             if !oci.create_container.is_empty() {
                 OciHook::run_all(
                     &oci.create_container,
                     &json,
-                    Some((init_fd()?, namespaces_of(pid)?)),
+                    Some((init_fd, namespaces_of(pid)?)),
                 )?;
             }
             Ok(())
         };
         let terminal = await_ready(&chan, id, Some(&plan), &plan.process, &mut before_pivot)?;
+        Ok(Launched {
+            launch,
+            chan,
+            plan,
+            state,
+            pid,
+            terminal,
+            oom,
+            oom_watch,
+        })
+    }
+
+    /// `run` without the OCI poststop hooks; `created` is set once the container exists.
+    fn run_inner(
+        &self,
+        cmd: &Command,
+        pipes: Pipes,
+        hooks: &Hooks,
+        oci: &OciHooks,
+        created: &mut bool,
+    ) -> Result<ExitStatus> {
+        let id = &cmd.id;
+        let process = cmd.process()?;
+        let Launched {
+            mut launch,
+            chan,
+            plan,
+            mut state,
+            pid,
+            terminal,
+            oom,
+            oom_watch,
+        } = self.launch(cmd, pipes, oci, created, false)?;
+        let setup_failed = |what: &str| DriverError::Internal {
+            context: format!("container {id}"),
+            message: format!("the container init {what}"),
+        };
 
         // 3. pre_start hooks: the container exists, its program has not started.
-        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(terminal.clone());
+        let as_terminal = terminal.clone().map(|t| t as Arc<dyn Terminal>);
+        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(as_terminal);
         hooks.run(HookStage::PreStart, &ctx)?;
         if !oci.start_container.is_empty() {
+            let init_fd = launch
+                .children
+                .last()
+                .ok_or_else(|| setup_failed("has no pidfd"))?;
             OciHook::run_all(
                 &oci.start_container,
-                &oci_state("created"),
-                Some((init_fd()?, namespaces_of(pid)?)),
+                &oci_state(&state, "created"),
+                Some((init_fd, namespaces_of(pid)?)),
             )?;
         }
 
         // 4. Start: the init execs; EOF on the socket means execve succeeded.
-        go(&chan)?;
-        let exec_error = match recv(&chan) {
+        chan.go()
+            .map_err(|e| DriverError::io(format!("container {id}: start"), e))?;
+        let exec_error = match chan.recv() {
             Ok(None) => None,
             Ok(Some(m)) if m.kind == kind::ERROR => {
                 Some(failure::describe(Some(&plan), &plan.process, &m))
             }
             Ok(Some(_)) => Some(setup_failed("sent an unexpected message")),
-            Err(e) => Some(e),
+            Err(e) => Some(DriverError::io(format!("container {id}: start"), e)),
         };
         drop(chan);
         let pidfd = launch
@@ -797,7 +819,7 @@ impl NativeDriver {
             None => {
                 state.started = true;
                 self.state.write(&state)?;
-                OciHook::run_logged(&oci.poststart, &oci_state("running"));
+                OciHook::run_logged(&oci.poststart, &oci_state(&state, "running"));
                 hooks.run(HookStage::Start, &ctx)
             }
         };
@@ -825,6 +847,311 @@ impl NativeDriver {
         launch.teardown();
         started.map(|()| status)
     }
+
+    fn exec_inner(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+        hooks: &Hooks,
+        detached: bool,
+    ) -> Result<Execed> {
+        let st = self.load_alive(id)?;
+        match self.status(&st) {
+            Status::Running => {}
+            status => {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "exec".into(),
+                    status,
+                });
+            }
+        }
+        let Some(init) = self.init_pidfd(&st) else {
+            return Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            });
+        };
+        let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
+        let plan = ProcessPlan::build(process, last_cap, st.seccomp.as_ref())?;
+        let flags = namespaces_of(st.pid)?;
+        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
+        let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
+        let args = ChildArgs {
+            plan: None,
+            process: &plan,
+            join: Some((init.as_raw_fd(), flags)),
+            sync: child_end.as_raw_fd(),
+            stdio: stdio.raw,
+        };
+        let (mid, mid_fd) = fork(&args, true)
+            .map_err(|e| DriverError::sys(format!("container {id}: exec: clone3"), e))?;
+        let mut guard = ExecGuard {
+            children: vec![mid_fd],
+        };
+        drop(child_end);
+        drop(stdio.fds);
+        let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
+        let io_err = |e| DriverError::io(format!("container {id}: exec"), e);
+        // In the container's cgroups before it forks the process, which inherits them.
+        st.cgroup
+            .add(&*self.fs, mid)
+            .map_err(|e| cgroup_error(id, e))?;
+        chan.go().map_err(io_err)?;
+        let pid = match chan.recv().map_err(io_err)? {
+            Some(m) if m.kind == kind::PID => m.arg as i32,
+            Some(m) if m.kind == kind::ERROR => return Err(failure::describe(None, &plan, &m)),
+            _ => {
+                return Err(DriverError::Internal {
+                    context: format!("container {id}: exec"),
+                    message: "the helper exited while joining the container".into(),
+                });
+            }
+        };
+        if let Some(mid) = guard.children.pop() {
+            let _ = sys::waitid_pidfd(mid.as_raw_fd(), false);
+        }
+        let pidfd = sys::pidfd_open(pid)
+            .map_err(|e| DriverError::sys(format!("container {id}: exec: pidfd_open"), e))?;
+        guard.children.push(owned(pidfd));
+        chan.go().map_err(io_err)?;
+        let terminal = await_ready(&chan, id, None, &plan, &mut || Ok(()))?;
+
+        // The container's OOM events, for this process's hooks.
+        let oom = OomNotifier::new();
+        let _oom_watch = self.oom.watch(id, &st.cgroup, &oom).ok();
+        let as_terminal = terminal.clone().map(|t| t as Arc<dyn Terminal>);
+        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(as_terminal);
+        hooks.run(HookStage::PreStart, &ctx)?;
+        chan.go().map_err(io_err)?;
+        let exec_error = match chan.recv() {
+            Ok(None) => None,
+            Ok(Some(m)) if m.kind == kind::ERROR => Some(failure::describe(None, &plan, &m)),
+            Ok(Some(_)) => Some(DriverError::Internal {
+                context: format!("container {id}: exec"),
+                message: "unexpected message".into(),
+            }),
+            Err(e) => Some(io_err(e)),
+        };
+        drop(chan);
+        let pidfd = guard.children.last().map(AsRawFd::as_raw_fd).unwrap_or(-1);
+        if detached {
+            if let Some(e) = exec_error {
+                return Err(e);
+            }
+            hooks.run(HookStage::Start, &ctx)?;
+            // The process runs on; whoever reaps our orphans (a shim) gets its exit.
+            guard.children.clear();
+            return Ok(Execed::Detached(Created {
+                pid: pid as u32,
+                terminal: terminal.and_then(|t| t.take()),
+            }));
+        }
+        let started = match exec_error {
+            Some(e) => Err(e),
+            None => hooks.run(HookStage::Start, &ctx),
+        };
+        if started.is_err() {
+            let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+        }
+        let status = match sys::waitid_pidfd(pidfd, false) {
+            Ok((code, st)) => exit_status(code, st),
+            Err(e) => return Err(DriverError::sys(format!("container {id}: exec: waitid"), e)),
+        };
+        guard.children.clear();
+        hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
+        oom.close();
+        if let Some(t) = &terminal {
+            let _ = t.close();
+        }
+        started.map(|()| Execed::Exited(status))
+    }
+
+    /// Creates a container and leaves its init waiting for [`start`](Self::start), as
+    /// `runc create` does: the cgroup, state and init stay when this returns. The OCI hooks up
+    /// to `createContainer` have run. The init is a child of the calling process, which must
+    /// reap it, or exit and leave that to its subreaper (a container shim).
+    ///
+    /// # Errors
+    /// As [`Driver::run`] up to the point where the program would exec.
+    pub fn create(&self, cmd: &Command, pipes: Pipes) -> Result<Created> {
+        let oci = OciHooks::from_spec(&cmd.spec)?;
+        let mut created = false;
+        match self.launch(cmd, pipes, &oci, &mut created, true) {
+            Ok(Launched {
+                mut launch,
+                chan,
+                terminal,
+                pid,
+                ..
+            }) => {
+                launch.disarm();
+                drop(chan);
+                Ok(Created {
+                    pid: pid as u32,
+                    terminal: terminal.and_then(|t| t.take()),
+                })
+            }
+            Err(e) => {
+                if created && !oci.poststop.is_empty() {
+                    let annotations = cmd
+                        .spec
+                        .annotations()
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect();
+                    let state = OciState {
+                        id: &cmd.id,
+                        status: "stopped",
+                        pid: None,
+                        bundle: &cmd.bundle,
+                        annotations: &annotations,
+                    };
+                    OciHook::run_logged(&oci.poststop, &state.json());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The OCI hooks kept in a container's state.
+    fn stored_hooks(&self, st: &State) -> Result<OciHooks> {
+        let spec = execdriver_api::oci_spec::runtime::SpecBuilder::default()
+            .hooks(st.hooks.clone().unwrap_or_default())
+            .build()
+            .map_err(|e| DriverError::Internal {
+                context: format!("container {}: hooks", st.id),
+                message: e.to_string(),
+            })?;
+        OciHooks::from_spec(&spec)
+    }
+
+    /// Starts a container made by [`create`](Self::create), from any process: runs its
+    /// `startContainer` hooks, lets its init exec the program, runs `poststart`.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidState` unless it is created and not started.
+    pub fn start(&self, id: &ContainerId) -> Result<()> {
+        let mut st = self.load(id)?;
+        let status = self.status(&st);
+        let fifo = self.state.dir(id).join(EXEC_FIFO);
+        if status != Status::Created || !fifo.exists() {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "start".into(),
+                status,
+            });
+        }
+        let init = self
+            .init_pidfd(&st)
+            .ok_or_else(|| DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            })?;
+        let oci = self.stored_hooks(&st)?;
+        if !oci.start_container.is_empty() {
+            OciHook::run_all(
+                &oci.start_container,
+                &oci_state(&st, "created"),
+                Some((&init, namespaces_of(st.pid)?)),
+            )?;
+        }
+        // The init blocks reading the fifo: one byte and it execs. Non-blocking, so a gone
+        // init (no reader left) is ENXIO rather than a hang.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => DriverError::NotRunning {
+                    id: id.to_string(),
+                    status: Status::Stopped,
+                },
+                _ => DriverError::io(format!("container {id}: open {}", fifo.display()), e),
+            })?;
+        std::io::Write::write_all(&mut f, b"0")
+            .map_err(|e| DriverError::io(format!("container {id}: write {}", fifo.display()), e))?;
+        drop(f);
+        let _ = std::fs::remove_file(&fifo);
+        st.started = true;
+        self.state.write(&st)?;
+        OciHook::run_logged(&oci.poststart, &oci_state(&st, "running"));
+        Ok(())
+    }
+
+    /// Removes a container made by [`create`](Self::create) (or left by a crashed engine):
+    /// kills it first when it was never started, or with `force` when it runs; then removes its cgroup and state and runs its `poststop`
+    /// hooks, as `runc delete` does.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidState` for a running or paused container, without `force`.
+    pub fn delete(&self, id: &ContainerId, force: bool) -> Result<()> {
+        let st = match self.state.read(id) {
+            Ok(Some(st)) => Some(st),
+            Ok(None) => return Err(DriverError::not_found(id)),
+            Err(_) => None,
+        };
+        if let Some(st) = &st {
+            let status = self.status(st);
+            // A created container was never started: deleting it is how an engine gives up on
+            // it (runc kills it too); a running or paused one needs `force`.
+            if status != Status::Stopped {
+                if !force && status != Status::Created {
+                    return Err(DriverError::InvalidState {
+                        id: id.to_string(),
+                        op: "delete".into(),
+                        status,
+                    });
+                }
+                self.terminate(id)?;
+            }
+        }
+        self.clean(id)?;
+        if let Some(st) = st {
+            let oci = self.stored_hooks(&st)?;
+            let state = OciState {
+                id,
+                status: "stopped",
+                pid: None,
+                bundle: &st.bundle,
+                annotations: &st.annotations,
+            };
+            OciHook::run_logged(&oci.poststop, &state.json());
+        }
+        Ok(())
+    }
+
+    /// Runs a process in a running container and returns once it has started (its pre_start
+    /// and start hooks ran), as `runc exec --detach` does. The process is a child of the caller.
+    ///
+    /// # Errors
+    /// As [`Driver::exec`].
+    pub fn exec_detached(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+        hooks: &Hooks,
+    ) -> Result<Created> {
+        match self.exec_inner(id, process, pipes, hooks, true)? {
+            Execed::Detached(c) => Ok(c),
+            Execed::Exited(st) => Err(DriverError::Internal {
+                context: format!("container {id}: exec"),
+                message: format!("exited before detaching: {st}"),
+            }),
+        }
+    }
+
+    /// How many OOM kills the kernel counted in the container's cgroup (for `events`).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn oom_kills(&self, id: &ContainerId) -> Result<u64> {
+        let st = self.load(id)?;
+        Ok(stats::oom_kills(&st.cgroup, &*self.fs).unwrap_or(0))
+    }
 }
 
 /// After the last GO of setup: waits for READY, taking the pty master on the way when the
@@ -835,8 +1162,8 @@ fn await_ready(
     plan: Option<&Plan>,
     process: &ProcessPlan,
     before_pivot: &mut dyn FnMut() -> Result<()>,
-) -> Result<Option<Arc<dyn execdriver_api::Terminal>>> {
-    let mut terminal: Option<Arc<dyn execdriver_api::Terminal>> = None;
+) -> Result<Option<Arc<Pty>>> {
+    let mut terminal: Option<Arc<Pty>> = None;
     loop {
         let msg = chan
             .recv_with_fd()

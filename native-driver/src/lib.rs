@@ -34,7 +34,7 @@ mod sys;
 mod terminal;
 
 #[cfg(target_os = "linux")]
-pub use driver::NativeDriver;
+pub use driver::{Created, NativeDriver};
 #[cfg(target_os = "linux")]
 pub use options::NativeOptions;
 

@@ -41,6 +41,9 @@ pub(crate) struct State {
     /// The container's `linux.seccomp`, applied to exec'd processes too.
     #[serde(default)]
     pub seccomp: Option<execdriver_api::oci_spec::runtime::LinuxSeccomp>,
+    /// The container's OCI hooks, for `start` and `delete` from another process.
+    #[serde(default)]
+    pub hooks: Option<execdriver_api::oci_spec::runtime::Hooks>,
 }
 
 /// The state directory tree.
@@ -228,6 +231,7 @@ mod tests {
             netns: false,
             annotations: BTreeMap::new(),
             seccomp: None,
+            hooks: None,
         }
     }
 

@@ -20,6 +20,15 @@ impl Pty {
         }
     }
 
+    /// The master fd itself, leaving the handle closed (to pass it on, e.g. to a console
+    /// socket).
+    pub fn take(&self) -> Option<OwnedFd> {
+        self.master
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
     fn dup(&self) -> Result<File> {
         let guard = self.master.lock().unwrap_or_else(PoisonError::into_inner);
         let master = guard.as_ref().ok_or_else(|| DriverError::Internal {

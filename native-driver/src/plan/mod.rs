@@ -71,6 +71,9 @@ pub(crate) struct Plan {
     /// The init stops before `pivot_root` for OCI hooks (prestart, createRuntime,
     /// createContainer).
     pub hooks_before_pivot: bool,
+    /// `create`: once ready, the init waits for `start` to write a byte into this fifo (an
+    /// fd the engine opened read-write) instead of waiting on the socket.
+    pub exec_fifo: Option<std::os::fd::RawFd>,
 }
 
 /// Inputs of [`Plan::build`] that come from the driver rather than the spec.
@@ -156,6 +159,7 @@ impl Plan {
             sysctls,
             cwd,
             hooks_before_pivot: false,
+            exec_fifo: None,
         })
     }
 }

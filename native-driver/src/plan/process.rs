@@ -177,11 +177,18 @@ impl ProcessPlan {
                         "must be a subset of permitted",
                     ));
                 }
-                if sets.ambient & !(sets.permitted & sets.inheritable) != 0 {
-                    return Err(DriverError::invalid_spec(
-                        "process.capabilities.ambient",
-                        "must be a subset of both permitted and inheritable",
-                    ));
+                let mut sets = sets;
+                let unraisable = sets.ambient & !(sets.permitted & sets.inheritable);
+                if unraisable != 0 {
+                    // The kernel raises an ambient capability only when it is permitted and
+                    // inheritable. `runc spec` writes ambient without inheritable, and runc
+                    // skips those; so do we, and say so.
+                    tracing::debug!(
+                        mask = format_args!("{unraisable:#x}"),
+                        "process.capabilities.ambient: capabilities not in both permitted and \
+                         inheritable are not raised"
+                    );
+                    sets.ambient &= sets.permitted & sets.inheritable;
                 }
                 sets
             }
@@ -458,10 +465,6 @@ mod tests {
                 "subset of permitted",
             ),
             (
-                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"ambient":["CAP_KILL"],"permitted":["CAP_KILL"]}}"#,
-                "process.capabilities.ambient",
-            ),
-            (
                 r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"apparmorProfile":"x"}"#,
                 "AppArmor",
             ),
@@ -471,6 +474,20 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{json}\n{err}");
         }
+    }
+
+    #[test]
+    fn ambient_capabilities_that_cannot_be_raised_are_dropped_as_runc_does() {
+        // `runc spec` writes ambient capabilities without inheritable ones.
+        let p = ProcessPlan::build(
+            &process(
+                r#"{"cwd":"/","args":["a"],"user":{"uid":0,"gid":0},"capabilities":{"ambient":["CAP_KILL","CAP_CHOWN"],"permitted":["CAP_KILL","CAP_CHOWN"],"inheritable":["CAP_KILL"]}}"#,
+            ),
+            40,
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.caps.ambient, 1 << 5);
     }
 
     #[test]

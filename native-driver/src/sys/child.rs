@@ -13,9 +13,9 @@ use libc::{c_int, c_ulong};
 use super::{
     CapData, Errno, SysResult, capset, chdir, close, close_range, dup3, execve, fchdir, fchownat,
     fstatat, fstatfs_flags, getcwd, mkdirat, mknodat, mount, open, openat, openat2, pivot_root,
-    prctl, prlimit, proc_fd_path, read, reset_signal_dispositions, set_sigmask, setdomainname,
-    setgroups, sethostname, setns, setresgid, setresuid, setsid, symlinkat, umask, umount2,
-    unshare, write,
+    poll_either, prctl, prlimit, proc_fd_path, raise, read, reset_signal_dispositions, set_sigmask,
+    setdomainname, setgroups, sethostname, setns, setresgid, setresuid, setsid, signalfd,
+    symlinkat, umask, umount2, unshare, write,
 };
 use crate::plan::mounts::{Create, DeviceOp, LinkOp, MountOp};
 use crate::plan::paths::InRootPath;
@@ -364,7 +364,8 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
             dup3(*src, i as RawFd, 0).at(Step::Stdio, i)?;
         }
     }
-    close_fds_except(sync).at(Step::CloseFds, 0)?;
+    let fifo = a.plan.and_then(|plan| plan.exec_fifo).unwrap_or(-1);
+    close_fds_except(sync, fifo).at(Step::CloseFds, 0)?;
 
     // The parent has written id maps and placed us in our cgroups.
     wait_go(sync)?;
@@ -395,17 +396,88 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
     }
     let program = process(p)?;
 
-    send(sync, Msg::new(kind::READY)).at(Step::Sync, 0)?;
-    wait_go(sync)?;
-
-    // From here on the engine may be gone without taking us along.
-    prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0).at(Step::Sync, 0)?;
+    if let Some(fifo) = a.plan.and_then(|plan| plan.exec_fifo) {
+        // Created, not started: outlive the creator and wait for `start` to write a byte
+        // into the fifo (which we hold open for reading and writing, so the read blocks).
+        prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0).at(Step::Sync, 0)?;
+        // Signals stay blocked until exec (no handler of the engine's copy may run), but one
+        // that would end a process ends a created container too (`kill` before `start`); a
+        // signalfd sees them even when we are a pid namespace's init.
+        let sfd = signalfd(TERMINATING).at(Step::Sync, 3)?;
+        send(sync, Msg::new(kind::READY)).at(Step::Sync, 0)?;
+        loop {
+            let (started, signalled) = match poll_either(fifo, sfd) {
+                Err(libc::EINTR) => continue,
+                r => r.at(Step::Sync, 4)?,
+            };
+            if signalled {
+                let mut info = [0u8; 128];
+                if let Ok(128) = read(sfd, &mut info) {
+                    let sig = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as c_int;
+                    die_of(sig);
+                }
+            }
+            if started {
+                let mut b = [0u8; 1];
+                match read(fifo, &mut b) {
+                    Ok(1) => break,
+                    Err(libc::EINTR | libc::EAGAIN) => {}
+                    Ok(_) => Err(libc::EPIPE).at(Step::Sync, 1)?,
+                    Err(e) => Err(e).at(Step::Sync, 1)?,
+                }
+            }
+        }
+        let _ = close(fifo);
+        let _ = close(sfd);
+    } else {
+        send(sync, Msg::new(kind::READY)).at(Step::Sync, 0)?;
+        wait_go(sync)?;
+        // From here on the engine may be gone without taking us along.
+        prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0).at(Step::Sync, 0)?;
+    }
     reset_signal_dispositions();
     set_sigmask(false);
     if let (Some(sc), false) = (&p.seccomp, p.seccomp_early) {
         install_seccomp(sc)?;
     }
     Ok(program)
+}
+
+/// The signals whose default action ends a process (all but SIGKILL, which needs no help,
+/// and the ignored and stopping ones), as a mask with bit N-1 for signal N.
+const TERMINATING: u64 = {
+    let mut m: u64 = 0;
+    let mut sig = 1;
+    while sig <= 64 {
+        let ends = !matches!(
+            sig,
+            libc::SIGKILL
+                | libc::SIGCHLD
+                | libc::SIGCONT
+                | libc::SIGSTOP
+                | libc::SIGTSTP
+                | libc::SIGTTIN
+                | libc::SIGTTOU
+                | libc::SIGURG
+                | libc::SIGWINCH
+                | 32
+                | 33
+        );
+        if ends {
+            m |= 1 << (sig - 1);
+        }
+        sig += 1;
+    }
+    m
+};
+
+/// Ends this (created, not started) process as `sig` would: by the signal itself, or, as a pid
+/// namespace's init (which ignores default actions of its own signals), with 128 + `sig`.
+fn die_of(sig: c_int) -> ! {
+    reset_signal_dispositions();
+    set_sigmask(false);
+    raise(sig);
+    super::exit(128 + sig)
 }
 
 fn install_seccomp(sc: &crate::seccomp::SeccompPlan) -> Result<(), Fail> {
@@ -482,12 +554,21 @@ fn pts_path(buf: &mut [u8; 32], n: u32) -> &CStr {
     CStr::from_bytes_with_nul(&buf[..=pos]).unwrap_or(c"/dev/pts/0")
 }
 
-fn close_fds_except(keep: RawFd) -> SysResult<()> {
-    let keep = keep as u32;
-    if keep > 3 {
-        close_range(3, keep - 1, 0)?;
+/// Closes every fd above stdio but `a` and `b` (either may be -1).
+fn close_fds_except(a: RawFd, b: RawFd) -> SysResult<()> {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut from: u32 = 3;
+    for keep in [lo, hi] {
+        if keep < from as RawFd {
+            continue;
+        }
+        let keep = keep as u32;
+        if keep > from {
+            close_range(from, keep - 1, 0)?;
+        }
+        from = keep + 1;
     }
-    close_range(keep + 1, u32::MAX, 0)
+    close_range(from, u32::MAX, 0)
 }
 
 const RESOLVE: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;

@@ -607,6 +607,60 @@ pub(crate) fn poll_in(fd: RawFd, timeout_ms: c_int) -> SysResult<bool> {
     Ok(r > 0)
 }
 
+/// Blocks until `a` or `b` is readable (or hung up); says which.
+pub(crate) fn poll_either(a: RawFd, b: RawFd) -> SysResult<(bool, bool)> {
+    let mut p = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: p holds two valid pollfds; a null timeout and signal mask mean "wait, with the
+    // current mask".
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            p.as_mut_ptr(),
+            2,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u64>(),
+            8usize,
+        )
+    })?;
+    Ok((p[0].revents != 0, p[1].revents != 0))
+}
+
+/// A `signalfd` (close-on-exec) for the signals in `mask` (bit N-1 for signal N).
+pub(crate) fn signalfd(mask: u64) -> SysResult<RawFd> {
+    // SAFETY: the kernel ABI takes an 8-byte mask by pointer; -1 asks for a new fd.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &raw const mask,
+            8usize,
+            libc::SFD_CLOEXEC,
+        )
+    })
+    .map(|fd| fd as RawFd)
+}
+
+/// Sends `sig` to the calling thread.
+pub(crate) fn raise(sig: c_int) {
+    // SAFETY: plain integer system calls about the calling process and thread.
+    unsafe {
+        let pid = libc::syscall(libc::SYS_getpid);
+        let tid = libc::syscall(libc::SYS_gettid);
+        libc::syscall(libc::SYS_tgkill, pid, tid, sig);
+    }
+}
+
 /// `flock(fd, LOCK_EX | LOCK_NB)`.
 pub(crate) fn flock_exclusive_nonblock(fd: RawFd) -> SysResult<()> {
     // SAFETY: plain integer arguments.
