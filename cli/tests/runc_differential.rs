@@ -1,7 +1,7 @@
 //! The same busybox bundle through `runc run` and `execdriver run`: the same stdout, exit code,
 //! hostname, pid 1, user, capabilities, root filesystem and masked/read-only behaviour.
-//! runc comes from Debian's package (installed by the test command); it runs in a private
-//! cgroup namespace so that its cgroups land under this process's own cgroup.
+//! runc comes from Debian's package (installed by the test command); both run in a private
+//! cgroup namespace so that their cgroups land under this process's own cgroup.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,17 +51,15 @@ fn runc_and_execdriver_agree_on_the_same_bundle() {
     let args = in_private_cgroupns(&inner, false);
     let theirs = Command::new(&args[0]).args(&args[1..]).output().unwrap();
 
-    let ours = Command::new(env!("CARGO_BIN_EXE_execdriver"))
-        .args([
-            "run",
-            "--root",
-            dir.path().join("ed-state").to_str().unwrap(),
-            "--bundle",
-            bundle,
-            &id,
-        ])
-        .output()
-        .unwrap();
+    // In the same kind of namespace: the bundle's absolute cgroupsPath then lands under our
+    // own cgroup for execdriver too.
+    let inner = format!(
+        "{} --root {} run --bundle {bundle} {id}",
+        env!("CARGO_BIN_EXE_execdriver"),
+        dir.path().join("ed-state").display()
+    );
+    let args = in_private_cgroupns(&inner, false);
+    let ours = Command::new(&args[0]).args(&args[1..]).output().unwrap();
 
     let t = String::from_utf8_lossy(&theirs.stdout);
     let o = String::from_utf8_lossy(&ours.stdout);
