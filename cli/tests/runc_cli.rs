@@ -723,7 +723,10 @@ fn refused_flags_and_logs_as_containerd_reads_them() {
     let o = cli.run(&["events", "--interval", "soon", "x"]);
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("--interval") && err.contains("duration"), "{err}");
+    assert!(
+        err.contains("--interval") && err.contains("duration"),
+        "{err}"
+    );
 
     // --log --log-format json: logrus-style lines, the error among them.
     let log = cli.root.path().join("log.json");

@@ -284,11 +284,9 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
 
     // a created container can be deleted without --force, and killed before it starts
     rt.run(&["create", "--bundle", bundle, "--pid-file", pid_file, id]);
-    let init = pid_of();
     note("delete a created container", ok(rt.run(&["delete", id])));
     note("state after deleting it", ok(rt.run(&["state", id])));
     rt.run(&["create", "--bundle", bundle, "--pid-file", pid_file, id]);
-    let init = pid_of();
     note(
         "kill KILL a created container",
         ok(rt.run(&["kill", id, "KILL"])),
@@ -296,7 +294,6 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
     note("its status", rt.wait_status(id, "stopped"));
     note("delete it", ok(rt.run(&["delete", id])));
     rt.run(&["create", "--bundle", bundle, "--pid-file", pid_file, id]);
-    let init = pid_of();
     note(
         "kill TERM a created container",
         ok(rt.run(&["kill", id, "TERM"])),
@@ -316,7 +313,6 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         pid_file,
         id,
     ]);
-    let init = pid_of();
     rt.run(&["exec", "--detach", id, "sleep", "1000"]);
     note("ps count with an exec'd process", {
         let o = rt.run(&["ps", "--format", "json", id]);
@@ -340,7 +336,6 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         pid_file,
         id,
     ]);
-    let init = pid_of();
     note("run --detach", rt.status(id));
     note(
         "delete --force a running container",
