@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs its prerequisites (busybox-static, runc) on a fresh machine; the
-# native driver's integration tests need root. Under CI=true a missing prerequisite fails the
-# run instead of skipping.
+# The whole test suite. Installs its prerequisites (busybox-static; runc and containerd for the
+# tests that run execdriver beside them) on a fresh machine; the native driver's integration
+# tests need root. Under CI=true a missing prerequisite fails the run instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
@@ -17,5 +17,6 @@ need() {
 }
 need ensure_busybox
 need ensure_package runc runc
+need ensure_package containerd containerd
 
 cargo test --workspace --all-features --no-fail-fast "$@"
