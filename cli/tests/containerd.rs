@@ -97,7 +97,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 
     /// `ctr` in containerd's namespaces.
     fn ctr(&self, args: &[&str]) -> Output {
-        let out = Command::new("nsenter")
+        Command::new("nsenter")
             .args([
                 "--mount",
                 "--cgroup",
@@ -111,8 +111,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("run ctr");
-        out
+            .expect("run ctr")
     }
 
     fn ctr_ok(&self, args: &[&str]) -> String {

@@ -35,6 +35,7 @@ struct Container {
     bundle: PathBuf,
     rootfs: PathBuf,
     created: SystemTime,
+    annotations: std::collections::BTreeMap<String, String>,
     shared: Arc<Shared>,
     init: Arc<Control>,
     instances: Mutex<Vec<Arc<Control>>>,
@@ -529,6 +530,13 @@ impl Driver for WasmDriver {
             bundle: cmd.bundle.clone(),
             rootfs,
             created: SystemTime::now(),
+            annotations: cmd
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             shared,
             init: init.clone(),
             instances: Mutex::new(vec![init.clone()]),
@@ -683,6 +691,7 @@ impl Driver for WasmDriver {
         let mut info = Info::new(id.clone(), NAME, c.status(), c.bundle.clone());
         info.pid = (c.status() != Status::Stopped).then_some(std::process::id());
         info.created = c.created;
+        info.annotations = c.annotations.clone();
         Ok(info)
     }
 

@@ -461,8 +461,19 @@ fn terminate(kit: &Kit) -> CheckResult {
 }
 
 fn info_and_list_while_running(kit: &Kit) -> CheckResult {
-    let (handle, pid) = start(kit, &Program::RunForever, Pipes::null(), Hooks::new())?;
-    let id = handle.id().clone();
+    // The spec's annotations come back in `info` (an engine's labels, OCI `state`).
+    let id = kit.id();
+    let mut cmd = command(kit, &id, &Program::RunForever)?;
+    let mut annotations = cmd.spec.annotations().clone().unwrap_or_default();
+    annotations.insert("org.execdriver.conformance".into(), "info".into());
+    cmd.spec.set_annotations(Some(annotations));
+    let handle = spawn(kit.driver.clone(), cmd, Pipes::null(), Hooks::new()).map_err(e)?;
+    let Some(pid) = handle.wait_started() else {
+        return Err(match handle.wait() {
+            Ok(st) => format!("RunForever ended before its start hooks ran: {st}"),
+            Err(err) => format!("RunForever failed to start: {err}"),
+        });
+    };
     let checked = (|| {
         let info = kit.driver.info(&id).map_err(e)?;
         ensure!(info.status == Status::Running, "status {}", info.status);
@@ -476,6 +487,14 @@ fn info_and_list_while_running(kit: &Kit) -> CheckResult {
             info.driver == kit.driver.name(),
             "info driver {}",
             info.driver
+        );
+        ensure!(
+            info.annotations
+                .get("org.execdriver.conformance")
+                .map(String::as_str)
+                == Some("info"),
+            "info annotations {:?} lack the spec's",
+            info.annotations
         );
         let ids = kit.driver.list().map_err(e)?;
         ensure!(ids.contains(&id), "list {ids:?} lacks {id}");

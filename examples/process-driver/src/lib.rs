@@ -79,6 +79,7 @@ struct Entry {
     bundle: PathBuf,
     rootfs: Option<PathBuf>,
     created: SystemTime,
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl ProcessDriver {
@@ -327,6 +328,13 @@ impl Driver for ProcessDriver {
                     bundle: cmd.bundle.clone(),
                     rootfs,
                     created: SystemTime::now(),
+                    annotations: cmd
+                        .spec
+                        .annotations()
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
                 },
             );
         }
@@ -499,6 +507,7 @@ impl Driver for ProcessDriver {
         let mut info = Info::new(id.clone(), NAME, e.status, e.bundle.clone());
         info.pid = (e.pid > 0).then_some(e.pid as u32);
         info.created = e.created;
+        info.annotations = e.annotations.clone();
         Ok(info)
     }
 
