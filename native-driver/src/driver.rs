@@ -55,6 +55,22 @@ fn cgroup_error(id: &ContainerId, e: CgroupError) -> DriverError {
 }
 
 impl NativeDriver {
+    /// A cgroup error of an operation on a live container: when its cgroup vanished under
+    /// us (ENOENT, or ENODEV for a file of a removed cgroup) the container exited and was
+    /// cleaned meanwhile, which is `NotFound` once its state is gone and `NotRunning` before.
+    fn raced(&self, id: &ContainerId, e: CgroupError) -> DriverError {
+        if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) {
+            return match self.state.read(id) {
+                Ok(None) => DriverError::not_found(id),
+                _ => DriverError::NotRunning {
+                    id: id.to_string(),
+                    status: Status::Stopped,
+                },
+            };
+        }
+        cgroup_error(id, e)
+    }
+
     /// A driver with `options`. Nothing on the system is touched until the first operation.
     pub fn new(options: NativeOptions) -> Self {
         let fs: Arc<dyn CgroupFs> = Arc::new(RealFs);
@@ -453,7 +469,7 @@ impl Driver for NativeDriver {
 
     fn pids(&self, id: &ContainerId) -> Result<Vec<u32>> {
         let st = self.load(id)?;
-        st.cgroup.procs(&*self.fs).map_err(|e| cgroup_error(id, e))
+        st.cgroup.procs(&*self.fs).map_err(|e| self.raced(id, e))
     }
 
     fn list(&self) -> Result<Vec<ContainerId>> {
@@ -470,9 +486,13 @@ impl Driver for NativeDriver {
                 status,
             });
         }
-        st.cgroup
-            .freeze(&*self.fs, true)
-            .map_err(|e| cgroup_error(id, e))
+        st.cgroup.freeze(&*self.fs, true).map_err(|e| {
+            // Exited meanwhile (its freezer can't settle then): say that instead.
+            match self.load_alive(id) {
+                Err(gone) => gone,
+                Ok(_) => self.raced(id, e),
+            }
+        })
     }
 
     fn unpause(&self, id: &ContainerId) -> Result<()> {
@@ -485,9 +505,13 @@ impl Driver for NativeDriver {
                 status,
             });
         }
-        st.cgroup
-            .freeze(&*self.fs, false)
-            .map_err(|e| cgroup_error(id, e))
+        st.cgroup.freeze(&*self.fs, false).map_err(|e| {
+            // Exited meanwhile (its freezer can't settle then): say that instead.
+            match self.load_alive(id) {
+                Err(gone) => gone,
+                Ok(_) => self.raced(id, e),
+            }
+        })
     }
 
     fn stats(&self, id: &ContainerId) -> Result<ResourceStats> {
@@ -508,7 +532,13 @@ impl Driver for NativeDriver {
 
     fn update(&self, id: &ContainerId, resources: &LinuxResources) -> Result<()> {
         let st = self.load_alive(id)?;
-        st.cgroup.apply(&*self.fs, resources, None)
+        st.cgroup
+            .apply(&*self.fs, resources, None)
+            .map_err(|e| match self.load_alive(id) {
+                // It exited while we wrote: that, not the write, is the news.
+                Err(gone) => gone,
+                Ok(_) => e,
+            })
     }
 }
 
@@ -798,15 +828,31 @@ impl NativeDriver {
         }
 
         // 4. Start: the init execs; EOF on the socket means execve succeeded.
-        chan.go()
-            .map_err(|e| DriverError::io(format!("container {id}: start"), e))?;
+        let died_early = |e: std::io::Error| -> DriverError {
+            // A broken socket: the init died (killed, by a hook or anyone) before its program
+            // started. Say how, rather than what the socket said.
+            let pidfd = launch.children.last().map(AsRawFd::as_raw_fd);
+            match pidfd.map(|fd| sys::waitid_pidfd(fd, true)) {
+                Some(Ok((code, st))) => DriverError::Internal {
+                    context: format!("container {id}"),
+                    message: format!(
+                        "its init ended ({}) before the program started",
+                        exit_status(code, st)
+                    ),
+                },
+                _ => DriverError::io(format!("container {id}: start"), e),
+            }
+        };
+        if let Err(e) = chan.go() {
+            return Err(died_early(e));
+        }
         let exec_error = match chan.recv() {
             Ok(None) => None,
             Ok(Some(m)) if m.kind == kind::ERROR => {
                 Some(failure::describe(Some(&plan), &plan.process, &m))
             }
             Ok(Some(_)) => Some(setup_failed("sent an unexpected message")),
-            Err(e) => Some(DriverError::io(format!("container {id}: start"), e)),
+            Err(e) => Some(died_early(e)),
         };
         drop(chan);
         let pidfd = launch

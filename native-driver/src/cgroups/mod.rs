@@ -487,11 +487,21 @@ impl Cgroup {
                 source,
             })?;
         for i in 0..600 {
-            if self.is_frozen(fs) == frozen {
-                return Ok(());
+            match self.frozen_state(fs) {
+                Ok(now) if now == frozen => return Ok(()),
+                Ok(_) => {}
+                // The cgroup is gone (the container was cleaned meanwhile).
+                Err((path, source)) => return Err(CgroupError::Read { path, source }),
             }
             if !self.v2 {
-                // v1 can stay FREEZING while a task is busy; asking again moves it on.
+                // v1 can stay FREEZING while a task is busy; asking again moves it on. A task
+                // that can't be frozen right now (exiting, or a vfork parent waiting for its
+                // child) can hold it there for good: thaw now and then and start over, as
+                // runc does.
+                if frozen && i % 50 == 49 {
+                    let _ = fs.write(&path, "THAWED");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 let _ = fs.write(&path, value);
             }
             std::thread::sleep(Duration::from_millis(if i < 100 { 1 } else { 10 }));
@@ -506,6 +516,24 @@ impl Cgroup {
                 "the freezer did not settle within 5s",
             ),
         })
+    }
+
+    /// Whether the cgroup is frozen, or the file that could not be read.
+    fn frozen_state(&self, fs: &dyn CgroupFs) -> std::result::Result<bool, (PathBuf, io::Error)> {
+        let Some(dir) = self.freezer_dir() else {
+            return Ok(false);
+        };
+        if self.v2 {
+            let p = dir.path.join("cgroup.events");
+            fs.read(&p)
+                .map(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+                .map_err(|e| (p, e))
+        } else {
+            let p = dir.path.join("freezer.state");
+            fs.read(&p)
+                .map(|t| t.trim() == "FROZEN")
+                .map_err(|e| (p, e))
+        }
     }
 
     /// Whether the cgroup is frozen (v1 `FROZEN`, v2 `frozen 1` in `cgroup.events`).
