@@ -258,8 +258,15 @@ impl Cgroup {
         let Some(dir) = self.procs_dir().map(|d| d.path.clone()) else {
             return Ok(());
         };
+        // A cgroup removed meanwhile (by a concurrent teardown) holds nothing any more.
+        let procs = |fs: &dyn CgroupFs| match self.procs(fs) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => {
+                Ok(Vec::new())
+            }
+            r => r,
+        };
         // The usual case at teardown: nothing left.
-        if !fs.exists(&dir) || self.procs(fs)?.is_empty() {
+        if !fs.exists(&dir) || procs(fs)?.is_empty() {
             return Ok(());
         }
         let kill_file = dir.join("cgroup.kill");
@@ -274,7 +281,7 @@ impl Cgroup {
             }
         };
         for round in 0..1200 {
-            let pids = self.procs(fs)?;
+            let pids = procs(fs)?;
             if pids.is_empty() {
                 return Ok(());
             }
@@ -289,7 +296,7 @@ impl Cgroup {
             if round == 100 && !use_kill_file && self.freezer_dir().is_some() {
                 // Still not empty after ~0.2 s: stop the forking, kill, thaw.
                 if self.freeze(fs, true).is_ok() {
-                    kill(&self.procs(fs)?);
+                    kill(&procs(fs)?);
                     let _ = self.freeze(fs, false);
                 }
             }
@@ -768,6 +775,21 @@ mod tests {
         assert!(!tmp.path().join("memory/engine/execdriver").exists());
         assert!(tmp.path().join("memory/engine").exists());
         cg.remove(&fs).unwrap();
+    }
+
+    #[test]
+    fn kill_all_of_a_cgroup_removed_meanwhile_is_done() {
+        // A concurrent teardown removed the cgroup between our checks: its control files are
+        // gone (ENOENT here; ENODEV for an open file on a real cgroupfs). Nothing to kill.
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = v1(tmp.path());
+        let fs = FakeFs::default();
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "k").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        std::fs::remove_file(tmp.path().join("pids/execdriver/k/cgroup.procs")).unwrap();
+        cg.kill_all(&fs).unwrap();
+        cg.remove(&fs).unwrap();
+        cg.kill_all(&fs).unwrap();
     }
 
     #[test]
