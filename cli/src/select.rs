@@ -165,7 +165,9 @@ pub fn detect(cmd: &Command) -> &'static str {
         return "native";
     };
     let path = arg0.split('#').next().unwrap_or(arg0);
-    if path.ends_with(".wasm") || path.ends_with(".wat") {
+    // `#func` with no path can only be meant for wasm (which then says what is missing).
+    if path.ends_with(".wasm") || path.ends_with(".wat") || (path.is_empty() && arg0.contains('#'))
+    {
         return "wasm";
     }
     if let Ok(rootfs) = cmd.rootfs() {
@@ -214,6 +216,7 @@ mod tests {
         assert_eq!(detect(&cmd(d.path(), &["/app.wasm"], &[])), "wasm");
         assert_eq!(detect(&cmd(d.path(), &["/app.wat#run"], &[])), "wasm");
         assert_eq!(detect(&cmd(d.path(), &["sh"], &[])), "native");
+        assert_eq!(detect(&cmd(d.path(), &["#_start"], &[])), "wasm");
         std::fs::write(d.path().join("rootfs/app"), b"\0asm\x01\0\0\0").unwrap();
         assert_eq!(detect(&cmd(d.path(), &["/app"], &[])), "wasm");
         std::fs::write(d.path().join("rootfs/bin"), b"\x7fELF").unwrap();

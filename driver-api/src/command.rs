@@ -123,7 +123,7 @@ pub fn parse_spec(json: &[u8]) -> Result<Spec> {
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(json);
-    let spec = serde_path_to_error::deserialize::<_, Spec>(de).map_err(|err| {
+    let spec = serde_path_to_error::deserialize::<_, Spec>(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let field = if path == "." || path == "?" || path.is_empty() {
             "config.json".to_owned()
@@ -132,6 +132,9 @@ pub fn parse_spec(json: &[u8]) -> Result<Spec> {
         };
         DriverError::invalid_spec(field, err.into_inner().to_string())
     })?;
+    // Nothing but whitespace may follow the document.
+    de.end()
+        .map_err(|e| DriverError::invalid_spec("config.json", e.to_string()))?;
     if !spec.version().starts_with("1.") {
         return Err(DriverError::invalid_spec(
             "ociVersion",
@@ -296,6 +299,11 @@ mod tests {
             (
                 r#"{"ociVersion": "2.0"}"#,
                 "invalid spec: ociVersion: \"2.0\"",
+            ),
+            // Found by the bad-input corpus: what follows the document used to be ignored.
+            (
+                r#"{"ociVersion":"1.0.2"} trailing"#,
+                "invalid spec: config.json: trailing characters",
             ),
         ];
         for (json, want) in cases {

@@ -283,7 +283,8 @@ impl OciHook {
     ) -> Result<(), DriverError> {
         for (index, h) in list.iter().enumerate() {
             if let Err(why) = h.run(state, ns) {
-                tracing::error!(hook = %h.name, %why, "OCI hook failed");
+                // Returned, not logged: the caller reports it.
+                tracing::debug!(hook = %h.name, %why, "OCI hook failed");
                 return Err(DriverError::Hook {
                     stage: HookStage::PreStart,
                     index,

@@ -74,7 +74,7 @@ fn check_cpuset(v: &str, field: &'static str) -> Result<(), DriverError> {
     Ok(())
 }
 
-fn check_device_num(n: i64, field: &'static str) -> Result<(), DriverError> {
+fn check_device_num(n: i64, field: &str) -> Result<(), DriverError> {
     if !(0..=u32::MAX as i64).contains(&n) {
         return Err(invalid(field, format!("device number {n} is out of range")));
     }
@@ -103,35 +103,37 @@ pub(crate) fn device_rules(
     created: &[(char, u32, u32)],
 ) -> Result<Vec<(bool, String)>, DriverError> {
     let mut out = Vec::new();
-    for r in rules {
+    for (i, r) in rules.iter().enumerate() {
+        let at = |f: &str| format!("devices[{i}].{f}");
         let typ = match r.typ() {
             None | Some(LinuxDeviceType::A) => 'a',
             Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
             Some(LinuxDeviceType::B) => 'b',
             Some(LinuxDeviceType::P) => {
-                return Err(invalid(
-                    "devices.type",
-                    "\"p\" can't be a device cgroup rule",
-                ));
+                return Err(invalid(&at("type"), "\"p\" can't be a device cgroup rule"));
             }
         };
-        let num = |n: Option<i64>| -> Result<String, DriverError> {
+        let num = |n: Option<i64>, f: &str| -> Result<String, DriverError> {
             match n {
                 None | Some(-1) => Ok("*".into()),
-                Some(n) => check_device_num(n, "devices.major").map(|()| n.to_string()),
+                Some(n) => check_device_num(n, &at(f)).map(|()| n.to_string()),
             }
         };
         let access = r.access().clone().unwrap_or_else(|| "rwm".into());
         if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
             return Err(invalid(
-                "devices.access",
+                &at("access"),
                 format!("{access:?} is not a subset of \"rwm\""),
             ));
         }
         let line = if typ == 'a' {
             format!("a *:* {access}")
         } else {
-            format!("{typ} {}:{} {access}", num(r.major())?, num(r.minor())?)
+            format!(
+                "{typ} {}:{} {access}",
+                num(r.major(), "major")?,
+                num(r.minor(), "minor")?
+            )
         };
         out.push((r.allow(), line));
     }
@@ -761,7 +763,7 @@ mod tests {
             ),
             (
                 r#"{"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwx"}]}"#,
-                "devices.access",
+                "devices[0].access",
             ),
             (
                 r#"{"unified": {"memory.max": "1"}}"#,

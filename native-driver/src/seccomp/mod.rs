@@ -76,8 +76,13 @@ fn action(
         A::ScmpActKill | A::ScmpActKillThread => SeccompAction::KillThread,
         A::ScmpActKillProcess => SeccompAction::KillProcess,
         A::ScmpActTrace | A::ScmpActNotify => {
+            // The spec's own name for it (SCMP_ACT_NOTIFY), not Rust's.
+            let name = serde_json::to_value(a)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{a:?}"));
             return Err(DriverError::unsupported(
-                format!("{} {a:?}", field(f)),
+                format!("{} {name}", field(f)),
                 crate::NAME,
             ));
         }
