@@ -56,6 +56,9 @@ impl Operator {
 
     /// Parses the config file's text; the error names the JSON path.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim_start().starts_with('[') {
+            return Err("must be a JSON object, not an array".into());
+        }
         let de = &mut serde_json::Deserializer::from_str(text);
         let op: Self = serde_path_to_error::deserialize(de).map_err(crate::error::json_path)?;
         if op.options.is_some() && op.driver.is_none() {
@@ -284,6 +287,12 @@ mod tests {
                 .contains("needs `driver`")
         );
         assert!(Operator::parse("not json").is_err());
+        // Found by a property test of the driver config: serde reads arrays as structs.
+        assert!(
+            Operator::parse(r#"["native"]"#)
+                .unwrap_err()
+                .contains("not an array")
+        );
     }
 
     #[test]

@@ -366,3 +366,45 @@ mod tests {
         assert_eq!(captured.wait_strings(), ("hello".into(), "oops".into()));
     }
 }
+
+/// The spec parser never panics and always names where a problem is.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_parse_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = parse_spec(&bytes) {
+                prop_assert!(e.to_string().starts_with("invalid spec: "), "{e}");
+            }
+        }
+
+        #[test]
+        fn json_with_random_fields_parses_or_names_the_field(
+            fields in prop::collection::btree_map(
+                prop::sample::select(vec!["ociVersion", "process", "root", "hostname", "mounts", "linux", "hooks", "annotations"]),
+                prop_oneof![
+                    Just(serde_json::json!(null)),
+                    Just(serde_json::json!("1.0.2")),
+                    Just(serde_json::json!(5)),
+                    Just(serde_json::json!([])),
+                    Just(serde_json::json!({})),
+                    Just(serde_json::json!({"path": "rootfs"})),
+                    Just(serde_json::json!({"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}})),
+                ],
+                0..8,
+            )
+        ) {
+            let v: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let text = serde_json::Value::Object(v).to_string();
+            if let Err(e) = parse_spec(text.as_bytes()) {
+                let msg = e.to_string();
+                prop_assert!(msg.starts_with("invalid spec: "), "{msg}");
+            }
+        }
+    }
+}

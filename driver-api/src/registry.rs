@@ -56,6 +56,12 @@ impl DriverConfig {
     /// # Errors
     /// [`DriverError::InvalidConfig`] with the JSON path and what is wrong.
     pub fn from_json(json: &str) -> Result<Self> {
+        // serde would take a JSON array as the fields in order; a config is an object.
+        if json.trim_start().starts_with('[') {
+            return Err(DriverError::InvalidConfig {
+                reason: "must be a JSON object, not an array".into(),
+            });
+        }
         let de = &mut serde_json::Deserializer::from_str(json);
         let cfg: Self = serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
@@ -193,6 +199,13 @@ impl fmt::Debug for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_array_is_not_a_config() {
+        // Found by `any_json_is_a_config_or_names_what_is_wrong`: ["a"] was {"driver": "a"}.
+        let e = DriverConfig::from_json(r#"["native"]"#).unwrap_err();
+        assert!(e.to_string().contains("not an array"), "{e}");
+    }
     use crate::{Capabilities, Command, ContainerId, ExitStatus, Hooks, Info, Pipes, Signal};
 
     struct Nop(String);
@@ -334,5 +347,65 @@ mod tests {
         std::fs::write(&bad, "{\"driver\": 1}").unwrap();
         let err = DriverConfig::from_file(&bad).unwrap_err().to_string();
         assert!(err.contains("bad.json: driver: invalid type"), "{err}");
+    }
+}
+
+/// Config parsing never panics: any text is a config or an `InvalidConfig` error.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "\\PC{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["driver", "options", "root", "x"]),
+                    inner,
+                    0..3
+                )
+                .prop_map(|m| serde_json::Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_config_or_an_invalid_config(text in "\\PC{0,64}") {
+            match DriverConfig::from_json(&text) {
+                Ok(_) => {}
+                Err(DriverError::InvalidConfig { reason }) => prop_assert!(!reason.is_empty()),
+                Err(other) => prop_assert!(false, "unexpected error kind: {other}"),
+            }
+        }
+
+        #[test]
+        fn any_json_is_a_config_or_names_what_is_wrong(v in json()) {
+            match DriverConfig::from_json(&v.to_string()) {
+                Ok(cfg) => {
+                    prop_assert_eq!(Some(cfg.driver.as_str()), v["driver"].as_str());
+                }
+                Err(DriverError::InvalidConfig { reason }) => prop_assert!(!reason.is_empty()),
+                Err(other) => prop_assert!(false, "unexpected error kind: {other}"),
+            }
+        }
+
+        #[test]
+        fn registry_create_never_panics(v in json()) {
+            let r = Registry::new();
+            if let Ok(cfg) = DriverConfig::from_json(&v.to_string()) {
+                prop_assert!(r.create(&cfg).is_err(), "an empty registry creates nothing");
+            }
+        }
     }
 }

@@ -473,3 +473,339 @@ mod tests {
         );
     }
 }
+
+/// Spec validation never panics: any spec the parser accepts, however edited, either plans or
+/// is refused with an error that names where the problem is.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn base() -> Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["sh"],
+                "env": ["PATH=/bin"], "cwd": "/",
+                "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "h",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=1777"]}
+            ],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "network"}],
+                "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]}
+            }
+        })
+    }
+
+    /// Where edits land: the fields validation looks at.
+    const PATHS: &[&str] = &[
+        "/process/args",
+        "/process/args/0",
+        "/process/cwd",
+        "/process/env",
+        "/process/env/0",
+        "/process/user/uid",
+        "/process/user/gid",
+        "/process/user/additionalGids",
+        "/process/rlimits",
+        "/process/rlimits/0/soft",
+        "/process/rlimits/0/hard",
+        "/process/capabilities/effective",
+        "/process/capabilities/ambient",
+        "/process/oomScoreAdj",
+        "/process/consoleSize",
+        "/process/terminal",
+        "/process/umask",
+        "/root/path",
+        "/root/readonly",
+        "/hostname",
+        "/domainname",
+        "/mounts/0/destination",
+        "/mounts/1/destination",
+        "/mounts/1/type",
+        "/mounts/1/options",
+        "/mounts/1/source",
+        "/linux/namespaces",
+        "/linux/namespaces/0/type",
+        "/linux/namespaces/3/path",
+        "/linux/uidMappings",
+        "/linux/gidMappings",
+        "/linux/maskedPaths",
+        "/linux/readonlyPaths",
+        "/linux/sysctl",
+        "/linux/devices",
+        "/linux/cgroupsPath",
+        "/linux/seccomp",
+        "/linux/resources/devices/0/access",
+        "/linux/rootfsPropagation",
+        "/hooks/prestart",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (0u64..70_000).prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            prop::sample::select(vec![
+                "/",
+                "/..",
+                "../x",
+                "/proc",
+                "/a/../../b",
+                "rel",
+                "",
+                "pid",
+                "mount",
+                "user",
+                "tmpfs",
+                "bind",
+                "CAP_SYS_ADMIN",
+                "RLIMIT_NOFILE",
+                "/proc/self/ns/net",
+                "net.ipv4.ip_forward",
+                "\u{0}",
+            ])
+            .prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "type",
+                        "path",
+                        "destination",
+                        "source",
+                        "options",
+                        "containerID",
+                        "hostID",
+                        "size",
+                        "soft",
+                        "hard",
+                        "allow",
+                        "access",
+                        "defaultAction",
+                    ]),
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,10}",
+            prop::sample::select(vec![
+                "/",
+                "/..",
+                "../x",
+                "/proc",
+                "/a/../../b",
+                "rel",
+                "",
+                "/tmp",
+                "/dev/null",
+                "net.ipv4.ip_forward",
+                "kernel.shmmax",
+                "vm.swappiness",
+                "a=b",
+                "\u{0}",
+                "rprivate",
+                "shared",
+                "SCMP_ACT_ERRNO",
+                "SCMP_ACT_ALLOW",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn num() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            -2i64..70_000,
+            Just(i64::from(u32::MAX)),
+            Just(i64::from(u32::MAX) + 1),
+            Just(i64::MAX),
+            Just(i64::MIN),
+        ]
+    }
+
+    /// A value shaped like what `path` holds (so that most edits pass the parser and reach
+    /// validation), or now and then anything at all.
+    fn value_for(path: &'static str) -> BoxedStrategy<Value> {
+        let s = || text().prop_map(Value::from);
+        let n = || num().prop_map(Value::from);
+        let strs = || prop::collection::vec(text(), 0..4).prop_map(|v| json!(v));
+        let typed: BoxedStrategy<Value> = match path {
+            "/process/args" | "/process/env" | "/process/capabilities/effective"
+            | "/process/capabilities/ambient" | "/mounts/1/options" | "/linux/maskedPaths"
+            | "/linux/readonlyPaths" => prop_oneof![
+                strs(),
+                prop::collection::vec(
+                    prop::sample::select(vec!["CAP_KILL", "CAP_SYS_ADMIN", "CAP_CHOWN"]),
+                    0..3
+                )
+                .prop_map(|v| json!(v))
+            ]
+            .boxed(),
+            "/process/user/additionalGids" => {
+                prop::collection::vec(0u32..70_000, 0..5).prop_map(|v| json!(v)).boxed()
+            }
+            "/process/rlimits" => prop::collection::vec(
+                (
+                    prop::sample::select(vec!["RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_AS"]),
+                    0u64..(1 << 40),
+                    0u64..(1 << 40),
+                ),
+                0..3,
+            )
+            .prop_map(|v| json!(v.into_iter().map(|(t, a, b)| json!({"type": t, "soft": a, "hard": b})).collect::<Vec<_>>()))
+            .boxed(),
+            "/process/user/uid" | "/process/user/gid" | "/process/rlimits/0/soft"
+            | "/process/rlimits/0/hard" | "/process/umask" => (0u32..=u32::MAX).prop_map(Value::from).boxed(),
+            "/process/oomScoreAdj" => n().boxed(),
+            "/process/consoleSize" => (0u32..500, 0u32..500)
+                .prop_map(|(h, w)| json!({"height": h, "width": w}))
+                .boxed(),
+            "/process/terminal" | "/root/readonly" => any::<bool>().prop_map(Value::from).boxed(),
+            "/linux/namespaces" => prop::collection::vec(
+                (
+                    prop::sample::select(vec!["pid", "mount", "uts", "ipc", "network", "user", "cgroup", "time"]),
+                    prop::option::of(prop::sample::select(vec!["/proc/self/ns/net", "/nonexistent", "/etc/hostname"])),
+                ),
+                0..6,
+            )
+            .prop_map(|v| json!(v.into_iter().map(|(t, p)| match p {
+                Some(p) => json!({"type": t, "path": p}),
+                None => json!({"type": t}),
+            }).collect::<Vec<_>>()))
+            .boxed(),
+            "/linux/namespaces/0/type" => prop::sample::select(vec!["pid", "mount", "uts", "ipc", "network", "user", "cgroup", "time"])
+                .prop_map(Value::from)
+                .boxed(),
+            "/linux/uidMappings" | "/linux/gidMappings" => prop::collection::vec(
+                (0u32..=u32::MAX, 0u32..=u32::MAX, 0u32..=u32::MAX),
+                0..3,
+            )
+            .prop_map(|v| json!(v.into_iter().map(|(c, h, z)| json!({"containerID": c, "hostID": h, "size": z})).collect::<Vec<_>>()))
+            .boxed(),
+            "/linux/sysctl" => prop::collection::btree_map(text(), text(), 0..3)
+                .prop_map(|m| json!(m))
+                .boxed(),
+            "/linux/devices" => prop::collection::vec(
+                (text(), prop::sample::select(vec!["c", "b", "u", "p"]), n(), n()),
+                0..3,
+            )
+            .prop_map(|v| json!(v.into_iter().map(|(p, t, a, b)| json!({"path": p, "type": t, "major": a, "minor": b})).collect::<Vec<_>>()))
+            .boxed(),
+            "/linux/seccomp" => (
+                prop::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"]),
+                prop::collection::vec(
+                    (
+                        prop::collection::vec(prop::sample::select(vec!["mkdir", "read", "nope_syscall", "clone"]), 0..3),
+                        prop::sample::select(vec!["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_NOTIFY"]),
+                    ),
+                    0..3,
+                ),
+            )
+            .prop_map(|(d, rules)| json!({"defaultAction": d, "syscalls": rules.into_iter().map(|(n, a)| json!({"names": n, "action": a})).collect::<Vec<_>>()}))
+            .boxed(),
+            "/linux/resources/devices/0/access" => "[rwmxz]{0,4}".prop_map(Value::from).boxed(),
+            "/hooks/prestart" => prop::collection::vec(text(), 0..2)
+                .prop_map(|v| json!(v.into_iter().map(|p| json!({"path": p})).collect::<Vec<_>>()))
+                .boxed(),
+            _ => s().boxed(),
+        };
+        prop_oneof![8 => typed, 1 => value()].boxed()
+    }
+
+    fn edit(v: &mut Value, path: &str, new: Value) {
+        let mut cur = v;
+        let parts: Vec<&str> = path.split('/').skip(1).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let next = match cur {
+                Value::Object(o) => {
+                    if last {
+                        o.insert((*part).to_owned(), new);
+                        return;
+                    }
+                    o.entry((*part).to_owned()).or_insert(json!({}))
+                }
+                Value::Array(a) => match part.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    Some(x) if last => {
+                        *x = new;
+                        return;
+                    }
+                    Some(x) => x,
+                    None => return,
+                },
+                _ => return,
+            };
+            cur = next;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn edited_specs_plan_or_fail_with_a_named_field(
+            edits in prop::collection::vec(
+                prop::sample::select(PATHS).prop_flat_map(|p| (Just(p), value_for(p))),
+                1..4,
+            )
+        ) {
+            let mut v = base();
+            for (path, new) in edits {
+                edit(&mut v, path, new);
+            }
+            let Ok(spec) = execdriver_api::parse_spec(v.to_string().as_bytes()) else {
+                // The parser's own errors are covered in execdriver-api.
+                return Ok(());
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let rootfs = dir.path().join("rootfs");
+            std::fs::create_dir(&rootfs).unwrap();
+            let id = execdriver_api::ContainerId::new("p").unwrap();
+            let cmd = Command::new(id, dir.path(), spec).unwrap();
+            let r = Plan::build(&PlanInputs {
+                command: &cmd,
+                rootfs: &rootfs,
+                cgroup_dirs: &[],
+                last_cap: 40,
+            });
+            if let Err(e) = r {
+                let msg = e.to_string();
+                prop_assert!(
+                    msg.starts_with("invalid spec: ") || msg.contains("not supported"),
+                    "unexpected kind of error: {msg}"
+                );
+                // It names a field of the spec.
+                prop_assert!(
+                    ["process", "root", "hostname", "domainname", "mounts", "linux", "hooks"]
+                        .iter()
+                        .any(|f| msg.contains(f)),
+                    "no field named: {msg}"
+                );
+            }
+        }
+    }
+}
