@@ -77,7 +77,7 @@ impl Ctx {
         let registry = execdriver::default_registry();
         // An unknown name fails here, listing the drivers there are.
         registry.factory(&cfg.driver)?;
-        select::place_native_root(&mut cfg, self.root(), self.root_flag)?;
+        select::cli_defaults(&mut cfg, self.root(), self.root_flag)?;
         Ok(cfg)
     }
 

@@ -175,6 +175,9 @@ pub fn serve(
             Ok(())
         }
     });
+    // The runner closes its end of this pipe when the run is over, which wakes the loop below.
+    let (done_rx, done_tx) =
+        std::io::pipe().map_err(|e| DriverError::io("pipe for the host thread", e))?;
     let runner = {
         let driver = driver.clone();
         let shared = shared.clone();
@@ -183,6 +186,7 @@ pub fn serve(
         std::thread::Builder::new()
             .name("execdriver-host-run".into())
             .spawn(move || {
+                let _done = done_tx;
                 let r = driver.run(&cmd, pipes, &hooks);
                 let mut g = shared.lock();
                 g.status = Some(Status::Stopped);
@@ -211,19 +215,20 @@ pub fn serve(
             .map_err(|e| DriverError::io("spawn the host thread", e))?
     };
     // Serve until the run is over.
-    while !runner.is_finished() {
-        let readable = rustix::event::poll(
-            &mut [rustix::event::PollFd::new(
-                &listener,
-                rustix::event::PollFlags::IN,
-            )],
-            Some(&rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 50_000_000,
-            }),
-        )
-        .unwrap_or(0);
-        if readable == 0 {
+    loop {
+        let mut fds = [
+            rustix::event::PollFd::new(&listener, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::new(&done_rx, rustix::event::PollFlags::IN),
+        ];
+        if rustix::event::poll(&mut fds, None).is_err() {
+            // EINTR: look again.
+            continue;
+        }
+        let (request, done) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+        if done {
+            break;
+        }
+        if !request {
             continue;
         }
         if let Ok((stream, _)) = listener.accept() {

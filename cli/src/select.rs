@@ -127,6 +127,40 @@ pub fn choose(
     ))
 }
 
+/// How many wasm instances the CLI's driver makes room for, unless the operator says: one
+/// container and its exec'd instances (a pool of 1000, the library's default, costs a
+/// one-shot process milliseconds to set up and tear down).
+pub const CLI_WASM_INSTANCES: u32 = 32;
+
+/// The CLI's defaults on top of the operator's options: the native driver's state under
+/// `<root>/native` (see [`place_native_root`]); for wasm, a small instance pool and a
+/// compiled-module cache under `<root>/wasm-cache`, so that a module is compiled once, not at
+/// every `execdriver run`.
+pub fn cli_defaults(
+    cfg: &mut DriverConfig,
+    root: &Path,
+    root_flag: bool,
+) -> Result<(), DriverError> {
+    place_native_root(cfg, root, root_flag)?;
+    if cfg.driver != "wasm" {
+        return Ok(());
+    }
+    if cfg.options.is_null() {
+        cfg.options = serde_json::json!({});
+    }
+    let Some(map) = cfg.options.as_object_mut() else {
+        return Err(DriverError::InvalidOptions {
+            driver: "wasm".into(),
+            reason: "options: must be an object".into(),
+        });
+    };
+    map.entry("max_instances")
+        .or_insert_with(|| serde_json::json!(CLI_WASM_INSTANCES));
+    map.entry("cache_dir")
+        .or_insert_with(|| serde_json::json!(root.join("wasm-cache")));
+    Ok(())
+}
+
 /// Sets the `root` option of the native driver to `<root>/native` unless the operator set one
 /// (and `--root` was not given).
 pub fn place_native_root(
@@ -321,5 +355,29 @@ mod tests {
         let mut cfg = DriverConfig::new("wasm");
         place_native_root(&mut cfg, Path::new("/r"), true).unwrap();
         assert_eq!(cfg.options, serde_json::Value::Null);
+    }
+
+    #[test]
+    fn the_cli_gives_wasm_a_small_pool_and_a_cache_unless_the_operator_said() {
+        let mut cfg = DriverConfig::new("wasm");
+        cli_defaults(&mut cfg, Path::new("/r"), false).unwrap();
+        assert_eq!(
+            cfg.options,
+            serde_json::json!({"max_instances": CLI_WASM_INSTANCES, "cache_dir": "/r/wasm-cache"})
+        );
+        let mut cfg = DriverConfig {
+            driver: "wasm".into(),
+            options: serde_json::json!({"max_instances": 500, "cache_dir": null}),
+        };
+        cli_defaults(&mut cfg, Path::new("/r"), true).unwrap();
+        assert_eq!(
+            cfg.options,
+            serde_json::json!({"max_instances": 500, "cache_dir": null})
+        );
+        let mut cfg = DriverConfig {
+            driver: "wasm".into(),
+            options: serde_json::json!(3),
+        };
+        assert!(cli_defaults(&mut cfg, Path::new("/r"), false).is_err());
     }
 }
