@@ -13,6 +13,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use execdriver_api::{ContainerId, OomNotifier};
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
@@ -45,7 +46,14 @@ struct Shared {
     next: AtomicU64,
     stop: EventFd,
     fs: Arc<dyn CgroupFs>,
+    /// v1 containers notified of an OOM whose kill the counter does not show yet (the
+    /// eventfd fires when the cgroup runs out, a moment before the victim dies): re-read
+    /// every 100 µs until it does, or for [`RECHECK_FOR`].
+    pending: Mutex<HashMap<u64, Instant>>,
 }
+
+/// How long a v1 OOM notification is followed by re-reads of the kill counter.
+const RECHECK_FOR: Duration = Duration::from_millis(200);
 
 /// The watcher of one driver. The thread starts with the first container.
 pub(crate) struct OomWatcher {
@@ -103,6 +111,7 @@ impl OomWatcher {
                     by_wd: Mutex::new(HashMap::new()),
                     next: AtomicU64::new(2),
                     stop,
+                    pending: Mutex::new(HashMap::new()),
                     fs: self.fs.clone(),
                 });
                 let worker = shared.clone();
@@ -195,7 +204,18 @@ impl Shared {
         let mut events = [EpollEvent::empty(); 64];
         let mut buf = [0u8; 4096];
         loop {
-            let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+            // With a notification pending, look every 100 µs (epoll's finest timeout is 1 ms).
+            let rechecking = !lock(&self.pending).is_empty();
+            let timeout = if rechecking {
+                EpollTimeout::ZERO
+            } else {
+                EpollTimeout::NONE
+            };
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(0) if rechecking => {
+                    std::thread::sleep(Duration::from_micros(100));
+                    0
+                }
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -222,6 +242,26 @@ impl Shared {
                     token => self.sync(token, true),
                 }
             }
+            self.recheck();
+        }
+    }
+
+    /// Re-reads the counters of the pending v1 notifications.
+    fn recheck(&self) {
+        let now = Instant::now();
+        let tokens: Vec<(u64, Instant)> =
+            lock(&self.pending).iter().map(|(t, d)| (*t, *d)).collect();
+        for (token, deadline) in tokens {
+            let done = {
+                let entries = lock(&self.entries);
+                match entries.get(&token) {
+                    None => true,
+                    Some(e) => deliver(e, &*self.fs, 0) > 0 || now >= deadline,
+                }
+            };
+            if done {
+                lock(&self.pending).remove(&token);
+            }
         }
     }
 
@@ -235,12 +275,17 @@ impl Shared {
             // The count of notifications since the last read.
             signalled = efd.read().unwrap_or(0);
         }
-        deliver(e, &*self.fs, signalled);
+        let new = deliver(e, &*self.fs, signalled);
+        if signalled > 0 && new == 0 {
+            lock(&self.pending).insert(token, Instant::now() + RECHECK_FOR);
+        }
     }
 }
 
-fn deliver(e: &Entry, fs: &dyn CgroupFs, signalled: u64) {
+/// Delivers what the counter shows beyond what was delivered; returns how many that was.
+fn deliver(e: &Entry, fs: &dyn CgroupFs, signalled: u64) -> u64 {
     let mut delivered = lock(&e.delivered);
+    let before = *delivered;
     match stats::oom_kills(&e.cgroup, fs) {
         Some(count) => {
             while *delivered < count {
@@ -256,6 +301,7 @@ fn deliver(e: &Entry, fs: &dyn CgroupFs, signalled: u64) {
             }
         }
     }
+    *delivered - before
 }
 
 impl Watch {
@@ -263,7 +309,7 @@ impl Watch {
     /// began.
     pub fn sync(&self) -> u64 {
         if let Some(e) = lock(&self.shared.entries).get(&self.token) {
-            deliver(e, &*self.shared.fs, 0);
+            let _ = deliver(e, &*self.shared.fs, 0);
         }
         lock(&self.delivered).saturating_sub(self.baseline)
     }
@@ -271,6 +317,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        lock(&self.shared.pending).remove(&self.token);
         let Some(e) = lock(&self.shared.entries).remove(&self.token) else {
             return;
         };
@@ -291,6 +338,53 @@ mod tests {
     use super::*;
     use crate::cgroups::CgroupDir;
     use crate::cgroups::fs::fake::FakeFs;
+
+    /// v1: the eventfd fires when the cgroup runs out of memory, a moment before the kernel
+    /// kills the victim and counts it. The kill is delivered as soon as the counter shows it,
+    /// not only at the final sync (found by the OOM-latency benchmark).
+    #[test]
+    fn v1_a_kill_counted_after_the_notification_is_still_delivered_live() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("memory").join("c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let control = dir.join("memory.oom_control");
+        std::fs::write(&control, "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n").unwrap();
+        std::fs::write(dir.join("cgroup.event_control"), "").unwrap();
+        let cg = Cgroup {
+            v2: false,
+            dirs: vec![CgroupDir {
+                name: "memory".into(),
+                controllers: vec!["memory".into()],
+                path: dir.clone(),
+                stop: tmp.path().join("memory"),
+            }],
+        };
+        let watcher = OomWatcher::new(Arc::new(FakeFs::default()));
+        let notifier = OomNotifier::new();
+        let rx = notifier.subscribe();
+        let id = ContainerId::new("v1").unwrap();
+        let watch = watcher.watch(&id, &cg, &notifier).unwrap();
+        // The kernel's notification (as cgroup.event_control would arrange) ...
+        {
+            let entries = lock(&watch.shared.entries);
+            let (efd, _) = entries[&watch.token].eventfd.as_ref().unwrap();
+            efd.write(1).unwrap();
+        }
+        // ... then, a little later, the kill is counted.
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing to deliver before the count rises"
+        );
+        std::fs::write(&control, "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n").unwrap();
+        let ev = rx
+            .recv_timeout(Duration::from_secs(2))
+            .expect("delivered live");
+        assert_eq!(ev.count, 1);
+        assert_eq!(watch.sync(), 1);
+        drop(watch);
+        drop(watcher);
+    }
 
     /// The v2 path on any host: inotify works on the fixture's memory.events file.
     #[test]
