@@ -28,6 +28,8 @@ struct Args {
     only: Option<Vec<String>>,
     execdriver: Option<PathBuf>,
     inner: bool,
+    /// `--repeat WHAT N`: only run one in-library operation N times (to profile it).
+    repeat: Option<(String, usize)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         only: None,
         execdriver: None,
         inner: false,
+        repeat: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,9 +59,20 @@ fn parse_args() -> Result<Args, String> {
             "--execdriver" => {
                 a.execdriver = Some(it.next().ok_or("--execdriver needs a path")?.into())
             }
+            "--repeat" => {
+                let what = it
+                    .next()
+                    .ok_or("--repeat needs native-run|wasm-warm and a count")?;
+                let n = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or("--repeat needs a count")?;
+                a.repeat = Some((what, n));
+            }
             "-h" | "--help" => {
                 println!(
-                    "execdriver-bench [--smoke] [--out DIR] [--only lifecycle,throughput,running,oom,wasm,memory] [--execdriver PATH]"
+                    "execdriver-bench [--smoke] [--out DIR] [--only lifecycle,throughput,running,oom,wasm,memory] [--execdriver PATH]\n\
+                     execdriver-bench --repeat native-run|wasm-warm N   (one in-library operation N times, for perf)"
                 );
                 std::process::exit(0);
             }
@@ -181,6 +195,12 @@ fn run(args: &Args, root: bool) -> Result<bool, String> {
         rootfs,
         native,
     };
+    if let Some((what, n)) = &args.repeat {
+        let t = std::time::Instant::now();
+        scenarios::repeat(&ctx, what, *n)?;
+        eprintln!("{what} x{n}: {:?} each", t.elapsed() / (*n).max(1) as u32);
+        return Ok(true);
+    }
     let wanted = |name: &str| {
         args.only
             .as_ref()
