@@ -1090,6 +1090,11 @@ fn every_bad_input_is_a_clear_error_and_leaves_nothing() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(states.is_empty(), "CLI native state left: {states:?}");
+    // The shared parent cgroup goes with the last driver: the CLI's (each process drops its
+    // own) and the library's, dropped here.
+    drop(native);
+    let parents = snapshot(&state).parents;
+    assert!(parents.is_empty(), "parent cgroups left: {parents:?}");
     eprintln!(
         "bad input: {} cases, library and CLI, all clear errors",
         cases.len()

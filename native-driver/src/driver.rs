@@ -1,9 +1,10 @@
 //! The `native` driver: [`Driver`] over namespaces, cgroups and on-disk state.
 
+use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
@@ -34,6 +35,17 @@ pub struct NativeDriver {
     last_cap: OnceLock<u32>,
     dev_null: OnceLock<std::result::Result<OwnedFd, String>>,
     oom: OomWatcher,
+    /// Marked ancestors of removed container cgroups (the shared parent), kept while the
+    /// driver lives so that the next container does not create them again; removed, where
+    /// empty, when the driver is dropped.
+    kept_parents: Mutex<BTreeSet<PathBuf>>,
+}
+
+impl Drop for NativeDriver {
+    fn drop(&mut self) {
+        let kept = std::mem::take(&mut *lock(&self.kept_parents));
+        crate::cgroups::remove_kept(&*self.fs, &kept);
+    }
 }
 
 impl std::fmt::Debug for NativeDriver {
@@ -82,6 +94,7 @@ impl NativeDriver {
             layout: OnceLock::new(),
             last_cap: OnceLock::new(),
             dev_null: OnceLock::new(),
+            kept_parents: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -180,6 +193,11 @@ impl NativeDriver {
     }
 }
 
+/// A lock that a panicking holder did not poison for good: the data (a set of paths) stays valid.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn owned(fd: RawFd) -> OwnedFd {
     sys::own_fd(fd)
 }
@@ -210,7 +228,11 @@ impl Launch<'_> {
         }
         if let Some(cg) = self.cgroup.take() {
             let fs = &*self.driver.fs;
-            if let Err(e) = cg.kill_all(fs).and_then(|()| cg.remove(fs)) {
+            let mut kept = lock(&self.driver.kept_parents);
+            if let Err(e) = cg
+                .kill_all(fs)
+                .and_then(|()| cg.remove(fs, Some(&mut kept)))
+            {
                 tracing::error!(id = %self.id, err = %e, "failed to remove the container's cgroup");
             }
         }
@@ -451,7 +473,7 @@ impl Driver for NativeDriver {
                 .kill_all(&*self.fs)
                 .map_err(|e| cgroup_error(id, e))?;
             st.cgroup
-                .remove(&*self.fs)
+                .remove(&*self.fs, Some(&mut lock(&self.kept_parents)))
                 .map_err(|e| cgroup_error(id, e))?;
         }
         self.state.remove(id)

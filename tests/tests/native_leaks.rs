@@ -70,4 +70,18 @@ fn nothing_is_left_behind() {
     if let Err(leaks) = settle(&before, &root) {
         panic!("left behind: {leaks:#?}");
     }
+    // The shared parent cgroup stays while the driver lives (the next container reuses it)
+    // and goes with the driver.
+    assert!(
+        !before.parents.is_empty(),
+        "no kept parent cgroup: {:?}",
+        before.cgroups
+    );
+    drop(d);
+    let after = snapshot(&root);
+    assert!(
+        after.parents.is_empty(),
+        "parent cgroups left after the driver was dropped: {:?}",
+        after.parents
+    );
 }

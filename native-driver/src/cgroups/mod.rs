@@ -8,6 +8,8 @@
 //!
 //! Directories the driver creates carry a `trusted.execdriver` mark; removal deletes the
 //! container's leaf and then any now-empty marked ancestor, and never a cgroup it did not make.
+//! A live driver keeps the marked ancestors (the shared parent) instead, so that the next
+//! container does not create them again, and removes them when it is dropped.
 
 pub(crate) mod devices_bpf;
 pub(crate) mod fs;
@@ -15,6 +17,7 @@ pub(crate) mod layout;
 pub(crate) mod resources;
 pub(crate) mod stats;
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -214,7 +217,7 @@ impl Cgroup {
         for (i, d) in self.dirs.iter().enumerate() {
             if let Err(e) = create_dir(fs, d) {
                 for done in &self.dirs[..i] {
-                    let _ = remove_dir(fs, done);
+                    let _ = remove_dir(fs, done, None);
                 }
                 return Err(e);
             }
@@ -309,11 +312,16 @@ impl Cgroup {
     }
 
     /// Removes every directory and the marked ancestors that became empty. Missing directories
-    /// are fine (idempotent).
-    pub fn remove(&self, fs: &dyn CgroupFs) -> Result<()> {
+    /// are fine (idempotent). With `keep`, the marked ancestors stay and are added to it (see
+    /// [`remove_kept`]).
+    pub fn remove(
+        &self,
+        fs: &dyn CgroupFs,
+        mut keep: Option<&mut BTreeSet<PathBuf>>,
+    ) -> Result<()> {
         let mut first = None;
         for d in &self.dirs {
-            if let Err(e) = remove_dir(fs, d) {
+            if let Err(e) = remove_dir(fs, d, keep.as_deref_mut()) {
                 first.get_or_insert(e);
             }
         }
@@ -652,7 +660,23 @@ fn copy_cpuset(fs: &dyn CgroupFs, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn remove_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
+/// Removes the ancestors a driver kept, deepest first, where they are still marked and empty;
+/// one still in use (by another driver's container) stays.
+pub(crate) fn remove_kept(fs: &dyn CgroupFs, kept: &BTreeSet<PathBuf>) {
+    let mut dirs: Vec<&PathBuf> = kept.iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        if fs.is_marked(d) {
+            let _ = fs.rmdir(d);
+        }
+    }
+}
+
+fn remove_dir(
+    fs: &dyn CgroupFs,
+    d: &CgroupDir,
+    mut keep: Option<&mut BTreeSet<PathBuf>>,
+) -> Result<()> {
     // The leaf: retry while the last processes are being reaped.
     let mut tries = 0;
     loop {
@@ -677,7 +701,9 @@ fn remove_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
         if dir == d.stop || !dir.starts_with(&d.stop) || !fs.is_marked(dir) {
             break;
         }
-        if fs.rmdir(dir).is_err() {
+        if let Some(kept) = keep.as_deref_mut() {
+            kept.insert(dir.to_path_buf());
+        } else if fs.rmdir(dir).is_err() {
             break;
         }
         cur = dir.parent();
@@ -770,11 +796,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(tmp.path().join("cpuset/execdriver/c1/cgroup.procs"), "").unwrap();
-        cg.remove(&fs).unwrap();
+        cg.remove(&fs, None).unwrap();
         // The marked parent went too, the engine's own cgroup stayed.
         assert!(!tmp.path().join("memory/engine/execdriver").exists());
         assert!(tmp.path().join("memory/engine").exists());
-        cg.remove(&fs).unwrap();
+        cg.remove(&fs, None).unwrap();
     }
 
     #[test]
@@ -788,7 +814,7 @@ mod tests {
         cg.create(&fs).unwrap();
         std::fs::remove_file(tmp.path().join("pids/execdriver/k/cgroup.procs")).unwrap();
         cg.kill_all(&fs).unwrap();
-        cg.remove(&fs).unwrap();
+        cg.remove(&fs, None).unwrap();
         cg.kill_all(&fs).unwrap();
     }
 
@@ -801,18 +827,58 @@ mod tests {
         let b = Cgroup::plan(&layout, &Placement::new("execdriver", None, "b").unwrap()).unwrap();
         a.create(&fs).unwrap();
         b.create(&fs).unwrap();
-        a.remove(&fs).unwrap();
+        a.remove(&fs, None).unwrap();
         assert!(tmp.path().join("pids/execdriver/b").exists());
-        b.remove(&fs).unwrap();
+        b.remove(&fs, None).unwrap();
         assert!(!tmp.path().join("pids/execdriver").exists());
 
         // An operator-made parent (no mark) survives.
         std::fs::create_dir_all(tmp.path().join("pids/ops")).unwrap();
         let c = Cgroup::plan(&layout, &Placement::new("ops", None, "c").unwrap()).unwrap();
         c.create(&fs).unwrap();
-        c.remove(&fs).unwrap();
+        c.remove(&fs, None).unwrap();
         assert!(tmp.path().join("pids/ops").exists());
         assert!(!tmp.path().join("pids/ops/c").exists());
+    }
+
+    #[test]
+    fn a_kept_parent_outlives_its_containers_until_remove_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = v1(tmp.path());
+        let fs = FakeFs::default();
+        let mut kept = BTreeSet::new();
+        let a = Cgroup::plan(&layout, &Placement::new("ed/nest", None, "a").unwrap()).unwrap();
+        a.create(&fs).unwrap();
+        a.remove(&fs, Some(&mut kept)).unwrap();
+        assert!(!tmp.path().join("pids/ed/nest/a").exists());
+        assert!(tmp.path().join("pids/ed/nest").exists());
+        // Both marked levels of every hierarchy are kept.
+        assert_eq!(kept.len(), 2 * layout_hierarchies(&layout));
+        // Another container of another driver sits in the parent: it survives remove_kept.
+        let b = Cgroup::plan(&layout, &Placement::new("ed/nest", None, "b").unwrap()).unwrap();
+        b.create(&fs).unwrap();
+        remove_kept(&fs, &kept);
+        assert!(tmp.path().join("pids/ed/nest/b").exists());
+        b.remove(&fs, None).unwrap();
+        assert!(!tmp.path().join("pids/ed").exists());
+
+        // Once empty, remove_kept removes them, deepest first; an unmarked one stays.
+        std::fs::create_dir_all(tmp.path().join("pids/ops")).unwrap();
+        let mut kept = BTreeSet::new();
+        let c = Cgroup::plan(&layout, &Placement::new("ops/x", None, "c").unwrap()).unwrap();
+        c.create(&fs).unwrap();
+        c.remove(&fs, Some(&mut kept)).unwrap();
+        assert!(tmp.path().join("pids/ops/x").exists());
+        remove_kept(&fs, &kept);
+        assert!(!tmp.path().join("pids/ops/x").exists());
+        assert!(tmp.path().join("pids/ops").exists());
+    }
+
+    fn layout_hierarchies(layout: &Layout) -> usize {
+        Cgroup::plan(layout, &Placement::new("p", None, "q").unwrap())
+            .unwrap()
+            .dirs
+            .len()
     }
 
     #[test]
@@ -1009,7 +1075,7 @@ mod tests {
         assert_eq!(cg.mount_dirs(), [(String::new(), cg.dirs[0].path.clone())]);
         let fs = FakeFs::default();
         cg.create(&fs).unwrap();
-        cg.remove(&fs).unwrap();
+        cg.remove(&fs, None).unwrap();
         assert!(!tmp.path().join("user.slice/engine/execdriver").exists());
     }
 }
