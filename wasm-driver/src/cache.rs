@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use execdriver_api::DriverError;
 use wasmtime::component::Component;
@@ -60,6 +61,7 @@ pub(crate) struct ModuleCache {
     by_meta: Mutex<HashMap<MetaKey, Hash>>,
     by_hash: Mutex<HashMap<Hash, Arc<Compiled>>>,
     disk_dir: Option<PathBuf>,
+    disk_max_bytes: u64,
     disk: OnceLock<Option<DiskCache>>,
     memory_hits: AtomicU64,
     disk_hits: AtomicU64,
@@ -127,8 +129,11 @@ pub(crate) fn detect<'a>(
 }
 
 impl ModuleCache {
-    pub fn new(disk_dir: Option<PathBuf>) -> Self {
+    /// A cache; with `disk_dir`, precompiled modules are also kept there, at most
+    /// `disk_max_bytes` of them (least recently used go first).
+    pub fn new(disk_dir: Option<PathBuf>, disk_max_bytes: u64) -> Self {
         Self {
+            disk_max_bytes,
             by_meta: Mutex::new(HashMap::new()),
             by_hash: Mutex::new(HashMap::new()),
             disk_dir,
@@ -188,7 +193,7 @@ impl ModuleCache {
         let disk = self.disk.get_or_init(|| {
             self.disk_dir
                 .as_deref()
-                .and_then(|d| DiskCache::open(d, rt))
+                .and_then(|d| DiskCache::open(d, rt, self.disk_max_bytes))
         });
         let compiled = match disk.as_ref().and_then(|d| d.load(rt, &hash, kind)) {
             Some(c) => {
@@ -271,6 +276,56 @@ fn link(rt: &Runtime, u: Unlinked, shown: &str) -> Result<Compiled, DriverError>
 struct DiskCache {
     dir: PathBuf,
     engine: String,
+    max_bytes: u64,
+}
+
+/// A temporary file of a writer that died mid-write is removed after this long (a live writer
+/// renames its file within moments).
+const ABANDONED_TMP: Duration = Duration::from_secs(600);
+
+/// Keeps the artifacts (`*.cwasm`) in `dir` at or under `max_bytes` in total, removing the
+/// least recently used first (oldest modification time: a load refreshes it), and removes
+/// abandoned temporary files. Other files are left alone. Returns the bytes kept.
+fn prune(dir: &Path, max_bytes: u64) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut artifacts = Vec::new();
+    let mut total = 0u64;
+    for e in entries.flatten() {
+        // Not following symlinks: only regular files count and are removed.
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let ext = name.rsplit('.').next().unwrap_or_default();
+        if ext.starts_with("tmp") && ext[3..].bytes().all(|b| b.is_ascii_digit()) {
+            if now
+                .duration_since(mtime)
+                .is_ok_and(|age| age > ABANDONED_TMP)
+            {
+                let _ = fs::remove_file(e.path());
+            }
+        } else if ext == "cwasm" {
+            total += meta.len();
+            artifacts.push((mtime, meta.len(), e.path()));
+        }
+    }
+    artifacts.sort_by_key(|(mtime, ..)| *mtime);
+    for (_, len, path) in artifacts {
+        if total <= max_bytes {
+            break;
+        }
+        if fs::remove_file(&path).is_ok() {
+            tracing::debug!(path = %path.display(), "wasm cache over its size limit: removed");
+            total -= len;
+        }
+    }
+    total
 }
 
 const MAGIC: &[u8; 8] = b"EDCWASM1";
@@ -278,7 +333,7 @@ const MAGIC: &[u8; 8] = b"EDCWASM1";
 impl DiskCache {
     /// Opens (or creates, mode 0700) the directory; `None`, with a warning, when it can't be
     /// trusted: it must belong to this user and not be writable by group or others.
-    fn open(dir: &Path, rt: &Runtime) -> Option<Self> {
+    fn open(dir: &Path, rt: &Runtime, max_bytes: u64) -> Option<Self> {
         if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -304,6 +359,7 @@ impl DiskCache {
         Some(Self {
             dir: dir.to_owned(),
             engine: format!("{:016x}", h.finish()),
+            max_bytes,
         })
     }
 
@@ -331,8 +387,17 @@ impl DiskCache {
         }
         let payload = &bytes[40..];
         let loaded = deserialize(rt, kind, payload);
-        if let Err(e) = &loaded {
-            tracing::warn!(path = %path.display(), err = %e, "stale precompiled module; compiling again");
+        match &loaded {
+            // Recently used: the last to go when the cache is pruned.
+            Ok(_) => {
+                let _ = fs::File::options()
+                    .append(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(SystemTime::now()));
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), err = %e, "stale precompiled module; compiling again");
+            }
         }
         loaded.ok()
     }
@@ -357,6 +422,7 @@ impl DiskCache {
             let _ = fs::remove_file(&tmp);
             tracing::warn!(path = %path.display(), err = %e, "could not write the wasm cache");
         }
+        prune(&self.dir, self.max_bytes);
     }
 }
 
@@ -379,6 +445,46 @@ fn deserialize(rt: &Runtime, kind: Kind, payload: &[u8]) -> wasmtime::Result<Unl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(dir: &Path, name: &str, len: usize, age_secs: u64) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, vec![0u8; len]).unwrap();
+        let f = fs::File::options().append(true).open(&p).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(age_secs))
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn prune_removes_the_least_recently_used_artifacts_and_abandoned_tmp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let oldest = file(d, "a-e.core.cwasm", 1000, 500);
+        let old = file(d, "b-e.core.cwasm", 1000, 400);
+        let mid = file(d, "c-e.component.cwasm", 1000, 300);
+        let new = file(d, "d-e.core.cwasm", 1000, 10);
+        let abandoned = file(d, "e-e.core.tmp123", 5000, 3600);
+        let writing = file(d, "f-e.core.tmp456", 5000, 1);
+        let other = file(d, "notes.txt", 9000, 9000);
+        std::os::unix::fs::symlink(&other, d.join("g-e.core.cwasm")).unwrap();
+
+        // Under the limit: only the abandoned temporary file goes.
+        assert_eq!(prune(d, 10_000), 4000);
+        assert!(!abandoned.exists() && writing.exists());
+        assert!(oldest.exists() && old.exists() && mid.exists() && new.exists());
+
+        // Over it: oldest first, until it fits.
+        assert_eq!(prune(d, 2500), 2000);
+        assert!(!oldest.exists() && !old.exists());
+        assert!(mid.exists() && new.exists());
+        // Files that are not artifacts, and symlinks, are never touched.
+        assert!(writing.exists() && other.exists());
+        assert!(d.join("g-e.core.cwasm").symlink_metadata().is_ok());
+
+        // A limit below one artifact empties the cache of artifacts.
+        assert_eq!(prune(d, 10), 0);
+        assert!(!mid.exists() && !new.exists());
+    }
 
     #[test]
     fn formats_are_detected() {

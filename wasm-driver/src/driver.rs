@@ -90,7 +90,10 @@ impl WasmDriver {
     /// A driver with `options`. The engine is built on first use.
     pub fn new(options: WasmOptions) -> Self {
         Self {
-            modules: ModuleCache::new(options.cache_dir.clone()),
+            modules: ModuleCache::new(
+                options.cache_dir.clone(),
+                options.cache_max_mib.saturating_mul(1 << 20),
+            ),
             options,
             runtime: OnceLock::new(),
             table: Mutex::new(HashMap::new()),

@@ -43,12 +43,46 @@ impl DriverFactory for Factory {
         options: &execdriver_api::serde_json::Value,
     ) -> execdriver_api::Result<Arc<dyn execdriver_api::Driver>> {
         let opts: WasmOptions = execdriver_api::parse_options(NAME, options)?;
-        if opts.tick_us == 0 || opts.max_instances == 0 || opts.max_memory_mib == 0 {
-            return Err(execdriver_api::DriverError::InvalidOptions {
-                driver: NAME.into(),
-                reason: "tick_us, max_instances and max_memory_mib must be above 0".into(),
-            });
+        for (key, zero) in [
+            ("tick_us", opts.tick_us == 0),
+            ("max_instances", opts.max_instances == 0),
+            ("max_memory_mib", opts.max_memory_mib == 0),
+            ("cache_max_mib", opts.cache_max_mib == 0),
+        ] {
+            if zero {
+                return Err(execdriver_api::DriverError::InvalidOptions {
+                    driver: NAME.into(),
+                    reason: format!("{key} must be above 0"),
+                });
+            }
         }
         Ok(Arc::new(WasmDriver::new(opts)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use execdriver_api::serde_json::json;
+
+    #[test]
+    fn zero_limits_are_refused_naming_the_option() {
+        for key in [
+            "tick_us",
+            "max_instances",
+            "max_memory_mib",
+            "cache_max_mib",
+        ] {
+            let err = super::factory()
+                .create(&json!({ key: 0 }))
+                .err()
+                .unwrap_or_else(|| panic!("{key}: 0 accepted"))
+                .to_string();
+            assert!(err.contains(&format!("{key} must be above 0")), "{err}");
+        }
+        assert!(
+            super::factory()
+                .create(&json!({"cache_max_mib": 1}))
+                .is_ok()
+        );
     }
 }

@@ -13,6 +13,9 @@ pub struct WasmOptions {
     /// an existing one must belong to this user and not be writable by others). Default: none,
     /// only the in-memory cache.
     pub cache_dir: Option<PathBuf>,
+    /// The most the precompiled modules in `cache_dir` may take, in MiB; past it the least
+    /// recently used are removed when a new one is stored. Default 1024.
+    pub cache_max_mib: u64,
     /// How many instances may exist at once (the pooling allocator's slots). Default 1000.
     pub max_instances: u32,
     /// The largest linear memory one instance may have, in MiB. Default 4096 (all of wasm32).
@@ -29,6 +32,7 @@ impl Default for WasmOptions {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            cache_max_mib: 1024,
             max_instances: 1000,
             max_memory_mib: 4096,
             tick_us: 1000,
