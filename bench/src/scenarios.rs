@@ -589,10 +589,9 @@ fn wasm_module(name: &str, extra: &str) -> Result<Vec<u8>, String> {
     wat::parse_str(&text).map_err(|e| e.to_string())
 }
 
-/// Scenario 7: wasm starts.
-pub fn wasm(ctx: &Ctx) -> Result<Vec<Table>, String> {
-    let bundle = ctx.work.join("bundles").join("wasm");
-    let rootfs = bundle.join("rootfs");
+/// A wasm bundle at `dir` whose process is the hello module (prints a line, exits).
+fn hello_bundle(dir: &Path) -> Result<(), String> {
+    let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
     std::fs::write(rootfs.join("hello.wasm"), wasm_module("hello", "")?)
         .map_err(|e| e.to_string())?;
@@ -601,7 +600,14 @@ pub fn wasm(ctx: &Ctx) -> Result<Vec<Table>, String> {
         "process": {"cwd": "/", "args": ["/hello.wasm"], "env": [], "user": {"uid": 0, "gid": 0}},
         "root": {"path": "rootfs"},
     });
-    std::fs::write(bundle.join("config.json"), spec.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("config.json"), spec.to_string()).map_err(|e| e.to_string())
+}
+
+/// Scenario 7: wasm starts.
+pub fn wasm(ctx: &Ctx) -> Result<Vec<Table>, String> {
+    let bundle = ctx.work.join("bundles").join("wasm");
+    hello_bundle(&bundle)?;
+    let rootfs = bundle.join("rootfs");
     let driver = execdriver::wasm::factory()
         .create(&serde_json::Value::Null)
         .map_err(|e| e.to_string())?;
@@ -869,15 +875,7 @@ pub fn repeat(ctx: &Ctx, what: &str, n: usize) -> Result<(), String> {
         }
         "wasm-warm" => {
             let dir = ctx.work.join("bundles").join("repeat-wasm");
-            std::fs::create_dir_all(dir.join("rootfs")).map_err(|e| e.to_string())?;
-            std::fs::write(dir.join("rootfs/hello.wasm"), wasm_module("hello", "")?)
-                .map_err(|e| e.to_string())?;
-            let spec = serde_json::json!({
-                "ociVersion": "1.0.2",
-                "process": {"cwd": "/", "args": ["/hello.wasm"], "env": [], "user": {"uid": 0, "gid": 0}},
-                "root": {"path": "rootfs"},
-            });
-            std::fs::write(dir.join("config.json"), spec.to_string()).map_err(|e| e.to_string())?;
+            hello_bundle(&dir)?;
             let d = execdriver::wasm::factory()
                 .create(&serde_json::Value::Null)
                 .map_err(|e| e.to_string())?;
