@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use execdriver::oci_spec::runtime::{LinuxResources, Process};
 use execdriver::{
@@ -214,6 +214,7 @@ pub fn serve(
             })
             .map_err(|e| DriverError::io("spawn the host thread", e))?
     };
+    let in_flight = Arc::new(InFlight::default());
     // Serve until the run is over.
     loop {
         let mut fds = [
@@ -235,9 +236,13 @@ pub fn serve(
             let driver = driver.clone();
             let shared = shared.clone();
             let id = id.clone();
+            let guard = in_flight.enter();
             let _ = std::thread::Builder::new()
                 .name("execdriver-host-req".into())
-                .spawn(move || handle(stream, &*driver, &shared, &id));
+                .spawn(move || {
+                    let _guard = guard;
+                    handle(stream, &*driver, &shared, &id);
+                });
         }
     }
     drop(listener);
@@ -248,10 +253,59 @@ pub fn serve(
             message: "the driver panicked".into(),
         })
     });
+    // The answer to the request that ended the container (a `delete --force`, a `kill`) may
+    // still be on its way: exiting now would cut it off.
+    in_flight.wait_idle(IN_FLIGHT_GRACE);
     if let Ok(st) = &result {
         records.set_exit(&id, st);
     }
     result
+}
+
+/// How long a host whose container ended waits for request handlers still answering.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
+
+/// The request handlers still running.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// One running request handler; leaving it (even by a panic) ends it.
+struct Handling(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> Handling {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Handling(self.clone())
+    }
+
+    /// Waits until no handler runs, or `grace` passed.
+    fn wait_idle(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut n = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(handlers = *n, "request handlers still running at exit");
+                return;
+            }
+            n = self
+                .idle
+                .wait_timeout(n, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        let mut n = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *n -= 1;
+        self.0.idle.notify_all();
+    }
 }
 
 fn respond(stream: &mut UnixStream, r: Result<serde_json::Value, DriverError>) {
@@ -259,7 +313,8 @@ fn respond(stream: &mut UnixStream, r: Result<serde_json::Value, DriverError>) {
         Ok(v) => serde_json::json!({ "ok": v }),
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     };
-    let _ = writeln!(stream, "{v}");
+    // One write: a reader never sees half an answer from a live host.
+    let _ = stream.write_all(format!("{v}\n").as_bytes());
 }
 
 fn invalid(id: &ContainerId, op: &str, status: Option<Status>) -> DriverError {

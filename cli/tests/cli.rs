@@ -9,8 +9,19 @@ fn execdriver() -> Command {
     Command::new(env!("CARGO_BIN_EXE_execdriver"))
 }
 
+/// Runs the CLI; without a `--root` in `args`, on a private one removed afterwards, so that
+/// the tests leave nothing in the machine's default root.
 fn run(args: &[&str]) -> Output {
-    execdriver().args(args).output().expect("run execdriver")
+    if args.contains(&"--root") {
+        return execdriver().args(args).output().expect("run execdriver");
+    }
+    let root = tempfile::tempdir().unwrap();
+    execdriver()
+        .arg("--root")
+        .arg(root.path())
+        .args(args)
+        .output()
+        .expect("run execdriver")
 }
 
 fn text(b: &[u8]) -> String {

@@ -35,37 +35,45 @@ fn bundle(args: &[&str], resources: Option<serde_json::Value>) -> tempfile::Temp
     dir
 }
 
-fn execdriver(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_execdriver"))
-        .args(args)
-        .output()
-        .unwrap()
+/// The CLI with its state (and wasm cache) in `<bundle>/state`, removed with the bundle, so
+/// that the tests leave nothing in the machine's default root.
+fn cli(bundle: &tempfile::TempDir) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_execdriver"));
+    c.arg("--root").arg(bundle.path().join("state"));
+    c
+}
+
+fn execdriver(bundle: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+    cli(bundle).args(args).output().unwrap()
 }
 
 #[test]
 fn wasm_run_prints_and_exits_with_the_module_code() {
     let b = bundle(&["/echo.wat", "out text\n", "err text\n"], None);
     let p = b.path().to_str().unwrap();
-    let out = execdriver(&["run", "--driver", "wasm", "--bundle", p, "w1"]);
+    let out = execdriver(&b, &["run", "--driver", "wasm", "--bundle", p, "w1"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out text\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err text\n");
     let b = bundle(&["/exit.wat", "42"], None);
-    let out = execdriver(&[
-        "run",
-        "--driver",
-        "wasm",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        "w2",
-    ]);
+    let out = execdriver(
+        &b,
+        &[
+            "run",
+            "--driver",
+            "wasm",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "w2",
+        ],
+    );
     assert_eq!(out.status.code(), Some(42));
 }
 
 #[test]
 fn a_wat_or_wasm_bundle_picks_the_wasm_driver_by_itself() {
     let b = bundle(&["/hello.wat"], None);
-    let out = execdriver(&["run", "--bundle", b.path().to_str().unwrap(), "w3"]);
+    let out = execdriver(&b, &["run", "--bundle", b.path().to_str().unwrap(), "w3"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -80,16 +88,21 @@ fn a_non_root_user_runs_wasm_with_no_flags() {
     if !is_root() {
         // Already not root: run directly.
         let b = bundle(&["/hello.wat"], None);
-        let out = execdriver(&["run", "--bundle", b.path().to_str().unwrap(), "w4"]);
+        let out = execdriver(&b, &["run", "--bundle", b.path().to_str().unwrap(), "w4"]);
         assert_eq!(out.status.code(), Some(0));
         return;
     }
     let b = bundle(&["/hello.wat"], None);
+    // "No flags": the default root, which for a non-root user is under $XDG_RUNTIME_DIR — a
+    // private one here, so that nothing stays behind.
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_execdriver"))
         .args(["run", "--bundle", b.path().to_str().unwrap(), "w4"])
         .env("HOME", "/nonexistent")
+        .env("XDG_RUNTIME_DIR", runtime.path())
         .output();
     let out = match out {
         Ok(o) => o,
@@ -112,7 +125,7 @@ fn a_non_root_user_runs_wasm_with_no_flags() {
 #[test]
 fn sigterm_to_the_cli_ends_the_instance() {
     let b = bundle(&["/ticker.wat"], None);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_execdriver"))
+    let mut child = cli(&b)
         .args(["run", "--bundle", b.path().to_str().unwrap(), "w5"])
         .stdout(Stdio::piped())
         .spawn()
@@ -136,7 +149,7 @@ fn an_oom_killed_module_exits_137_with_an_oom_killed_line() {
         &["/grow.wat"],
         Some(serde_json::json!({"memory": {"limit": 8388608}})),
     );
-    let out = execdriver(&["run", "--bundle", b.path().to_str().unwrap(), "w6"]);
+    let out = execdriver(&b, &["run", "--bundle", b.path().to_str().unwrap(), "w6"]);
     assert_eq!(out.status.code(), Some(137));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("oom-killed"),

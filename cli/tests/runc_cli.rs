@@ -304,7 +304,8 @@ fn run_detach_and_delete_force_for_wasm() {
         list.iter()
             .any(|s| s["id"] == c.as_str() && s["driver"] == "wasm")
     );
-    assert!(cli.run(&["delete", "--force", &c]).status.success());
+    let o = cli.run(&["delete", "--force", &c]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!cli.run(&["state", &c]).status.success());
 }
 
