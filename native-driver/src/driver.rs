@@ -198,6 +198,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// OCI poststop hooks of a container that was created and is gone (also when its start
+/// failed); their failures are logged, as the runtime spec says.
+fn run_poststop(cmd: &Command, oci: &OciHooks) {
+    if oci.poststop.is_empty() {
+        return;
+    }
+    let annotations = cmd
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let state = OciState {
+        id: &cmd.id,
+        status: "stopped",
+        pid: None,
+        bundle: &cmd.bundle,
+        annotations: &annotations,
+    };
+    OciHook::run_logged(&oci.poststop, &state.json());
+}
+
 fn owned(fd: RawFd) -> OwnedFd {
     sys::own_fd(fd)
 }
@@ -373,22 +396,8 @@ impl Driver for NativeDriver {
         let mut created = false;
         let result = self.run_inner(cmd, pipes, hooks, &oci, &mut created);
         // OCI: poststop after the container is deleted, also when its start failed.
-        if created && !oci.poststop.is_empty() {
-            let annotations = cmd
-                .spec
-                .annotations()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let state = OciState {
-                id: &cmd.id,
-                status: "stopped",
-                pid: None,
-                bundle: &cmd.bundle,
-                annotations: &annotations,
-            };
-            OciHook::run_logged(&oci.poststop, &state.json());
+        if created {
+            run_poststop(cmd, &oci);
         }
         result
     }
@@ -1062,22 +1071,8 @@ impl NativeDriver {
                 })
             }
             Err(e) => {
-                if created && !oci.poststop.is_empty() {
-                    let annotations = cmd
-                        .spec
-                        .annotations()
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect();
-                    let state = OciState {
-                        id: &cmd.id,
-                        status: "stopped",
-                        pid: None,
-                        bundle: &cmd.bundle,
-                        annotations: &annotations,
-                    };
-                    OciHook::run_logged(&oci.poststop, &state.json());
+                if created {
+                    run_poststop(cmd, &oci);
                 }
                 Err(e)
             }
