@@ -397,11 +397,7 @@ fn preopens(cmd: &Command, rootfs: &Path) -> Result<Vec<Preopen>> {
         .as_ref()
         .and_then(|r| r.readonly())
         .unwrap_or(false);
-    let mut out = vec![Preopen {
-        host: rootfs.to_owned(),
-        guest: "/".into(),
-        read_only,
-    }];
+    let mut out = vec![Preopen::new(rootfs.to_owned(), "/".into(), read_only)];
     for (i, m) in cmd.spec.mounts().iter().flatten().enumerate() {
         let opts = m.options().as_deref().unwrap_or(&[]);
         let bind =
@@ -438,11 +434,11 @@ fn preopens(cmd: &Command, rootfs: &Path) -> Result<Vec<Preopen>> {
                 format!("{} must be absolute, without '..'", dest.display()),
             ));
         }
-        out.push(Preopen {
+        out.push(Preopen::new(
             host,
-            guest: dest.display().to_string(),
-            read_only: read_only || opts.iter().any(|o| o == "ro"),
-        });
+            dest.display().to_string(),
+            read_only || opts.iter().any(|o| o == "ro"),
+        ));
     }
     Ok(out)
 }

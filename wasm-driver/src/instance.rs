@@ -22,6 +22,42 @@ pub(crate) struct Preopen {
     pub host: PathBuf,
     pub guest: String,
     pub read_only: bool,
+    /// A detached nodev view of `host` (see `nodev`), shared by the container's instances;
+    /// `None` where the engine can't make one.
+    view: Option<Arc<std::os::fd::OwnedFd>>,
+}
+
+impl Preopen {
+    /// A preopen of `host` at `guest`, through a nodev view where the engine may make one.
+    pub fn new(host: PathBuf, guest: String, read_only: bool) -> Self {
+        #[cfg(target_os = "linux")]
+        let view = match crate::nodev::view(&host, read_only) {
+            Ok(fd) => Some(Arc::new(fd)),
+            Err(e) => {
+                tracing::debug!(dir = %host.display(), err = %e, "no nodev view of the preopen (device nodes in it follow the engine's own permissions)");
+                None
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let view = None;
+        Self {
+            host,
+            guest,
+            read_only,
+            view,
+        }
+    }
+
+    /// The path WASI opens: the view's root, or the directory itself.
+    fn open_path(&self) -> PathBuf {
+        match &self.view {
+            Some(fd) => PathBuf::from(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&**fd)
+            )),
+            None => self.host.clone(),
+        }
+    }
 }
 
 /// Everything an instance is started with.
@@ -87,14 +123,15 @@ fn wasi(setup: &Setup, pipes: Pipes) -> Result<WasiCtxBuilder, DriverError> {
         } else {
             FsPerms::ReadWrite
         };
-        b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
-            let field = if i == 0 {
-                "root.path".to_owned()
-            } else {
-                format!("mounts (preopen {})", p.guest)
-            };
-            DriverError::invalid_spec(field, format!("{}: {e}", p.host.display()))
-        })?;
+        b.preopened_dir(p.open_path(), &p.guest, perms)
+            .map_err(|e| {
+                let field = if i == 0 {
+                    "root.path".to_owned()
+                } else {
+                    format!("mounts (preopen {})", p.guest)
+                };
+                DriverError::invalid_spec(field, format!("{}: {e}", p.host.display()))
+            })?;
     }
     Ok(b)
 }

@@ -8,6 +8,8 @@ mod driver;
 mod engine;
 mod entry;
 mod instance;
+#[cfg(target_os = "linux")]
+mod nodev;
 mod options;
 
 use std::sync::Arc;
