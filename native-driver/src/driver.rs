@@ -1,5 +1,6 @@
 //! The `native` driver: [`Driver`] over namespaces, cgroups and on-disk state.
 
+use crate::trampoline::{self, Exec, TrampolineArgv};
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -656,12 +657,16 @@ impl NativeDriver {
         };
         cgroup.create(&*self.fs).map_err(|e| cgroup_error(id, e))?;
         launch.cgroup = Some(cgroup.clone());
-        if let Some(res) = cmd
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
+        // Always, with or without `linux.resources`: the device rules (deny-all, the spec's,
+        // runc's defaults) apply to every container.
         {
+            let none = LinuxResources::default();
+            let res = cmd
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+                .unwrap_or(&none);
             let devices: Vec<(char, u32, u32)> = plan
                 .rootfs
                 .devices
@@ -691,12 +696,21 @@ impl NativeDriver {
         };
 
         let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
+        let argv = TrampolineArgv::new(
+            Some(child_end.as_raw_fd()),
+            &plan.process.candidates,
+            &plan.process.argv_ptrs,
+        );
         let args = ChildArgs {
             plan: Some(&plan),
             process: &plan.process,
             join: None,
             sync: child_end.as_raw_fd(),
             stdio: stdio.raw,
+            exec: Exec {
+                fd: trampoline::fd()?,
+                argv: &argv,
+            },
         };
         let intermediate = !plan.ns.joins.is_empty();
         let (pid0, pidfd0) = fork(&args, intermediate)
@@ -955,12 +969,21 @@ impl NativeDriver {
         let flags = namespaces_of(st.pid)?;
         let stdio = StdioFds::new(pipes, self.dev_null()?)?;
         let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
+        let argv = TrampolineArgv::new(
+            Some(child_end.as_raw_fd()),
+            &plan.candidates,
+            &plan.argv_ptrs,
+        );
         let args = ChildArgs {
             plan: None,
             process: &plan,
             join: Some((init.as_raw_fd(), flags)),
             sync: child_end.as_raw_fd(),
             stdio: stdio.raw,
+            exec: Exec {
+                fd: trampoline::fd()?,
+                argv: &argv,
+            },
         };
         let (mid, mid_fd) = fork(&args, true)
             .map_err(|e| DriverError::sys(format!("container {id}: exec: clone3"), e))?;

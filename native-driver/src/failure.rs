@@ -43,6 +43,22 @@ pub(crate) fn describe(plan: Option<&Plan>, p: &ProcessPlan, msg: &Msg) -> Drive
         ),
         Step::MountTarget => format!("create the mount point of {}", nth(r.op_names.get(i))),
         Step::Mount => format!("mount {}", nth(r.op_names.get(i))),
+        Step::SpecialTarget if errno == libc::ELOOP || errno == libc::ENOTDIR => {
+            // runc's wording: a symlinked /proc or /sys could redirect the mount (and its
+            // masks) to a directory another container controls (CVE-2019-19921).
+            return DriverError::invalid_spec(
+                "mounts",
+                format!(
+                    "{} must be mounted on ordinary directory (a component of the target is a symlink)",
+                    nth(r.op_names.get(i))
+                ),
+            );
+        }
+        Step::SpecialTarget => format!("open the mount point of {}", nth(r.op_names.get(i))),
+        Step::SpecialVerify => format!(
+            "verify {}: the target is not that filesystem after mounting (it was moved or replaced meanwhile)",
+            nth(r.op_names.get(i))
+        ),
         Step::MountRemount => format!("remount {}", nth(r.op_names.get(i))),
         Step::MountPropagation => format!("set propagation of {}", nth(r.op_names.get(i))),
         Step::Device => format!(
@@ -62,11 +78,11 @@ pub(crate) fn describe(plan: Option<&Plan>, p: &ProcessPlan, msg: &Msg) -> Drive
         ),
         Step::MaskPath => format!(
             "mask linux.maskedPaths[{i}] {}",
-            r.masked.get(i).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+            r.masked.get(i).map(|c| c.path.to_string_lossy().into_owned()).unwrap_or_default()
         ),
         Step::ReadonlyPath => format!(
             "make linux.readonlyPaths[{i}] {} read-only",
-            r.readonly.get(i).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+            r.readonly.get(i).map(|c| c.path.to_string_lossy().into_owned()).unwrap_or_default()
         ),
         Step::ReadonlyRoot => "make the root read-only (root.readonly)".to_owned(),
         other => format!("container setup ({other:?})"),

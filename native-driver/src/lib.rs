@@ -32,6 +32,8 @@ mod state;
 mod sys;
 #[cfg(target_os = "linux")]
 mod terminal;
+#[cfg(target_os = "linux")]
+mod trampoline;
 
 #[cfg(target_os = "linux")]
 pub use driver::{Created, NativeDriver};

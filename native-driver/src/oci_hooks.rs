@@ -29,6 +29,7 @@ use libc::c_char;
 
 use crate::plan::paths::{cpath, cstring};
 use crate::sys;
+use crate::trampoline::{self, Exec, TrampolineArgv};
 
 /// One hook, ready to run.
 #[derive(Debug)]
@@ -36,15 +37,19 @@ pub(crate) struct OciHook {
     /// `hooks.createRuntime[0]`, for messages.
     name: String,
     path: PathBuf,
+    /// Keeps the strings `tramp` points into alive.
+    #[allow(dead_code)]
     cpath: CString,
     args: Vec<String>,
     env: Vec<(String, String)>,
     #[allow(dead_code)]
     c_args: Vec<CString>,
+    #[allow(dead_code)]
     argv: Vec<*const c_char>,
     #[allow(dead_code)]
     c_env: Vec<CString>,
     envp: Vec<*const c_char>,
+    tramp: TrampolineArgv,
     timeout: Option<Duration>,
 }
 
@@ -167,8 +172,13 @@ impl OciHook {
         argv.push(std::ptr::null());
         let mut envp: Vec<*const c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
         envp.push(std::ptr::null());
+        let cpath = cpath(&path, &format!("{name}.path"))?;
+        // In the container's namespaces the hook is exec'd through the sealed trampoline (its
+        // binary may be container content); the vectors point into `cpath` and `c_args`.
+        let tramp = TrampolineArgv::new(None, std::slice::from_ref(&cpath), &argv);
         Ok(Self {
-            cpath: cpath(&path, &format!("{name}.path"))?,
+            cpath,
+            tramp,
             name,
             path,
             args,
@@ -234,11 +244,14 @@ impl OciHook {
                 }
             }
             Some((pidfd, flags)) => {
+                let exec = Exec {
+                    fd: trampoline::fd().map_err(|e| e.to_string())?,
+                    argv: &self.tramp,
+                };
                 let helper = sys::spawn_in_namespaces(
                     pidfd.as_raw_fd(),
                     flags,
-                    &self.cpath,
-                    &self.argv,
+                    exec,
                     &self.envp,
                     r.as_raw_fd(),
                 )

@@ -352,7 +352,7 @@ impl Cgroup {
                 write_one(fs, &dir.path, wr)?;
             }
             let rules = res.devices().as_deref().unwrap_or(&[]);
-            if let (Some(created), false) = (devices, rules.is_empty()) {
+            if let Some(created) = devices {
                 let lines = resources::device_rules(rules, created)?;
                 fs.attach_device_filter(
                     &dir.path,

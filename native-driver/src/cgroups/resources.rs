@@ -96,13 +96,15 @@ fn hugepage_size(size: &str) -> Result<(), DriverError> {
     Ok(())
 }
 
-/// Device cgroup rules as v1 lines ("c 1:3 rwm"), with the defaults and the created nodes
-/// allowed after the spec's own rules.
+/// Device cgroup rules as v1 lines ("c 1:3 rwm"): deny everything, then the spec's own rules,
+/// then the defaults and the created nodes (appended after the spec's rules, as runc does, so
+/// a spec can't take /dev/null away). The same list whether or not the spec has any rules: a
+/// container never starts with the host's `a *:* rwm`.
 pub(crate) fn device_rules(
     rules: &[LinuxDeviceCgroup],
     created: &[(char, u32, u32)],
 ) -> Result<Vec<(bool, String)>, DriverError> {
-    let mut out = Vec::new();
+    let mut out = vec![(false, "a *:* rwm".to_owned())];
     for (i, r) in rules.iter().enumerate() {
         let at = |f: &str| format!("devices[{i}].{f}");
         let typ = match r.typ() {
@@ -347,7 +349,7 @@ pub(crate) fn plan_v1(
         ));
     }
     let rules = r.devices().as_deref().unwrap_or(&[]);
-    if let (Some(created), false) = (devices, rules.is_empty()) {
+    if let Some(created) = devices {
         for (allow, line) in device_rules(rules, created)? {
             let file = if allow {
                 "devices.allow"
@@ -803,8 +805,45 @@ mod tests {
             serde_json::from_str(r#"[{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]"#).unwrap();
         let lines = device_rules(&rules, &[('c', 10, 200)]).unwrap();
         assert_eq!(lines[0], (false, "a *:* rwm".to_owned()));
-        assert_eq!(lines[1], (true, "c 10:229 rw".to_owned()));
+        assert_eq!(lines[1], (false, "a *:* rwm".to_owned()));
+        assert_eq!(lines[2], (true, "c 10:229 rw".to_owned()));
         assert!(lines.contains(&(true, "c 1:3 rwm".to_owned())));
         assert_eq!(lines.last().unwrap(), &(true, "c 10:200 rwm".to_owned()));
+    }
+
+    #[test]
+    fn no_rules_is_deny_all_plus_the_defaults() {
+        let lines = device_rules(&[], &[]).unwrap();
+        assert_eq!(lines[0], (false, "a *:* rwm".to_owned()));
+        let allowed: Vec<&str> = lines[1..]
+            .iter()
+            .map(|(a, l)| {
+                assert!(a);
+                l.as_str()
+            })
+            .collect();
+        assert_eq!(allowed, DEFAULT_DEVICE_RULES);
+        // Nothing beyond runc's list: no /dev/kmsg, no block device access.
+        assert!(
+            !allowed
+                .iter()
+                .any(|l| l.starts_with("c 1:11") || *l == "b *:* rwm")
+        );
+        let prog =
+            crate::cgroups::devices_bpf::program(&crate::cgroups::devices_bpf::parse_rules(&lines));
+        use crate::cgroups::devices_bpf::{ACC_MKNOD, ACC_READ, ACC_WRITE, eval};
+        assert!(
+            !eval(&prog, 1, ACC_READ | ACC_WRITE, 7, 0),
+            "a loop device is denied"
+        );
+        assert!(!eval(&prog, 2, ACC_READ, 1, 11), "/dev/kmsg is denied");
+        assert!(
+            eval(&prog, 2, ACC_READ | ACC_WRITE, 1, 3),
+            "/dev/null is allowed"
+        );
+        assert!(
+            eval(&prog, 1, ACC_MKNOD, 7, 0),
+            "mknod of anything, as runc"
+        );
     }
 }

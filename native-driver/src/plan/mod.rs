@@ -48,10 +48,11 @@ pub(crate) struct IdMaps {
     pub gid_map: String,
 }
 
-/// A sysctl to write after `pivot_root`: (`/proc/sys/...` path, value, key for messages).
+/// A sysctl to write through the container's verified procfs mount before `pivot_root`:
+/// (`/proc/sys/...` beneath that mount, value, key for messages).
 #[derive(Debug)]
 pub(crate) struct Sysctl {
-    pub path: CString,
+    pub at: mounts::Beneath,
     pub value: CString,
     pub key: String,
 }
@@ -146,7 +147,7 @@ impl Plan {
                 Some(cstring(d, "domainname")?)
             }
         };
-        let sysctls = sysctls(spec, &ns)?;
+        let sysctls = sysctls(spec, &ns, &rootfs.ops)?;
         let cwd = paths::InRootPath::parse(input.command.process()?.cwd(), "process.cwd")?;
         let cwd = (!cwd.is_root()).then_some(cwd);
         Ok(Self {
@@ -311,7 +312,7 @@ fn id_maps(spec: &Spec, new_user: bool) -> Result<Option<IdMaps>, DriverError> {
     }))
 }
 
-fn sysctls(spec: &Spec, ns: &NsPlan) -> Result<Vec<Sysctl>, DriverError> {
+fn sysctls(spec: &Spec, ns: &NsPlan, ops: &[mounts::MountOp]) -> Result<Vec<Sysctl>, DriverError> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
         return Ok(Vec::new());
     };
@@ -351,8 +352,19 @@ fn sysctls(spec: &Spec, ns: &NsPlan) -> Result<Vec<Sysctl>, DriverError> {
             return Err(DriverError::invalid_spec(field, "malformed key"));
         }
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let at = mounts::beneath(
+            ops,
+            &paths::InRootPath::parse(std::path::Path::new(&path), &field)?,
+            &field,
+        )?;
+        if at.base.is_none() {
+            return Err(DriverError::invalid_spec(
+                field,
+                "needs a proc mount on /proc (mounts has none)",
+            ));
+        }
         out.push(Sysctl {
-            path: cstring(&path, &field)?,
+            at,
             value: cstring(&map[key], &field)?,
             key: key.clone(),
         });
@@ -461,12 +473,30 @@ mod tests {
             r#"{"namespaces":[{"type":"mount"},{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#,
         );
         let ns = namespaces(&ok).unwrap();
-        let s = sysctls(&ok, &ns).unwrap();
-        assert_eq!(s[0].path.to_str().unwrap(), "/proc/sys/net/ipv4/ip_forward");
+        let proc_ops = [mounts::MountOp::Mount {
+            source: None,
+            dest: paths::InRootPath::parse(Path::new("/proc"), "t").unwrap(),
+            fstype: None,
+            flags: 0,
+            data: None,
+            create: mounts::Create::Dir,
+            remount: 0,
+            propagation: 0,
+            verify: Some(mounts::PROC_MAGIC),
+        }];
+        let s = sysctls(&ok, &ns, &proc_ops).unwrap();
+        assert_eq!(
+            s[0].at.path.to_str().unwrap(),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(s[0].at.base, Some(0));
+        assert_eq!(s[0].at.rel.to_str().unwrap(), "sys/net/ipv4/ip_forward");
+        let no_proc = sysctls(&ok, &ns, &[]).unwrap_err().to_string();
+        assert!(no_proc.contains("needs a proc mount"), "{no_proc}");
         let bad = spec(r#"{"namespaces":[{"type":"mount"}],"sysctl":{"kernel.panic":"1"}}"#);
         let ns = namespaces(&bad).unwrap();
         assert!(
-            sysctls(&bad, &ns)
+            sysctls(&bad, &ns, &proc_ops)
                 .unwrap_err()
                 .to_string()
                 .contains("linux.sysctl.kernel.panic")

@@ -32,6 +32,9 @@ pub(crate) enum MountOp {
         remount: c_ulong,
         /// Propagation flags applied afterwards (MS_SHARED, MS_SLAVE, ...); 0 = none.
         propagation: c_ulong,
+        /// procfs or sysfs: the target must be a real directory (no symlink anywhere on the
+        /// way) and, once mounted, must have this filesystem magic (`fstatfs`).
+        verify: Option<i64>,
     },
     /// Remount an earlier mount with new flags (a read-only tmpfs after filling it).
     Remount { dest: InRootPath, flags: c_ulong },
@@ -68,6 +71,74 @@ pub(crate) struct LinkOp {
     pub display: String,
 }
 
+/// `PROC_SUPER_MAGIC` and `SYSFS_MAGIC` of `statfs(2)`.
+pub(crate) const PROC_MAGIC: i64 = 0x9fa0;
+pub(crate) const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// At most this many procfs/sysfs mounts per container (the child keeps their fds in a
+/// fixed array).
+pub(crate) const MAX_VERIFIED: usize = 8;
+
+/// A path reached through a file descriptor beneath a verified procfs/sysfs mount (masks,
+/// read-only paths, sysctls), never by resolving the container path again after
+/// `pivot_root`.
+#[derive(Debug)]
+pub(crate) struct Beneath {
+    /// The container path ("/proc/kcore"), for messages.
+    pub path: CString,
+    /// The index in `ops` of the procfs/sysfs mount the path lies in, or `None` for a path of
+    /// the rootfs itself (then resolved inside the rootfs, symlinks included).
+    pub base: Option<usize>,
+    /// The path below that mount ("kcore"), or below the rootfs ("etc/secret").
+    pub rel: CString,
+}
+
+/// Where `p` lies: beneath the last mount whose destination contains it, when that mount is
+/// procfs/sysfs.
+pub(crate) fn beneath(
+    ops: &[MountOp],
+    p: &InRootPath,
+    field: &str,
+) -> Result<Beneath, DriverError> {
+    let path = cstring(&p.display, field)?;
+    let comps: Vec<&CString> = p.names.iter().collect();
+    for (j, op) in ops.iter().enumerate().rev() {
+        let d = op.dest();
+        if d.names.len() <= comps.len() && d.names.iter().zip(&comps).all(|(a, b)| a == *b) {
+            if let MountOp::Mount {
+                verify: Some(_), ..
+            } = op
+            {
+                let rest: Vec<&str> = comps[d.names.len()..]
+                    .iter()
+                    .filter_map(|c| c.to_str().ok())
+                    .collect();
+                let rel = if rest.is_empty() {
+                    ".".to_owned()
+                } else {
+                    rest.join("/")
+                };
+                return Ok(Beneath {
+                    path,
+                    base: Some(j),
+                    rel: cstring(&rel, field)?,
+                });
+            }
+            break;
+        }
+    }
+    let rel = p
+        .prefixes
+        .last()
+        .cloned()
+        .unwrap_or_else(|| c".".to_owned());
+    Ok(Beneath {
+        path,
+        base: None,
+        rel,
+    })
+}
+
 /// Everything about the container's filesystem view.
 #[derive(Debug)]
 pub(crate) struct RootfsPlan {
@@ -80,8 +151,8 @@ pub(crate) struct RootfsPlan {
     pub op_names: Vec<String>,
     pub devices: Vec<DeviceOp>,
     pub links: Vec<LinkOp>,
-    pub masked: Vec<CString>,
-    pub readonly: Vec<CString>,
+    pub masked: Vec<Beneath>,
+    pub readonly: Vec<Beneath>,
     pub readonly_root: bool,
 }
 
@@ -249,6 +320,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 create: Create::Dir,
                 remount: 0,
                 propagation: 0,
+                verify: None,
             });
             names.push(format!("default {fstype} on {dest}"));
         }
@@ -302,6 +374,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 create,
                 remount: opts.flags & BIND_REMOUNT_FLAGS,
                 propagation: opts.propagation,
+                verify: None,
             });
         } else {
             if typ.is_empty() {
@@ -323,6 +396,11 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 create: Create::Dir,
                 remount: 0,
                 propagation: opts.propagation,
+                verify: match typ {
+                    "proc" => Some(PROC_MAGIC),
+                    "sysfs" => Some(SYSFS_MAGIC),
+                    _ => None,
+                },
             });
         }
         names.push(label);
@@ -405,20 +483,40 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
         }
     }
 
+    let verified = ops
+        .iter()
+        .filter(|op| {
+            matches!(
+                op,
+                MountOp::Mount {
+                    verify: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    if verified > MAX_VERIFIED {
+        return Err(DriverError::invalid_spec(
+            "mounts",
+            format!("{verified} proc/sysfs mounts (at most {MAX_VERIFIED})"),
+        ));
+    }
     let mut masked = Vec::new();
     let mut readonly = Vec::new();
     if let Some(l) = linux {
         for (i, p) in l.masked_paths().iter().flatten().enumerate() {
             let field = format!("linux.maskedPaths[{i}]");
-            masked.push(cstring(
-                &InRootPath::parse(Path::new(p), &field)?.display,
+            masked.push(beneath(
+                &ops,
+                &InRootPath::parse(Path::new(p), &field)?,
                 &field,
             )?);
         }
         for (i, p) in l.readonly_paths().iter().flatten().enumerate() {
             let field = format!("linux.readonlyPaths[{i}]");
-            readonly.push(cstring(
-                &InRootPath::parse(Path::new(p), &field)?.display,
+            readonly.push(beneath(
+                &ops,
+                &InRootPath::parse(Path::new(p), &field)?,
                 &field,
             )?);
         }
@@ -572,6 +670,7 @@ fn push_cgroup_mount(
             create: Create::Dir,
             remount: ro | common,
             propagation: 0,
+            verify: None,
         });
         names.push(format!("{field} cgroup2 on {}", dest.display));
         return Ok(());
@@ -585,6 +684,7 @@ fn push_cgroup_mount(
         create: Create::Dir,
         remount: 0,
         propagation: 0,
+        verify: None,
     });
     names.push(format!("{field} cgroup tmpfs on {}", dest.display));
     for (name, dir) in dirs {
@@ -599,6 +699,7 @@ fn push_cgroup_mount(
             create: Create::Dir,
             remount: ro | common,
             propagation: 0,
+            verify: None,
         });
     }
     if ro != 0 {

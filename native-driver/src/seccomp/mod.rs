@@ -1,11 +1,13 @@
 //! Seccomp: an OCI `linux.seccomp` profile compiled to BPF in the parent, installed by the
 //! child as its last step before `execve`.
 //!
-//! The compiler is `seccompiler` (pure Rust, maintained by Firecracker) rather than libseccomp:
-//! no C library to link or install, and the BPF is built before `clone` from plain data. A
-//! seccompiler filter has one action for its rules and one for everything else, so a profile
-//! becomes a small stack of filters — the kernel runs every installed filter and keeps the
-//! most severe answer:
+//! The compiler is our own (`bpf`), not libseccomp: no C library to link or install, and the
+//! BPF is built before `clone` from plain data. Like libseccomp it dispatches on the ABI of
+//! each call: the native one, and i386 / x32 when the profile's `architectures` list them
+//! (each with its own call numbers); a call of an unlisted ABI — an x32 call under an
+//! x86_64-only profile included — is killed. A program has one action for its rules and one
+//! for everything else, so a profile becomes a small stack of filters — the kernel runs every
+//! installed filter and keeps the most severe answer:
 //! - the *default filter* allows the syscalls of allow-like rules (`SCMP_ACT_ALLOW`,
 //!   `SCMP_ACT_LOG`) and answers the default action for everything else (absent when the
 //!   default is allow);
@@ -15,29 +17,26 @@
 //!
 //! Where a profile sets a rule action that is *less* severe than the default for a syscall
 //! (say `ERRNO` under a `KILL` default), the stricter default wins — never the other way round.
-//! `SCMP_ACT_TRACE` and `SCMP_ACT_NOTIFY` are refused; only the native architecture is
-//! filtered (calls of other ABIs fail the architecture check and are killed).
+//! `SCMP_ACT_TRACE` and `SCMP_ACT_NOTIFY` are refused.
 
+pub(crate) mod bpf;
+mod compat_syscalls;
 pub mod default;
 pub(crate) mod syscalls;
 
-use std::collections::BTreeMap;
-
 use execdriver_api::DriverError;
 use execdriver_api::oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+
+use bpf::{Action, Arch, Cond, Op, Rule, Rules, SockFilter};
 
 /// Compiled filters, ready for the child.
 #[derive(Debug)]
 pub(crate) struct SeccompPlan {
     /// Programs in installation order.
     #[allow(dead_code)]
-    programs: Vec<BpfProgram>,
+    programs: Vec<Vec<SockFilter>>,
     /// `struct sock_fprog` for each program, pointing into `programs`.
     pub fprogs: Vec<SockFprog>,
     /// `SECCOMP_FILTER_FLAG_*` for `seccomp(2)`.
@@ -49,13 +48,8 @@ pub(crate) struct SeccompPlan {
 #[derive(Debug)]
 pub(crate) struct SockFprog {
     pub len: u16,
-    pub filter: *const seccompiler::sock_filter,
+    pub filter: *const SockFilter,
 }
-
-#[cfg(target_arch = "x86_64")]
-const ARCH: TargetArch = TargetArch::x86_64;
-#[cfg(target_arch = "aarch64")]
-const ARCH: TargetArch = TargetArch::aarch64;
 
 fn field(f: &str) -> String {
     format!("linux.seccomp.{f}")
@@ -66,15 +60,23 @@ fn action(
     errno: Option<u32>,
     default_errno: u32,
     f: &str,
-) -> Result<SeccompAction, DriverError> {
+) -> Result<Action, DriverError> {
     use LinuxSeccompAction as A;
     Ok(match a {
-        A::ScmpActAllow => SeccompAction::Allow,
-        A::ScmpActLog => SeccompAction::Log,
-        A::ScmpActErrno => SeccompAction::Errno(errno.unwrap_or(default_errno)),
-        A::ScmpActTrap => SeccompAction::Trap,
-        A::ScmpActKill | A::ScmpActKillThread => SeccompAction::KillThread,
-        A::ScmpActKillProcess => SeccompAction::KillProcess,
+        A::ScmpActAllow => Action::Allow,
+        A::ScmpActLog => Action::Log,
+        A::ScmpActErrno => {
+            let e = errno.unwrap_or(default_errno);
+            Action::Errno(u16::try_from(e).map_err(|_| {
+                DriverError::invalid_spec(
+                    field(&format!("{f}.errnoRet")),
+                    format!("{e} is not an errno"),
+                )
+            })?)
+        }
+        A::ScmpActTrap => Action::Trap,
+        A::ScmpActKill | A::ScmpActKillThread => Action::KillThread,
+        A::ScmpActKillProcess => Action::KillProcess,
         A::ScmpActTrace | A::ScmpActNotify => {
             // The spec's own name for it (SCMP_ACT_NOTIFY), not Rust's.
             let name = serde_json::to_value(a)
@@ -89,8 +91,26 @@ fn action(
     })
 }
 
-fn allow_like(a: &SeccompAction) -> bool {
-    matches!(a, SeccompAction::Allow | SeccompAction::Log)
+fn allow_like(a: &Action) -> bool {
+    matches!(a, Action::Allow | Action::Log)
+}
+
+/// The ABIs besides the native one that the profile's `architectures` ask to filter. Others
+/// (say MIPS on x86_64) can never make a call here; ARM on aarch64 is not filtered (no table),
+/// so its calls are killed as a foreign ABI.
+fn arches(profile: &LinuxSeccomp) -> Vec<Arch> {
+    let mut out = Vec::new();
+    for a in profile.architectures().iter().flatten() {
+        let arch = match a {
+            OciArch::ScmpArchX86 if cfg!(target_arch = "x86_64") => Arch::I386,
+            OciArch::ScmpArchX32 if cfg!(target_arch = "x86_64") => Arch::X32,
+            _ => continue,
+        };
+        if !out.contains(&arch) {
+            out.push(arch);
+        }
+    }
+    out
 }
 
 /// Compiles `profile`. `None` when it filters nothing (allow by default, no other rule).
@@ -121,10 +141,9 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
         };
     }
 
-    // Rules by action, then by syscall number.
-    type Rules = BTreeMap<i64, Vec<SeccompRule>>;
-    let mut allow: Rules = BTreeMap::new();
-    let mut by_action: Vec<(SeccompAction, Rules)> = Vec::new();
+    // Rules by action, then by syscall name.
+    let mut allow: Rules = Rules::new();
+    let mut by_action: Vec<(Action, Rules)> = Vec::new();
     for (i, sc) in profile.syscalls().iter().flatten().enumerate() {
         let f = format!("syscalls[{i}]");
         let act = action(sc.action(), sc.errno_ret(), default_errno, &f)?;
@@ -138,87 +157,71 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
                     DriverError::invalid_spec(&af, format!("index {} is not 0..=5", arg.index()))
                 })?;
             let (op, value) = match arg.op() {
-                LinuxSeccompOperator::ScmpCmpNe => (SeccompCmpOp::Ne, arg.value()),
-                LinuxSeccompOperator::ScmpCmpLt => (SeccompCmpOp::Lt, arg.value()),
-                LinuxSeccompOperator::ScmpCmpLe => (SeccompCmpOp::Le, arg.value()),
-                LinuxSeccompOperator::ScmpCmpEq => (SeccompCmpOp::Eq, arg.value()),
-                LinuxSeccompOperator::ScmpCmpGe => (SeccompCmpOp::Ge, arg.value()),
-                LinuxSeccompOperator::ScmpCmpGt => (SeccompCmpOp::Gt, arg.value()),
-                LinuxSeccompOperator::ScmpCmpMaskedEq => (
-                    SeccompCmpOp::MaskedEq(arg.value()),
-                    arg.value_two().unwrap_or(0),
-                ),
+                LinuxSeccompOperator::ScmpCmpNe => (Op::Ne, arg.value()),
+                LinuxSeccompOperator::ScmpCmpLt => (Op::Lt, arg.value()),
+                LinuxSeccompOperator::ScmpCmpLe => (Op::Le, arg.value()),
+                LinuxSeccompOperator::ScmpCmpEq => (Op::Eq, arg.value()),
+                LinuxSeccompOperator::ScmpCmpGe => (Op::Ge, arg.value()),
+                LinuxSeccompOperator::ScmpCmpGt => (Op::Gt, arg.value()),
+                LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                    (Op::MaskedEq(arg.value()), arg.value_two().unwrap_or(0))
+                }
             };
-            conds.push(
-                SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-                    .map_err(|e| DriverError::invalid_spec(&af, e.to_string()))?,
-            );
+            conds.push(Cond {
+                arg: index,
+                op,
+                value,
+            });
         }
-        let rule = if conds.is_empty() {
-            None
-        } else {
-            Some(
-                SeccompRule::new(conds)
-                    .map_err(|e| DriverError::invalid_spec(field(&f), e.to_string()))?,
-            )
-        };
+        let rule = (!conds.is_empty()).then_some(conds);
         for name in sc.names() {
-            let Some(nr) = syscalls::number(name) else {
-                // As libseccomp does: a name this architecture does not have is skipped.
+            if !known(name) {
+                // As libseccomp does: a name no filtered ABI has is skipped.
                 tracing::debug!(syscall = %name, "seccomp: no such system call on this architecture; rule skipped");
                 continue;
-            };
+            }
             let target = if allow_like(&act) {
                 &mut allow
             } else {
                 if let Some(pos) = by_action.iter().position(|(a, _)| *a == act) {
                     &mut by_action[pos].1
                 } else {
-                    by_action.push((act.clone(), BTreeMap::new()));
+                    by_action.push((act, Rules::new()));
                     &mut by_action.last_mut().expect("just pushed").1
                 }
             };
-            add_rule(target, nr, rule.clone());
-            if act == SeccompAction::Log {
+            add_rule(target, name, rule.clone());
+            if act == Action::Log {
                 let pos = by_action
                     .iter()
-                    .position(|(a, _)| *a == SeccompAction::Log)
+                    .position(|(a, _)| *a == Action::Log)
                     .unwrap_or_else(|| {
-                        by_action.push((SeccompAction::Log, BTreeMap::new()));
+                        by_action.push((Action::Log, Rules::new()));
                         by_action.len() - 1
                     });
-                add_rule(&mut by_action[pos].1, nr, rule.clone());
+                add_rule(&mut by_action[pos].1, name, rule.clone());
             }
         }
     }
-    let mut programs = Vec::new();
-    let build = |rules: Rules,
-                 mismatch: SeccompAction,
-                 matched: SeccompAction|
-     -> Result<BpfProgram, DriverError> {
-        let filter = SeccompFilter::new(rules, mismatch, matched, ARCH)
-            .map_err(|e| DriverError::invalid_spec(field("syscalls"), e.to_string()))?;
-        BpfProgram::try_from(filter)
-            .map_err(|e| DriverError::invalid_spec(field("syscalls"), e.to_string()))
+    let arches = arches(profile);
+    // A call of an ABI the profile does not list is killed, as libseccomp's default
+    // bad-architecture action does.
+    let bad_arch = Action::KillProcess;
+    let build = |rules: &Rules, mismatch: Action, matched: Action| {
+        bpf::program(&arches, rules, matched, mismatch, bad_arch)
+            .map_err(|e| DriverError::invalid_spec(field("syscalls"), e))
     };
-    if default != SeccompAction::Allow {
-        programs.push(build(allow, default.clone(), SeccompAction::Allow)?);
+    let mut programs = Vec::new();
+    if default != Action::Allow {
+        programs.push(build(&allow, default, Action::Allow)?);
     }
-    for (act, rules) in by_action {
-        if act != default && !rules.is_empty() {
-            programs.push(build(rules, SeccompAction::Allow, act)?);
+    for (act, rules) in &by_action {
+        if *act != default && !rules.is_empty() {
+            programs.push(build(rules, Action::Allow, *act)?);
         }
     }
     if programs.is_empty() {
         return Ok(None);
-    }
-    for p in &programs {
-        if p.len() > u16::MAX as usize {
-            return Err(DriverError::invalid_spec(
-                field("syscalls"),
-                "the compiled filter is too large",
-            ));
-        }
     }
     let fprogs = programs
         .iter()
@@ -234,10 +237,17 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
     }))
 }
 
-/// Adds a rule (or, with `None`, an unconditional match) for `nr`. An unconditional match
+/// Whether any ABI we filter has a call `name`.
+fn known(name: &str) -> bool {
+    [Arch::NATIVE, Arch::X32, Arch::I386]
+        .into_iter()
+        .any(|a| a.number(name).is_some())
+}
+
+/// Adds a rule (or, with `None`, an unconditional match) for `name`. An unconditional match
 /// absorbs conditional ones.
-fn add_rule(rules: &mut BTreeMap<i64, Vec<SeccompRule>>, nr: i64, rule: Option<SeccompRule>) {
-    match (rules.get_mut(&nr), rule) {
+fn add_rule(rules: &mut Rules, name: &str, rule: Option<Rule>) {
+    match (rules.get_mut(name), rule) {
         (Some(existing), Some(r)) => {
             if !existing.is_empty() {
                 existing.push(r);
@@ -245,10 +255,10 @@ fn add_rule(rules: &mut BTreeMap<i64, Vec<SeccompRule>>, nr: i64, rule: Option<S
         }
         (Some(existing), None) => existing.clear(),
         (None, Some(r)) => {
-            rules.insert(nr, vec![r]);
+            rules.insert(name.to_owned(), vec![r]);
         }
         (None, None) => {
-            rules.insert(nr, Vec::new());
+            rules.insert(name.to_owned(), Vec::new());
         }
     }
 }

@@ -11,15 +11,16 @@ use std::os::fd::RawFd;
 use libc::{c_int, c_ulong};
 
 use super::{
-    CapData, Errno, SysResult, capset, chdir, close, close_range, dup3, execve, fchdir, fchownat,
-    fstatat, fstatfs_flags, getcwd, mkdirat, mknodat, mount, open, openat, openat2, pivot_root,
-    poll_either, prctl, prlimit, proc_fd_path, raise, read, reset_signal_dispositions, set_sigmask,
-    setdomainname, setgroups, sethostname, setns, setresgid, setresuid, setsid, signalfd,
-    symlinkat, umask, umount2, unshare, write,
+    CapData, Errno, SysResult, capset, chdir, close, close_range, dup3, fchdir, fchownat, fstatat,
+    fstatfs_flags, fstatfs_type, getcwd, mkdirat, mknodat, mount, open, openat, openat2,
+    pivot_root, poll_either, prctl, prlimit, proc_fd_path, raise, read, reset_signal_dispositions,
+    set_sigmask, setdomainname, setgroups, sethostname, setns, setresgid, setresuid, setsid,
+    signalfd, symlinkat, umask, umount2, unshare, write,
 };
-use crate::plan::mounts::{Create, DeviceOp, LinkOp, MountOp};
+use crate::plan::mounts::{Beneath, Create, DeviceOp, LinkOp, MAX_VERIFIED, MountOp};
 use crate::plan::paths::InRootPath;
 use crate::plan::{Plan, ProcessPlan};
+use crate::trampoline::{self, Exec};
 
 /// One message on the parent/child socket (a `SOCK_SEQPACKET` pair, so records stay whole).
 #[repr(C)]
@@ -128,12 +129,14 @@ pub(crate) enum Step {
     JoinContainer,
     Terminal,
     Seccomp,
+    SpecialTarget,
+    SpecialVerify,
 }
 
 impl Step {
     pub fn from_u32(n: u32) -> Option<Self> {
         use Step::*;
-        const ALL: [Step; 43] = [
+        const ALL: [Step; 45] = [
             Sync,
             Stdio,
             CloseFds,
@@ -177,6 +180,8 @@ impl Step {
             JoinContainer,
             Terminal,
             Seccomp,
+            SpecialTarget,
+            SpecialVerify,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -218,6 +223,9 @@ pub(crate) struct ChildArgs<'a> {
     pub sync: RawFd,
     /// Sources for fds 0, 1, 2 (each ≥ 3), or -1 to leave that fd as inherited.
     pub stdio: [RawFd; 3],
+    /// The sealed exec trampoline and its argv vectors (one per candidate of `process`): the
+    /// program is never exec'd by this copy of the engine itself.
+    pub exec: Exec<'a>,
 }
 
 fn send(sync: RawFd, msg: Msg) -> SysResult<()> {
@@ -334,19 +342,25 @@ fn intermediate_steps(a: &ChildArgs<'_>) -> Result<(), Fail> {
 /// The container's init: set everything up, report READY, wait for GO, exec. Never returns.
 pub(crate) fn init(a: &ChildArgs<'_>) -> ! {
     let sync = a.sync;
-    let f = match setup(a) {
-        Ok(path) => {
-            let p = a.process;
-            let errno = execve(path, &p.argv_ptrs, &p.envp_ptrs);
-            Fail {
-                step: Step::Execve,
-                errno,
-                arg: 0,
-            }
-        }
+    let f = match setup(a).and_then(|path| exec(a, path)) {
+        Ok(never) => match never {},
         Err(f) => f,
     };
     report(sync, f)
+}
+
+/// Execs `path` through the sealed trampoline, which reports an execve failure of its own on
+/// the socket (kept open across its exec, closed across the program's).
+fn exec(a: &ChildArgs<'_>, path: &CStr) -> Result<std::convert::Infallible, Fail> {
+    let p = a.process;
+    let index = trampoline::index_of(&p.candidates, path).unwrap_or(usize::MAX);
+    super::fcntl(a.sync, libc::F_SETFD, 0).at(Step::Execve, 1)?;
+    let errno = a.exec.exec(index, &p.envp_ptrs);
+    Err(Fail {
+        step: Step::Execve,
+        errno,
+        arg: 0,
+    })
 }
 
 /// Everything before `execve`; returns the program to exec.
@@ -365,7 +379,7 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
         }
     }
     let fifo = a.plan.and_then(|plan| plan.exec_fifo).unwrap_or(-1);
-    close_fds_except(sync, fifo).at(Step::CloseFds, 0)?;
+    close_fds_except([sync, fifo, a.exec.fd]).at(Step::CloseFds, 0)?;
 
     // The parent has written id maps and placed us in our cgroups.
     wait_go(sync)?;
@@ -554,19 +568,19 @@ fn pts_path(buf: &mut [u8; 32], n: u32) -> &CStr {
     CStr::from_bytes_with_nul(&buf[..=pos]).unwrap_or(c"/dev/pts/0")
 }
 
-/// Closes every fd above stdio but `a` and `b` (either may be -1).
-fn close_fds_except(a: RawFd, b: RawFd) -> SysResult<()> {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+/// Closes every fd above stdio but those in `keep` (-1 entries keep nothing).
+fn close_fds_except(mut keep: [RawFd; 3]) -> SysResult<()> {
+    keep.sort_unstable();
     let mut from: u32 = 3;
-    for keep in [lo, hi] {
-        if keep < from as RawFd {
+    for k in keep {
+        if k < from as RawFd {
             continue;
         }
-        let keep = keep as u32;
-        if keep > from {
-            close_range(from, keep - 1, 0)?;
+        let k = k as u32;
+        if k > from {
+            close_range(from, k - 1, 0)?;
         }
-        from = keep + 1;
+        from = k + 1;
     }
     close_range(from, u32::MAX, 0)
 }
@@ -583,10 +597,22 @@ fn resolve_create(
     step: Step,
     arg: usize,
 ) -> Result<RawFd, Fail> {
+    resolve_create_with(root, p, create, step, arg, RESOLVE)
+}
+
+/// [`resolve_create`] with the given `RESOLVE_*` flags.
+fn resolve_create_with(
+    root: RawFd,
+    p: &InRootPath,
+    create: Create,
+    step: Step,
+    arg: usize,
+    resolve: u64,
+) -> Result<RawFd, Fail> {
     let Some(full) = p.prefixes.last() else {
         return openat(root, c".", O_PATH as c_int, 0).at(step, arg);
     };
-    match openat2(root, full, O_PATH, RESOLVE) {
+    match openat2(root, full, O_PATH, resolve) {
         Ok(fd) => return Ok(fd),
         Err(libc::ENOENT) => {}
         Err(e) => {
@@ -600,7 +626,7 @@ fn resolve_create(
     let last = p.prefixes.len() - 1;
     let mut parent = -1;
     for (k, (prefix, name)) in p.prefixes.iter().zip(p.names.iter()).enumerate() {
-        let fd = match openat2(root, prefix, O_PATH, RESOLVE) {
+        let fd = match openat2(root, prefix, O_PATH, resolve) {
             Ok(fd) => fd,
             Err(libc::ENOENT) => {
                 let dir = if parent < 0 { root } else { parent };
@@ -632,7 +658,7 @@ fn resolve_create(
                         });
                     }
                 }
-                match openat2(root, prefix, O_PATH, RESOLVE) {
+                match openat2(root, prefix, O_PATH, resolve) {
                     Ok(fd) => fd,
                     Err(e) => {
                         if parent >= 0 {
@@ -690,6 +716,50 @@ fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
         0,
     )
     .at(Step::OpenRootfs, 0)?;
+    // The procfs/sysfs mounts made and verified so far: (op index, fd of the mount's root).
+    let mut verified: [(usize, RawFd); MAX_VERIFIED] = [(0, -1); MAX_VERIFIED];
+    let res = rootfs_ops(plan, sync, root, &mut verified);
+    for (_, fd) in verified {
+        if fd >= 0 {
+            let _ = close(fd);
+        }
+    }
+    let _ = close(root);
+    res?;
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detach it from there.
+    let old = open(
+        c"/",
+        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    )
+    .at(Step::PivotRoot, 0)?;
+    let new = open(
+        &r.rootfs,
+        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    )
+    .at(Step::PivotRoot, 1)?;
+    fchdir(new).at(Step::PivotRoot, 2)?;
+    pivot_root(c".", c".").at(Step::PivotRoot, 3)?;
+    fchdir(old).at(Step::DetachOldRoot, 0)?;
+    mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).at(Step::DetachOldRoot, 1)?;
+    umount2(c".", libc::MNT_DETACH).at(Step::DetachOldRoot, 2)?;
+    chdir(c"/").at(Step::DetachOldRoot, 3)?;
+    let _ = close(old);
+    let _ = close(new);
+    Ok(())
+}
+
+/// The mounts, devices and links of the plan, then (after the pre-pivot hooks) sysctls, masks
+/// and read-only paths through the verified procfs/sysfs fds.
+fn rootfs_ops(
+    plan: &Plan,
+    sync: RawFd,
+    root: RawFd,
+    verified: &mut [(usize, RawFd); MAX_VERIFIED],
+) -> Result<(), Fail> {
+    let r = &plan.rootfs;
     let mut buf = [0u8; 32];
 
     for (i, op) in r.ops.iter().enumerate() {
@@ -703,8 +773,20 @@ fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
                 create,
                 remount,
                 propagation,
+                verify,
             } => {
-                let fd = resolve_create(root, dest, *create, Step::MountTarget, i)?;
+                let fd = match verify {
+                    // procfs/sysfs: no symlink anywhere on the way to the target.
+                    Some(_) => resolve_create_with(
+                        root,
+                        dest,
+                        *create,
+                        Step::SpecialTarget,
+                        i,
+                        RESOLVE | libc::RESOLVE_NO_SYMLINKS,
+                    )?,
+                    None => resolve_create(root, dest, *create, Step::MountTarget, i)?,
+                };
                 let target = proc_fd_path(&mut buf, fd);
                 let res = mount(
                     source.as_deref(),
@@ -738,6 +820,20 @@ fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
                     let _ = close(fd);
                     res?;
                 }
+                if let Some(magic) = verify {
+                    let fd = verified_mount(root, dest, *magic, i)?;
+                    match verified.iter_mut().find(|(_, f)| *f < 0) {
+                        Some(slot) => *slot = (i, fd),
+                        None => {
+                            let _ = close(fd);
+                            return Err(Fail {
+                                step: Step::SpecialVerify,
+                                errno: libc::E2BIG,
+                                arg: i as u32,
+                            });
+                        }
+                    }
+                }
             }
             MountOp::Remount { dest, flags } => {
                 let fd = resolve_create(root, dest, Create::Dir, Step::MountTarget, i)?;
@@ -758,34 +854,181 @@ fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
         let fd = resolve_create(root, cwd, Create::Dir, Step::CreateCwd, 0)?;
         let _ = close(fd);
     }
-    let _ = close(root);
 
     if plan.hooks_before_pivot {
         send(sync, Msg::new(kind::HOOKS)).at(Step::Sync, 0)?;
         wait_go(sync)?;
     }
+    kernel_files(plan, root, verified)
+}
 
-    // pivot_root(".", ".") stacks the old root on top of the new one; detach it from there.
-    let old = open(
-        c"/",
-        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
-        0,
-    )
-    .at(Step::PivotRoot, 0)?;
-    let new = open(
-        &r.rootfs,
-        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
-        0,
-    )
-    .at(Step::PivotRoot, 1)?;
-    fchdir(new).at(Step::PivotRoot, 2)?;
-    pivot_root(c".", c".").at(Step::PivotRoot, 3)?;
-    fchdir(old).at(Step::DetachOldRoot, 0)?;
-    mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).at(Step::DetachOldRoot, 1)?;
-    umount2(c".", libc::MNT_DETACH).at(Step::DetachOldRoot, 2)?;
-    chdir(c"/").at(Step::DetachOldRoot, 3)?;
-    let _ = close(old);
-    let _ = close(new);
+/// After mounting procfs/sysfs on `dest`: the mount's root, opened again without following
+/// symlinks, must be that filesystem — a directory swapped in meanwhile fails here.
+fn verified_mount(root: RawFd, dest: &InRootPath, magic: i64, i: usize) -> Result<RawFd, Fail> {
+    let fd = match dest.prefixes.last() {
+        Some(full) => openat2(
+            root,
+            full,
+            (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+            RESOLVE | libc::RESOLVE_NO_SYMLINKS,
+        ),
+        None => Err(libc::EINVAL),
+    }
+    .at(Step::SpecialTarget, i)?;
+    match fstatfs_type(fd) {
+        Ok(t) if t == magic => Ok(fd),
+        Ok(_) => {
+            let _ = close(fd);
+            Err(Fail {
+                step: Step::SpecialVerify,
+                errno: libc::EXDEV,
+                arg: i as u32,
+            })
+        }
+        Err(e) => {
+            let _ = close(fd);
+            Err(Fail {
+                step: Step::SpecialVerify,
+                errno: e,
+                arg: i as u32,
+            })
+        }
+    }
+}
+
+/// Resolution beneath a verified kernel filesystem: no `..` out of it, no symlinks, no
+/// crossing into another mount.
+const BENEATH: u64 = libc::RESOLVE_BENEATH
+    | libc::RESOLVE_NO_XDEV
+    | libc::RESOLVE_NO_SYMLINKS
+    | libc::RESOLVE_NO_MAGICLINKS;
+
+/// Opens `b` (`O_PATH`): beneath its verified mount, or inside the rootfs. `Ok(None)` when it
+/// does not exist.
+fn open_beneath(
+    root: RawFd,
+    verified: &[(usize, RawFd); MAX_VERIFIED],
+    b: &Beneath,
+    resolve_beneath: u64,
+    step: Step,
+    i: usize,
+) -> Result<Option<RawFd>, Fail> {
+    let (dir, resolve) = match b.base {
+        Some(op) => match verified.iter().find(|(j, fd)| *j == op && *fd >= 0) {
+            Some((_, fd)) => (*fd, resolve_beneath),
+            None => {
+                return Err(Fail {
+                    step,
+                    errno: libc::ENOENT,
+                    arg: i as u32,
+                });
+            }
+        },
+        None => (root, RESOLVE),
+    };
+    match openat2(dir, &b.rel, O_PATH, resolve) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(libc::ENOENT) => Ok(None),
+        Err(e) => Err(Fail {
+            step,
+            errno: e,
+            arg: i as u32,
+        }),
+    }
+}
+
+/// Sysctls, masked paths, read-only paths: each through an fd opened beneath the verified
+/// procfs/sysfs mount it lies in, never by a container path resolved again later (a racing
+/// container renaming directories of a shared volume can't leave procfs unmasked).
+fn kernel_files(
+    plan: &Plan,
+    root: RawFd,
+    verified: &[(usize, RawFd); MAX_VERIFIED],
+) -> Result<(), Fail> {
+    let r = &plan.rootfs;
+    let mut buf = [0u8; 32];
+    for (i, s) in plan.sysctls.iter().enumerate() {
+        let Some(fd) = open_beneath(root, verified, &s.at, BENEATH, Step::Sysctl, i)? else {
+            return Err(Fail {
+                step: Step::Sysctl,
+                errno: libc::ENOENT,
+                arg: i as u32,
+            });
+        };
+        let path = proc_fd_path(&mut buf, fd);
+        let res = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0).and_then(|w| {
+            let res = write(w, s.value.to_bytes());
+            let _ = close(w);
+            res
+        });
+        let _ = close(fd);
+        res.at(Step::Sysctl, i)?;
+    }
+    let mut st = super::zeroed_stat();
+    for (i, m) in r.masked.iter().enumerate() {
+        let Some(fd) = open_beneath(root, verified, m, BENEATH, Step::MaskPath, i)? else {
+            continue;
+        };
+        let res = fstatat(fd, c"", &mut st, libc::AT_EMPTY_PATH).and_then(|()| {
+            let target = proc_fd_path(&mut buf, fd);
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                mount(
+                    Some(c"tmpfs"),
+                    target,
+                    Some(c"tmpfs"),
+                    libc::MS_RDONLY,
+                    Some(c"size=0k"),
+                )
+            } else {
+                // The host's /dev/null: we have not pivoted yet.
+                mount(Some(c"/dev/null"), target, None, libc::MS_BIND, None)
+            }
+        });
+        let _ = close(fd);
+        res.at(Step::MaskPath, i)?;
+    }
+    for (i, p) in r.readonly.iter().enumerate() {
+        let Some(fd) = open_beneath(root, verified, p, BENEATH, Step::ReadonlyPath, i)? else {
+            continue;
+        };
+        let target = proc_fd_path(&mut buf, fd);
+        let res = mount(
+            Some(target),
+            target,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        );
+        let _ = close(fd);
+        res.at(Step::ReadonlyPath, i)?;
+        // The bind just made: the same name beneath the same mount, now crossing into it.
+        let Some(fd) = open_beneath(
+            root,
+            verified,
+            p,
+            BENEATH & !libc::RESOLVE_NO_XDEV,
+            Step::ReadonlyPath,
+            i,
+        )?
+        else {
+            return Err(Fail {
+                step: Step::ReadonlyPath,
+                errno: libc::ENOENT,
+                arg: i as u32,
+            });
+        };
+        let keep = locked_flags(fd);
+        let target = proc_fd_path(&mut buf, fd);
+        let res = mount(
+            None,
+            target,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | keep,
+            None,
+        );
+        let _ = close(fd);
+        res.at(Step::ReadonlyPath, i)?;
+    }
     Ok(())
 }
 
@@ -851,66 +1094,9 @@ fn link(root: RawFd, l: &LinkOp, i: usize) -> Result<(), Fail> {
     res.at(Step::Link, i)
 }
 
-/// After `pivot_root` every path is inside the container, so plain paths are safe.
+/// After `pivot_root`: the read-only root.
 fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
     let r = &plan.rootfs;
-    for (i, s) in plan.sysctls.iter().enumerate() {
-        let fd = open(&s.path, libc::O_WRONLY | libc::O_CLOEXEC, 0).at(Step::Sysctl, i)?;
-        let res = write(fd, s.value.to_bytes());
-        let _ = close(fd);
-        res.at(Step::Sysctl, i)?;
-    }
-    let mut st = super::zeroed_stat();
-    for (i, p) in r.masked.iter().enumerate() {
-        match fstatat(libc::AT_FDCWD, p, &mut st, 0) {
-            Err(libc::ENOENT) => continue,
-            Err(e) => {
-                return Err(Fail {
-                    step: Step::MaskPath,
-                    errno: e,
-                    arg: i as u32,
-                });
-            }
-            Ok(()) => {}
-        }
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            mount(
-                Some(c"tmpfs"),
-                p,
-                Some(c"tmpfs"),
-                libc::MS_RDONLY,
-                Some(c"size=0k"),
-            )
-            .at(Step::MaskPath, i)?;
-        } else {
-            mount(Some(c"/dev/null"), p, None, libc::MS_BIND, None).at(Step::MaskPath, i)?;
-        }
-    }
-    for (i, p) in r.readonly.iter().enumerate() {
-        match fstatat(libc::AT_FDCWD, p, &mut st, 0) {
-            Err(libc::ENOENT) => continue,
-            Err(e) => {
-                return Err(Fail {
-                    step: Step::ReadonlyPath,
-                    errno: e,
-                    arg: i as u32,
-                });
-            }
-            Ok(()) => {}
-        }
-        mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None).at(Step::ReadonlyPath, i)?;
-        let fd = open(p, libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyPath, i)?;
-        let keep = locked_flags(fd);
-        let _ = close(fd);
-        mount(
-            None,
-            p,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | keep,
-            None,
-        )
-        .at(Step::ReadonlyPath, i)?;
-    }
     if r.readonly_root {
         let fd = open(c"/", libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyRoot, 0)?;
         let keep = locked_flags(fd);
@@ -1050,11 +1236,11 @@ mod tests {
 
     #[test]
     fn every_step_number_maps_back() {
-        for n in 1..=43 {
+        for n in 1..=45 {
             let s = Step::from_u32(n).expect("step");
             assert_eq!(s as u32, n);
         }
         assert!(Step::from_u32(0).is_none());
-        assert!(Step::from_u32(44).is_none());
+        assert!(Step::from_u32(46).is_none());
     }
 }

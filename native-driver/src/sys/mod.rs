@@ -203,6 +203,14 @@ pub(crate) fn fstatfs_flags(fd: RawFd) -> SysResult<c_ulong> {
     Ok(buf.f_flags as c_ulong)
 }
 
+/// `fstatfs(2)`; returns the filesystem's magic number (`f_type`).
+pub(crate) fn fstatfs_type(fd: RawFd) -> SysResult<i64> {
+    let mut buf = StatFs::default();
+    // SAFETY: buf is a valid, writable statfs of the 64-bit kernel layout.
+    check(unsafe { libc::syscall(libc::SYS_fstatfs, fd, &raw mut buf) })?;
+    Ok(buf.f_type)
+}
+
 pub(crate) fn close(fd: RawFd) -> SysResult<()> {
     // SAFETY: closing an fd number; the caller owns it.
     check(unsafe { libc::syscall(libc::SYS_close, fd) }).map(drop)
@@ -343,19 +351,35 @@ pub(crate) fn getcwd(buf: &mut [u8]) -> SysResult<usize> {
         .map(|n| n as usize)
 }
 
-/// `execve(2)`; returns only on failure. `argv` and `envp` are NULL-terminated arrays of
-/// pointers to NUL-terminated strings that outlive the call.
-pub(crate) fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
-    // SAFETY: the caller guarantees argv/envp are NULL-terminated arrays of valid strings.
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: execs the file behind `fd`; returns only on
+/// failure. Same contract for `argv`/`envp` as [`execve`].
+pub(crate) fn fexecve(fd: RawFd, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+    // SAFETY: the caller guarantees argv/envp are NULL-terminated arrays of valid strings; the
+    // empty path is a static C string.
     unsafe {
         libc::syscall(
-            libc::SYS_execve,
-            path.as_ptr(),
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
             argv.as_ptr(),
             envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
         )
     };
     errno()
+}
+
+/// `memfd_create(2)`.
+pub(crate) fn memfd_create(name: &CStr, flags: c_uint) -> SysResult<std::os::fd::OwnedFd> {
+    // SAFETY: name is a valid C string.
+    check(unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), flags) })
+        .map(|fd| own_fd(fd as RawFd))
+}
+
+/// `fchmod(2)`.
+pub(crate) fn fchmod(fd: RawFd, mode: libc::mode_t) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_fchmod, fd, mode) }).map(drop)
 }
 
 /// Resets every catchable signal to its default disposition.
@@ -763,8 +787,7 @@ pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> S
 pub(crate) fn spawn_in_namespaces(
     ns_pidfd: RawFd,
     flags: c_int,
-    path: &CStr,
-    argv: &[*const c_char],
+    exec: crate::trampoline::Exec<'_>,
     envp: &[*const c_char],
     stdin: RawFd,
 ) -> SysResult<std::os::fd::OwnedFd> {
@@ -783,8 +806,14 @@ pub(crate) fn spawn_in_namespaces(
                 exit(126);
             }
             // A copy of the engine holds every engine fd, the write end of the hook's stdin
-            // among them: keep only stdio, so that the hook sees end of file.
-            if dup3(stdin, 0, 0).is_err() || close_range(3, u32::MAX, 0).is_err() {
+            // among them: keep only stdio (and the sealed trampoline, ≥ 3, close-on-exec), so
+            // that the hook sees end of file.
+            let t = exec.fd as c_uint;
+            if dup3(stdin, 0, 0).is_err()
+                || t < 3
+                || (t > 3 && close_range(3, t - 1, 0).is_err())
+                || close_range(t + 1, u32::MAX, 0).is_err()
+            {
                 exit(125);
             }
             // SAFETY: as above.
@@ -797,7 +826,8 @@ pub(crate) fn spawn_in_namespaces(
                 Ok(Forked::Child) => {
                     reset_signal_dispositions();
                     set_sigmask(false);
-                    execve(path, argv, envp);
+                    // Never exec container content from this copy of the engine.
+                    exec.exec(0, envp);
                     exit(127)
                 }
                 Ok(Forked::Parent { pid, .. }) => loop {
