@@ -1,0 +1,680 @@
+//! The escape suite: each attack of the security issue performed for real, against the library
+//! (the test process is the engine) and the CLI (a throw-away copy of the binary), asserting it
+//! fails. Root; a missing prerequisite fails under CI=true.
+//!
+//! Every attack acts inside containers or on the test's own temporary files: device nodes are
+//! made in the test's rootfs copies over a loop device of the test's own, the racing renames
+//! happen in the test's own directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Proc, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use execdriver::oci_spec::runtime::Spec;
+use execdriver::{Command, Driver, ExitStatus, Hooks, Pipes};
+use execdriver_tests::{busybox_rootfs, is_root, missing, runc_like_spec, unique_id};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/escape")
+}
+
+/// What every test needs: root, busybox, a C compiler for the payloads.
+fn ready(test: &str) -> bool {
+    if !is_root() {
+        missing(test, "root");
+        return false;
+    }
+    if busybox_rootfs().is_err() {
+        missing(test, "busybox-static");
+        return false;
+    }
+    if Proc::new("cc").arg("--version").output().is_err() {
+        missing(test, "a C compiler (cc) for the attack payloads");
+        return false;
+    }
+    true
+}
+
+/// Builds a freestanding static payload from `tests/fixtures/escape/<name>.c`.
+fn payload(name: &str, out: &Path) {
+    let o = Proc::new("cc")
+        .args([
+            "-nostdlib",
+            "-static",
+            "-no-pie",
+            "-fno-pie",
+            "-Os",
+            "-ffreestanding",
+            "-fno-builtin",
+            "-fno-stack-protector",
+            "-o",
+        ])
+        .arg(out)
+        .arg(fixtures().join(format!("{name}.c")))
+        .output()
+        .expect("run cc");
+    assert!(
+        o.status.success(),
+        "cc {name}.c: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A private copy of the busybox rootfs in `dir`.
+fn rootfs_copy(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    let st = Proc::new("cp")
+        .arg("-a")
+        .arg(busybox_rootfs().unwrap())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    root
+}
+
+fn spec_json(spec: &Spec) -> serde_json::Value {
+    serde_json::to_value(spec).unwrap()
+}
+
+fn edit(spec: Spec, f: impl FnOnce(&mut serde_json::Value)) -> Spec {
+    let mut v = spec_json(&spec);
+    f(&mut v);
+    serde_json::from_value(v).unwrap()
+}
+
+fn native() -> Arc<dyn Driver> {
+    execdriver_tests::native::driver().expect("native driver")
+}
+
+fn run(
+    d: &Arc<dyn Driver>,
+    bundle: &Path,
+    spec: Spec,
+) -> (Result<ExitStatus, String>, String, String) {
+    let id = unique_id("esc");
+    let cmd = Command::new(id, bundle, spec).unwrap();
+    let (pipes, cap) = Pipes::capture().unwrap();
+    let r = d.run(&cmd, pipes, &Hooks::new()).map_err(|e| e.to_string());
+    let (o, e) = cap.wait_strings();
+    (r, o, e)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The host binary (CVE-2019-5736): `#!/proc/self/exe` + the image's dynamic loader.
+
+/// The `PT_INTERP` of an ELF file.
+fn interpreter(binary: &Path) -> PathBuf {
+    let b = std::fs::read(binary).unwrap();
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    assert_eq!(&b[..4], b"\x7fELF");
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if u32::from_le_bytes(b[ph..ph + 4].try_into().unwrap()) == 3 {
+            let (off, size) = (u64_at(ph + 8), u64_at(ph + 32));
+            let s = &b[off..off + size];
+            let s = s.strip_suffix(b"\0").unwrap_or(s);
+            return PathBuf::from(String::from_utf8(s.to_vec()).unwrap());
+        }
+    }
+    panic!(
+        "{} has no PT_INTERP (not dynamically linked)",
+        binary.display()
+    );
+}
+
+/// A bundle whose image carries the attack: `/entrypoint.sh` is `#!/proc/self/exe`, and the
+/// engine binary's loader path holds the payload.
+fn evil_bundle(dir: &Path, engine: &Path, args: &[&str]) -> PathBuf {
+    let root = rootfs_copy(dir);
+    std::fs::write(root.join("entrypoint.sh"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        root.join("entrypoint.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let interp = interpreter(engine);
+    let at = root.join(interp.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    payload("evil_loader", &at);
+    let spec = runc_like_spec(&root, args);
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&spec_json(&spec)).unwrap(),
+    )
+    .unwrap();
+    dir.to_owned()
+}
+
+/// A throw-away copy of the CLI binary and a state root of its own.
+struct CliCopy {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    original: Vec<u8>,
+}
+
+impl CliCopy {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("edtest-escape-cli-")
+            .tempdir()
+            .unwrap();
+        let bin = dir.path().join("execdriver-copy");
+        std::fs::copy(env!("CARGO_BIN_EXE_execdriver"), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let original = std::fs::read(&bin).unwrap();
+        Self { dir, bin, original }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Proc {
+        let mut c = Proc::new(&self.bin);
+        c.arg("--root")
+            .arg(self.dir.path().join("state"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs a command; its stderr goes through a file (a detached container holds its stdio).
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let path = self.dir.path().join("stderr");
+        let code = self
+            .cmd(args)
+            .stderr(std::fs::File::create(&path).unwrap())
+            .status()
+            .unwrap()
+            .code()
+            .unwrap_or(-1);
+        (code, std::fs::read_to_string(&path).unwrap_or_default())
+    }
+
+    fn status(&self, id: &str) -> String {
+        let o = Proc::new(&self.bin)
+            .arg("--root")
+            .arg(self.dir.path().join("state"))
+            .args(["state", id])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v["status"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn intact(&self) -> bool {
+        std::fs::read(&self.bin).is_ok_and(|b| b == self.original)
+    }
+
+    /// Waits until the binary changed, or `done` holds, or `limit` passed.
+    fn watch(&self, limit: Duration, done: impl Fn() -> bool) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end && self.intact() && !done() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_host_binary_survives_a_proc_self_exe_entrypoint_at_create_and_start() {
+    let test = "the_host_binary_survives_a_proc_self_exe_entrypoint_at_create_and_start";
+    if !ready(test) {
+        return;
+    }
+    let cli = CliCopy::new();
+    let bdir = tempfile::Builder::new()
+        .prefix("edtest-escape-")
+        .tempdir()
+        .unwrap();
+    let bundle = evil_bundle(bdir.path(), &cli.bin, &["/entrypoint.sh"]);
+    let id = format!("esc-detach-{}", std::process::id());
+    // What containerd does: create, then start (here as `run --detach`).
+    let (code, err) = cli.run(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
+    // The payload, had it run as the init, would stay up rewriting the binary once the CLI is
+    // gone; the container ends at once when it never runs.
+    cli.watch(Duration::from_secs(10), || cli.status(&id) == "stopped");
+    let intact = cli.intact();
+    let _ = cli.run(&["delete", "--force", &id]);
+    assert!(
+        intact,
+        "the host binary was overwritten from the image (run --detach: {code}, {err})"
+    );
+}
+
+#[test]
+fn the_host_binary_survives_a_proc_self_exe_exec() {
+    let test = "the_host_binary_survives_a_proc_self_exe_exec";
+    if !ready(test) {
+        return;
+    }
+    let cli = CliCopy::new();
+    let bdir = tempfile::Builder::new()
+        .prefix("edtest-escape-")
+        .tempdir()
+        .unwrap();
+    let bundle = evil_bundle(bdir.path(), &cli.bin, &["sleep", "1000"]);
+    let id = format!("esc-exec-{}", std::process::id());
+    let (code, err) = cli.run(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = cli.run(&["exec", &id, "/entrypoint.sh"]);
+    // Had the payload run, its child keeps trying for 10 s after the exec's CLI is gone.
+    cli.watch(Duration::from_secs(3), || false);
+    let intact = cli.intact();
+    let _ = cli.run(&["delete", "--force", &id]);
+    assert!(
+        intact,
+        "the host binary was overwritten from the image (exec: {code}, {err})"
+    );
+    assert!(!err.contains("evil loader ran"), "{err}");
+}
+
+#[test]
+fn an_embedding_engine_never_runs_its_binary_inside_a_container() {
+    let test = "an_embedding_engine_never_runs_its_binary_inside_a_container";
+    if !ready(test) {
+        return;
+    }
+    let d = native();
+    let engine = std::env::current_exe().unwrap();
+    let bdir = tempfile::Builder::new()
+        .prefix("edtest-escape-")
+        .tempdir()
+        .unwrap();
+    let bundle = evil_bundle(bdir.path(), &engine, &["/entrypoint.sh"]);
+    let spec = runc_like_spec(&bundle.join("rootfs"), &["/entrypoint.sh"]);
+    let (r, out, err) = run(&d, &bundle, spec.clone());
+    assert!(!err.contains("evil loader ran"), "init: {r:?} {out} {err}");
+    // The same through exec into a running container, and as a startContainer hook (which
+    // runs in the container's namespaces).
+    let id = unique_id("esc-lib");
+    let running = Command::new(
+        id.clone(),
+        &bundle,
+        runc_like_spec(&bundle.join("rootfs"), &["sleep", "1000"]),
+    )
+    .unwrap();
+    let h = execdriver::spawn(d.clone(), running, Pipes::null(), Hooks::new()).unwrap();
+    h.wait_started().expect("started");
+    let (pipes, cap) = Pipes::capture().unwrap();
+    let st = d.exec(&id, spec.process().as_ref().unwrap(), pipes, &Hooks::new());
+    let (_, exec_err) = cap.wait_strings();
+    d.terminate(&id).unwrap();
+    h.wait().unwrap();
+    assert!(
+        !exec_err.contains("evil loader ran"),
+        "exec: {st:?} {exec_err}"
+    );
+    let hooked = edit(runc_like_spec(&bundle.join("rootfs"), &["true"]), |v| {
+        v["hooks"] = serde_json::json!({"startContainer": [{"path": "/entrypoint.sh"}]});
+    });
+    let (r, _, err) = run(&d, &bundle, hooked);
+    assert!(r.is_err(), "the hook is not a program: {r:?}");
+    assert!(!err.contains("evil loader ran"), "hook: {err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Device nodes shipped in the image.
+
+/// A loop device over a file of the test's own, detached on drop.
+struct Loop {
+    dev: PathBuf,
+    _backing: tempfile::NamedTempFile,
+}
+
+impl Loop {
+    fn new(test: &str) -> Option<Self> {
+        let backing = tempfile::NamedTempFile::new().unwrap();
+        backing.as_file().set_len(1 << 20).unwrap();
+        let o = Proc::new("losetup")
+            .args(["--find", "--show"])
+            .arg(backing.path())
+            .output();
+        match o {
+            Ok(o) if o.status.success() => Some(Self {
+                dev: PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+                _backing: backing,
+            }),
+            Ok(o) => {
+                missing(
+                    test,
+                    &format!("a loop device: {}", String::from_utf8_lossy(&o.stderr)),
+                );
+                None
+            }
+            Err(e) => {
+                missing(test, &format!("losetup: {e}"));
+                None
+            }
+        }
+    }
+
+    fn numbers(&self) -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = std::fs::metadata(&self.dev).unwrap().rdev();
+        (nix::libc::major(rdev), nix::libc::minor(rdev))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Proc::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// `evil/loop` (the loop device) and `evil/kmsg` (c 1:11) in `root`.
+fn plant_nodes(root: &Path, lo: &Loop) {
+    std::fs::create_dir_all(root.join("evil")).unwrap();
+    let (maj, min) = lo.numbers();
+    for (name, kind, maj, min) in [("loop", "b", maj, min), ("kmsg", "c", 1, 11)] {
+        let st = Proc::new("mknod")
+            .arg(root.join("evil").join(name))
+            .args([kind, &maj.to_string(), &min.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+#[test]
+fn device_nodes_in_the_image_are_refused_with_or_without_device_rules() {
+    let test = "device_nodes_in_the_image_are_refused_with_or_without_device_rules";
+    if !ready(test) {
+        return;
+    }
+    let Some(lo) = Loop::new(test) else { return };
+    let d = native();
+    let dir = tempfile::Builder::new()
+        .prefix("edtest-escape-")
+        .tempdir()
+        .unwrap();
+    let root = rootfs_copy(dir.path());
+    plant_nodes(&root, &lo);
+    let script = "dd if=/evil/loop of=/dev/null bs=512 count=1 2>/dev/null && echo READ-LOOP; \
+                  echo x | dd of=/evil/loop bs=1 count=1 conv=notrunc 2>/dev/null && echo WROTE-LOOP; \
+                  head -c 1 /evil/kmsg >/dev/null 2>&1 && echo READ-KMSG; \
+                  cat /dev/null && echo null-ok";
+    for (case, resources) in [
+        ("no linux.resources", None),
+        (
+            "resources without devices",
+            Some(serde_json::json!({"pids": {"limit": 100}})),
+        ),
+        (
+            "resources with devices",
+            Some(
+                serde_json::json!({"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}]}),
+            ),
+        ),
+    ] {
+        let spec = edit(
+            runc_like_spec(&root, &["sh", "-c", script]),
+            |v| match &resources {
+                None => {
+                    v["linux"].as_object_mut().unwrap().remove("resources");
+                }
+                Some(r) => v["linux"]["resources"] = r.clone(),
+            },
+        );
+        let (r, out, err) = run(&d, dir.path(), spec);
+        assert!(
+            r.as_ref().is_ok_and(ExitStatus::success),
+            "{case}: {r:?} {err}"
+        );
+        assert!(
+            out.contains("null-ok"),
+            "{case}: /dev/null must work: {out}"
+        );
+        for bad in ["READ-LOOP", "WROTE-LOOP", "READ-KMSG"] {
+            assert!(!out.contains(bad), "{case}: {bad}\n{out}");
+        }
+    }
+}
+
+/// A WASI module that opens `evil/loop` and `evil/kmsg` in its root preopen and reads a byte
+/// of each; prints `loop=EE,RR kmsg=EE,RR` (WASI errnos of the open and the read, `--` when
+/// not reached).
+const WASM_PROBE: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "evil/loop")
+  (data (i32.const 120) "evil/kmsg")
+  (data (i32.const 200) "loop=--,-- kmsg=--,--\n")
+  (func $digits (param $at i32) (param $v i32)
+    (i32.store8 (local.get $at) (i32.add (i32.const 48) (i32.div_u (local.get $v) (i32.const 10))))
+    (i32.store8 (i32.add (local.get $at) (i32.const 1)) (i32.add (i32.const 48) (i32.rem_u (local.get $v) (i32.const 10)))))
+  (func $try (param $path i32) (param $out i32)
+    (local $e i32)
+    (local.set $e (call $open (i32.const 3) (i32.const 1) (local.get $path) (i32.const 9)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 300)))
+    (call $digits (local.get $out) (local.get $e))
+    (if (i32.eqz (local.get $e))
+      (then
+        (i32.store (i32.const 320) (i32.const 400))
+        (i32.store (i32.const 324) (i32.const 1))
+        (call $digits (i32.add (local.get $out) (i32.const 3))
+          (call $read (i32.load (i32.const 300)) (i32.const 320) (i32.const 1) (i32.const 340))))))
+  (func (export "_start")
+    (call $try (i32.const 100) (i32.const 205))
+    (call $try (i32.const 120) (i32.const 216))
+    (i32.store (i32.const 360) (i32.const 200))
+    (i32.store (i32.const 364) (i32.const 22))
+    (drop (call $write (i32.const 1) (i32.const 360) (i32.const 1) (i32.const 368)))))
+"#;
+
+#[test]
+fn a_wasm_module_cannot_open_device_nodes_of_its_rootfs() {
+    let test = "a_wasm_module_cannot_open_device_nodes_of_its_rootfs";
+    if !ready(test) {
+        return;
+    }
+    let Some(lo) = Loop::new(test) else { return };
+    let d = execdriver_tests::wasm::driver().expect("wasm driver");
+    let dir = tempfile::Builder::new()
+        .prefix("edtest-escape-wasm-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    plant_nodes(&root, &lo);
+    std::fs::write(root.join("probe.wat"), WASM_PROBE).unwrap();
+    for read_only in [false, true] {
+        let spec = execdriver::parse_spec(
+            serde_json::json!({
+                "ociVersion": "1.0.2",
+                "process": {"cwd": "/", "args": ["/probe.wat"], "user": {"uid": 0, "gid": 0}},
+                "root": {"path": root, "readonly": read_only},
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let (r, out, err) = run(&d, dir.path(), spec);
+        assert!(r.as_ref().is_ok_and(ExitStatus::success), "{r:?} {err}");
+        assert!(out.starts_with("loop="), "{out}");
+        // Open refused (not 00) for both nodes: the host's disk and /dev/kmsg stay out of reach.
+        assert!(
+            !out.contains("loop=00") && !out.contains("kmsg=00"),
+            "read_only={read_only}: {out}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. /proc and /sys targets.
+
+#[test]
+fn proc_and_sys_as_symlinks_are_refused_with_runcs_wording() {
+    let test = "proc_and_sys_as_symlinks_are_refused_with_runcs_wording";
+    if !ready(test) {
+        return;
+    }
+    let d = native();
+    for target in ["proc", "sys"] {
+        let dir = tempfile::Builder::new()
+            .prefix("edtest-escape-")
+            .tempdir()
+            .unwrap();
+        let root = rootfs_copy(dir.path());
+        std::fs::create_dir_all(root.join("vol").join(target)).unwrap();
+        std::fs::remove_dir(root.join(target)).unwrap();
+        std::os::unix::fs::symlink(format!("vol/{target}"), root.join(target)).unwrap();
+        let spec = runc_like_spec(&root, &["true"]);
+        let (r, _, _) = run(&d, dir.path(), spec.clone());
+        let e = r.expect_err("a symlinked mount target must be refused");
+        assert!(
+            e.contains("must be mounted on ordinary directory"),
+            "/{target}: {e}"
+        );
+        // The CLI says the same and fails.
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string(&spec_json(&spec)).unwrap(),
+        )
+        .unwrap();
+        let cli = CliCopy::new();
+        let id = format!("esc-link-{target}-{}", std::process::id());
+        let (code, err) = cli.run(&["run", "--bundle", dir.path().to_str().unwrap(), &id]);
+        let _ = cli.run(&["delete", "--force", &id]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("must be mounted on ordinary directory"),
+            "/{target}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_racing_rename_never_leaves_procfs_unmasked() {
+    let test = "a_racing_rename_never_leaves_procfs_unmasked";
+    if !ready(test) {
+        return;
+    }
+    let d = native();
+    // The victim's rootfs lies on a volume another container could write: the racer swaps
+    // its /proc with another directory as fast as it can while victims start.
+    let dir = tempfile::Builder::new()
+        .prefix("edtest-escape-race-")
+        .tempdir()
+        .unwrap();
+    let root = rootfs_copy(dir.path());
+    std::fs::create_dir_all(root.join("fakeproc")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = stop.clone();
+        let (a, b) = (root.join("proc"), root.join("fakeproc"));
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            let end = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                if nix::fcntl::renameat2(
+                    None,
+                    &a,
+                    None,
+                    &b,
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                )
+                .is_ok()
+                {
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let check = "for d in /proc /fakeproc; do \
+                   if [ -e $d/self/status ]; then \
+                     [ -s $d/kcore ] && echo UNMASKED-$d; \
+                     ( : >> $d/sys/kernel/core_pattern ) 2>/dev/null && echo WRITABLE-$d; \
+                     echo procfs-at-$d; \
+                   fi; \
+                 done; true";
+    let (mut ran, mut refused) = (0, 0);
+    let mut seen = Vec::new();
+    for _ in 0..60 {
+        let (r, out, _) = run(&d, dir.path(), runc_like_spec(&root, &["sh", "-c", check]));
+        match r {
+            Ok(_) => {
+                ran += 1;
+                for bad in out
+                    .lines()
+                    .filter(|l| l.starts_with("UNMASKED") || l.starts_with("WRITABLE"))
+                {
+                    seen.push(bad.to_owned());
+                }
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert!(swaps > 0, "the racer never swapped");
+    assert!(
+        seen.is_empty(),
+        "a victim saw an unmasked procfs: {seen:?} ({ran} ran, {refused} refused)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Seccomp across ABIs.
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn seccomp_profiles_filter_x32_and_i386_calls_by_their_architectures() {
+    let test = "seccomp_profiles_filter_x32_and_i386_calls_by_their_architectures";
+    if !ready(test) {
+        return;
+    }
+    let d = native();
+    let dir = tempfile::Builder::new()
+        .prefix("edtest-escape-abi-")
+        .tempdir()
+        .unwrap();
+    let root = rootfs_copy(dir.path());
+    payload("abi_probe", &root.join("abi_probe"));
+    let profile = |arches: &[&str]| {
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": arches,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+    };
+    let probe = |seccomp: &serde_json::Value, mode: &str| {
+        let spec = edit(runc_like_spec(&root, &["/abi_probe", mode]), |v| {
+            v["linux"]["seccomp"] = seccomp.clone();
+        });
+        let (r, out, err) = run(&d, dir.path(), spec);
+        (
+            r.unwrap_or_else(|e| panic!("{mode}: {e} {err}")),
+            out.trim().to_owned(),
+        )
+    };
+    // Docker's shape: x86_64 with its sub-architectures. Every ABI's mkdir gets the profile's
+    // errno — also x32 on a kernel without x32 (which would answer ENOSYS, -38).
+    let all = profile(&["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    for mode in ["native-mkdir", "x32-mkdir", "i386-mkdir"] {
+        let (st, out) = probe(&all, mode);
+        assert!(st.success(), "{mode}: {st}");
+        assert_eq!(out, "-1", "{mode}: the profile's EPERM");
+    }
+    let (st, out) = probe(&all, "i386-getpid");
+    assert!(
+        st.success() && out.parse::<i64>().is_ok_and(|p| p > 0),
+        "i386 getpid is allowed: {st} {out}"
+    );
+    // x86_64 alone: calls of the other ABIs are killed, as libseccomp does.
+    let native_only = profile(&["SCMP_ARCH_X86_64"]);
+    for mode in ["x32-mkdir", "i386-getpid"] {
+        let (st, out) = probe(&native_only, mode);
+        assert_eq!(st.signal, Some(nix::libc::SIGSYS), "{mode}: {st} {out}");
+    }
+    let (st, out) = probe(&native_only, "native-mkdir");
+    assert!(st.success() && out == "-1", "{st} {out}");
+}
