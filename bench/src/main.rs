@@ -71,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "execdriver-bench [--smoke] [--out DIR] [--only lifecycle,throughput,running,oom,wasm,memory] [--execdriver PATH]\n\
+                    "execdriver-bench [--smoke] [--out DIR] [--only lifecycle,throughput,running,oom,protection,wasm,memory] [--execdriver PATH]\n\
                      execdriver-bench --repeat native-run|wasm-warm N   (one in-library operation N times, for perf)"
                 );
                 std::process::exit(0);
@@ -225,7 +225,7 @@ fn run(args: &Args, root: bool) -> Result<bool, String> {
         (!root).then(|| format!("{name}: skipped (the native driver needs root)"))
     };
     let mut skipped = Vec::new();
-    for name in ["lifecycle", "throughput", "running", "oom"] {
+    for name in ["lifecycle", "throughput", "running", "oom", "protection"] {
         if let Some(n) = native_note(name) {
             skipped.push(n);
         }
@@ -240,6 +240,7 @@ fn run(args: &Args, root: bool) -> Result<bool, String> {
         run_one("throughput", &|| Ok(vec![scenarios::throughput(&ctx)?]));
         run_one("running", &|| scenarios::running(&ctx));
         run_one("oom", &|| Ok(vec![scenarios::oom(&ctx)?]));
+        run_one("protection", &|| Ok(vec![scenarios::protection(&ctx)?]));
     }
     run_one("wasm", &|| scenarios::wasm(&ctx));
     run_one("memory", &|| Ok(vec![scenarios::memory(&ctx)?]));

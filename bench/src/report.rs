@@ -104,6 +104,16 @@ impl Table {
         self.targets.push((format!("{row} ≤ {}", human(max)), met));
     }
 
+    /// Records a target: the median of `ours` exceeds that of `base` by at most `max`.
+    pub fn target_extra(&mut self, ours: &str, base: &str, max: Duration) {
+        let met = self
+            .median_of(ours)
+            .zip(self.median_of(base))
+            .map(|(o, b)| o.saturating_sub(b) <= max);
+        self.targets
+            .push((format!("{ours} − {base} ≤ {}", human(max)), met));
+    }
+
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "### {}\n", self.title);

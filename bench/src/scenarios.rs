@@ -508,6 +508,62 @@ fn oom_kills(file: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Scenario 9: the cost of the host binary protection — every container program is exec'd
+/// through the sealed memfd trampoline, one extra execve of a tiny static program.
+pub fn protection(ctx: &Ctx) -> Result<Table, String> {
+    use std::os::unix::process::CommandExt;
+    let rootfs = ctx.rootfs.clone().ok_or("no rootfs")?;
+    let program = rootfs.join("bin/true");
+    let fd = execdriver::native::__private::exec_trampoline_fd().map_err(|e| e.to_string())?;
+    let direct = program.clone();
+    let spawn = |c: &mut Command| -> Result<Duration, String> {
+        let t = Instant::now();
+        let st = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        let d = t.elapsed();
+        st.success().then_some(d).ok_or_else(|| st.to_string())
+    };
+    let mut cs = vec![
+        Contender::new("fork + exec true (direct)", move || {
+            spawn(&mut Command::new(&direct))
+        }),
+        Contender::new(
+            "fork + exec true through the sealed trampoline",
+            move || {
+                spawn(
+                    Command::new(format!("/proc/self/fd/{fd}"))
+                        .arg0("-")
+                        .arg(&program)
+                        .arg("true"),
+                )
+            },
+        ),
+    ];
+    let (w, n) = ctx.rounds(200);
+    let series = alternate(&mut cs, w, n);
+    let mut t = Table::new(
+        "protection",
+        "9. host binary protection: the trampoline's extra exec per container start",
+    );
+    for s in series {
+        if s.name.contains("trampoline") {
+            t.ours(s);
+        } else {
+            t.peer(s, "fork + exec true through the sealed trampoline");
+        }
+    }
+    t.target_extra(
+        "fork + exec true through the sealed trampoline",
+        "fork + exec true (direct)",
+        Duration::from_micros(200),
+    );
+    Ok(t)
+}
+
 /// Scenario 6: from the kernel's OOM kill to the event on the channel.
 pub fn oom(ctx: &Ctx) -> Result<Table, String> {
     let bundle = native_bundle(ctx, "oom", &["sh", "-c", "tail /dev/zero"], true, 32 << 20)?;

@@ -19,6 +19,40 @@ impl Error {
     pub fn usage(msg: impl Into<String>) -> Self {
         Self::Usage(msg.into())
     }
+
+    /// The message as the CLI prints it: with runc's wording where runc's callers parse it
+    /// (containerd's shim treats only "container not running", "does not exist" and "no such
+    /// process" as "already gone"; anything else is retried forever).
+    pub fn report(&self) -> String {
+        match self {
+            Self::Driver(DriverError::NotRunning { .. }) => {
+                format!("container not running: {self}")
+            }
+            Self::Driver(DriverError::NotFound { id }) => {
+                format!("container {id} does not exist: {self}")
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use execdriver::Status;
+
+    use super::*;
+
+    #[test]
+    fn gone_containers_are_reported_in_runcs_words() {
+        let stopped = Error::Driver(DriverError::NotRunning {
+            id: "a".into(),
+            status: Status::Stopped,
+        });
+        assert!(stopped.report().starts_with("container not running"));
+        let missing = Error::Driver(DriverError::not_found("a"));
+        assert!(missing.report().contains("container a does not exist"));
+        assert_eq!(Error::usage("bad flag").report(), "bad flag");
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

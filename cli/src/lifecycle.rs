@@ -455,13 +455,19 @@ pub fn kill(ctx: &Ctx, id: &str, signal: Option<&str>, all: bool) -> Result<Exit
         }
         Target::Hosted { record } => {
             // A hosted container's processes are its hosting process: one signal reaches all.
-            ctx::ask(
+            match ctx::ask(
                 &ctx.records,
                 &record,
                 &Request::Kill {
                     signal: sig.number(),
                 },
-            )?;
+            ) {
+                // `--all` of a stopped container signals no process and succeeds, as runc's.
+                Err(Error::Driver(DriverError::NotRunning { .. })) if all => {}
+                r => {
+                    r?;
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -471,14 +477,9 @@ pub fn kill(ctx: &Ctx, id: &str, signal: Option<&str>, all: bool) -> Result<Exit
 fn kill_all(driver: &dyn Driver, id: &ContainerId, sig: Signal) -> Result<()> {
     let info = driver.info(id)?;
     if info.status == Status::Stopped {
-        // Leftovers of a dead init still get the signal (runc does the same).
-        if driver.pids(id)?.is_empty() {
-            return Err(DriverError::NotRunning {
-                id: id.to_string(),
-                status: Status::Stopped,
-            }
-            .into());
-        }
+        // Leftovers of a dead init still get the signal; with none, there is nothing to
+        // signal and that is success — runc 1.1 exits 0 here, and containerd's shim sends
+        // `kill --all ID 9` after every exit.
     } else {
         driver.kill(id, sig)?;
     }

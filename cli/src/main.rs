@@ -292,10 +292,11 @@ mod cli {
             Ok(code) => code,
             Err(err) => {
                 // containerd explains a failed command from the log's last error.
+                let msg = err.report();
                 if log_file {
-                    tracing::error!("{err}");
+                    tracing::error!("{msg}");
                 }
-                eprintln!("execdriver: {err}");
+                eprintln!("execdriver: {msg}");
                 ExitCode::from(if foreground_code { EXIT_ERROR } else { 1 })
             }
         }

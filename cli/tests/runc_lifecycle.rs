@@ -152,6 +152,14 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         "kill of a missing container",
         ok(rt.run(&["kill", "nope-missing", "KILL"])),
     );
+    // containerd's shim parses these words (pkg/process/utils.go, checkKillError).
+    note(
+        "kill of a missing container says it does not exist",
+        rt.run(&["kill", "nope-missing", "KILL"])
+            .stderr
+            .contains("does not exist")
+            .to_string(),
+    );
 
     // created
     let o = rt.run(&["create", "--bundle", bundle, "--pid-file", pid_file, id]);
@@ -267,6 +275,18 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
     note(
         "kill a stopped container",
         ok(rt.run(&["kill", id, "KILL"])),
+    );
+    note(
+        "kill of a stopped container says it is not running",
+        rt.run(&["kill", id, "KILL"])
+            .stderr
+            .contains("container not running")
+            .to_string(),
+    );
+    // What containerd's shim sends after every exit: it must succeed.
+    note(
+        "kill --all a stopped container",
+        ok(rt.run(&["kill", "--all", id, "KILL"])),
     );
     note("start a stopped container", ok(rt.run(&["start", id])));
     note("pause a stopped container", ok(rt.run(&["pause", id])));

@@ -93,6 +93,15 @@ pub mod __private {
 
     use crate::cgroups::{CgroupFs, RealFs, devices_bpf, resources};
 
+    /// The sealed exec trampoline's fd (close-on-exec), for the benchmark of its cost:
+    /// `/proc/self/fd/<fd>` with argv `["-", program, argv0, …]` runs `program` through it.
+    ///
+    /// # Errors
+    /// When the memfd can't be made.
+    pub fn exec_trampoline_fd() -> execdriver_api::Result<std::os::fd::RawFd> {
+        crate::trampoline::fd()
+    }
+
     /// Attaches the eBPF device filter the driver would make for `rules` to the cgroup v2
     /// directory `dir`.
     ///
