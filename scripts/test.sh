@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs its prerequisites (busybox-static; runc and containerd for the
 # tests that run execdriver beside them) on a fresh machine; the native driver's integration
-# tests need root. Under CI=true a missing prerequisite fails the run instead of skipping.
+# tests and the escape suite (which builds its payloads with cc and makes a loop device) need
+# root. Under CI=true a missing prerequisite fails the run instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
@@ -18,5 +19,7 @@ need() {
 need ensure_busybox
 need ensure_package runc runc
 need ensure_package containerd containerd
+need ensure_package cc gcc
+need ensure_package losetup mount
 
 cargo test --workspace --all-features --no-fail-fast "$@"

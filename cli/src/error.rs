@@ -36,6 +36,19 @@ impl Error {
     }
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A JSON error with the path to the bad value in front (`memory.limit: invalid type ...`),
+/// or without one when the document itself is wrong.
+pub fn json_path(e: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." || path == "?" {
+        e.into_inner().to_string()
+    } else {
+        format!("{path}: {}", e.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use execdriver::Status;
@@ -52,18 +65,5 @@ mod tests {
         let missing = Error::Driver(DriverError::not_found("a"));
         assert!(missing.report().contains("container a does not exist"));
         assert_eq!(Error::usage("bad flag").report(), "bad flag");
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A JSON error with the path to the bad value in front (`memory.limit: invalid type ...`),
-/// or without one when the document itself is wrong.
-pub fn json_path(e: serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = e.path().to_string();
-    if path == "." || path == "?" {
-        e.into_inner().to_string()
-    } else {
-        format!("{path}: {}", e.into_inner())
     }
 }

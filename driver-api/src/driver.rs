@@ -160,11 +160,14 @@ pub enum Operation {
     Persistent,
     /// Any signal; without it only SIGKILL, SIGTERM and SIGINT.
     Signals,
+    /// Kernel isolation: a container can't reach the engine's files, and never runs the
+    /// engine's own executable (the conformance kit's security checks).
+    Isolation,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Exec,
         Self::Pause,
         Self::Stats,
@@ -174,6 +177,7 @@ impl Operation {
         Self::Terminal,
         Self::Persistent,
         Self::Signals,
+        Self::Isolation,
     ];
 
     /// The snake_case name.
@@ -188,6 +192,7 @@ impl Operation {
             Self::Terminal => "terminal",
             Self::Persistent => "persistent",
             Self::Signals => "signals",
+            Self::Isolation => "isolation",
         }
     }
 }

@@ -390,6 +390,7 @@ impl Driver for NativeDriver {
             .with(Operation::Oom)
             .with(Operation::Exec)
             .with(Operation::Terminal)
+            .with(Operation::Isolation)
     }
 
     fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {

@@ -25,6 +25,8 @@ pub fn argv(program: &Program) -> Vec<String> {
         Program::Ticker => sh("while :; do echo tick; sleep 0.05; done"),
         // Doubling a shell string grows memory without bound.
         Program::OomHog => sh("x=0123456789abcdef; while :; do x=$x$x; done"),
+        Program::PathExists(p) => vec!["test".to_owned(), "-e".to_owned(), p.clone()],
+        Program::EngineBinary => vec!["/proc/self/exe".to_owned(), "--help".to_owned()],
         other => sh(&format!("echo 'no fixture for {other:?}' >&2; exit 99")),
     }
 }

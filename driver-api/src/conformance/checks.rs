@@ -149,12 +149,71 @@ pub static CHECKS: &[Check] = &[
         run: invalid_ids_rejected,
     },
     Check {
+        name: "host_files_out_of_reach",
+        requires: &[Operation::Isolation],
+        description: "a file the engine just made on the host does not exist in the container (its root does)",
+        run: host_files_out_of_reach,
+    },
+    Check {
+        name: "engine_binary_never_runs",
+        requires: &[Operation::Isolation],
+        description: "a container whose program is /proc/self/exe never runs the engine's executable (CVE-2019-5736 class)",
+        run: engine_binary_never_runs,
+    },
+    Check {
         name: "oom_killed",
         requires: &[Operation::Oom],
         description: "a container over its memory limit is OOM-killed: oom_killed set, every hook's receiver got the event",
         run: oom_killed,
     },
 ];
+
+fn host_files_out_of_reach(kit: &Kit) -> CheckResult {
+    let marker = std::env::temp_dir().join(format!("execdriver-conformance-{}", kit.id()));
+    std::fs::write(&marker, b"host").map_err(|err| format!("{}: {err}", marker.display()))?;
+    let path = marker.display().to_string();
+    let inside = run(
+        kit,
+        &Program::PathExists(path.clone()),
+        Pipes::null(),
+        &Hooks::new(),
+    );
+    let root = run(
+        kit,
+        &Program::PathExists("/".into()),
+        Pipes::null(),
+        &Hooks::new(),
+    );
+    let _ = std::fs::remove_file(&marker);
+    let (inside, root) = (inside?, root?);
+    ensure!(
+        root == ExitStatus::exited(0),
+        "PathExists(\"/\") gave {root:?}"
+    );
+    ensure!(
+        inside == ExitStatus::exited(1),
+        "the host file {path} is visible in the container: {inside:?}"
+    );
+    Ok(())
+}
+
+fn engine_binary_never_runs(kit: &Kit) -> CheckResult {
+    let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
+    let st = run(kit, &Program::EngineBinary, pipes, &Hooks::new());
+    let (out, _) = captured.wait_strings();
+    // Refusing to start is fine too; what must never happen is the engine's binary running.
+    ensure!(
+        out.is_empty(),
+        "the engine's executable ran in the container: {out:?}"
+    );
+    if let Ok(st) = st {
+        ensure!(
+            !st.success(),
+            "/proc/self/exe --help succeeded in the container"
+        );
+    }
+    Ok(())
+}
 
 fn e(err: DriverError) -> String {
     err.to_string()

@@ -53,6 +53,13 @@ pub enum Program {
     /// Allocate memory without bound under a memory limit the fixture sets (a few MiB), so
     /// that the driver's OOM handling kills it.
     OomHog,
+    /// Exit 0 when this path exists as the container sees it, 1 when it does not (for drivers
+    /// with [`Operation::Isolation`]).
+    PathExists(String),
+    /// Exec the engine's own executable the way an image can name it — `/proc/self/exe` as
+    /// the program, resolved in the container — with the argument `--help` (for drivers with
+    /// [`Operation::Isolation`]: it must never run, so stdout stays empty).
+    EngineBinary,
 }
 
 /// A driver's test fixtures: how each [`Program`] runs on it.
@@ -253,7 +260,7 @@ macro_rules! conformance_tests {
             kill_with_sigterm, terminate, info_and_list_while_running, pause_and_unpause,
             stats_while_running, pids_while_running, exec_into_running, clean_then_reuse,
             concurrent_runs, duplicate_live_id_rejected, unknown_id_not_found,
-            invalid_ids_rejected, oom_killed);
+            invalid_ids_rejected, host_files_out_of_reach, engine_binary_never_runs, oom_killed);
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {
         $(

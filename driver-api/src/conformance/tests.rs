@@ -117,6 +117,8 @@ fn unsupported_operations_are_skipped_not_failed() {
         ("pids_while_running", Operation::Pids),
         ("exec_into_running", Operation::Exec),
         ("oom_killed", Operation::Oom),
+        ("host_files_out_of_reach", Operation::Isolation),
+        ("engine_binary_never_runs", Operation::Isolation),
     ] {
         assert_eq!(
             run_check(d.clone(), f.clone(), name),
