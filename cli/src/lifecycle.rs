@@ -425,8 +425,15 @@ fn status_of(ctx: &Ctx, id: &ContainerId) -> Result<oci::State> {
     }
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| DriverError::Internal {
+/// Prints `v` as runc does: `state` indented, `ps`/`list --format json` as one compact line
+/// (what their parsers, containerd's among them, read).
+fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<()> {
+    let s = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    };
+    let s = s.map_err(|e| DriverError::Internal {
         context: "output".into(),
         message: e.to_string(),
     })?;
@@ -437,13 +444,25 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 /// `state`.
 pub fn state(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let id = ContainerId::new(id)?;
-    print_json(&status_of(ctx, &id)?)?;
+    print_json(&status_of(ctx, &id)?, true)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `kill [--all] ID [SIGNAL]`.
 pub fn kill(ctx: &Ctx, id: &str, signal: Option<&str>, all: bool) -> Result<ExitCode> {
     let id = ContainerId::new(id)?;
+    if signal.is_some_and(|s| s.trim() == "0") {
+        // Signal 0 sends nothing: runc's (and kill(1)'s) "is it alive", which succeeds for a
+        // created, running or paused container.
+        return match status_of(ctx, &id)?.status.as_str() {
+            "created" | "running" | "paused" => Ok(ExitCode::SUCCESS),
+            _ => Err(DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            }
+            .into()),
+        };
+    }
     let sig: Signal = signal.unwrap_or("SIGTERM").parse()?;
     match ctx.target(&id)? {
         Target::Native { driver, .. } => {
@@ -552,7 +571,7 @@ pub fn ps(ctx: &Ctx, id: &str, json: bool, ps_args: &[String]) -> Result<ExitCod
     let id = ContainerId::new(id)?;
     let pids = pids_of(ctx, &id)?;
     if json {
-        print_json(&pids)?;
+        print_json(&pids, false)?;
         return Ok(ExitCode::SUCCESS);
     }
     let args: Vec<&str> = if ps_args.is_empty() {
@@ -800,7 +819,7 @@ pub fn list(ctx: &Ctx, json: bool, quiet: bool) -> Result<ExitCode> {
             println!("{}", s.id);
         }
     } else if json {
-        print_json(&states)?;
+        print_json(&states, false)?;
     } else {
         let w = states.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
         println!(

@@ -743,7 +743,11 @@ fn refused_flags_and_logs_as_containerd_reads_them() {
     let last = std::fs::read_to_string(&log).unwrap();
     let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
     assert_eq!(last["level"], "error");
-    assert_eq!(last["msg"], "container nope: not found");
+    // runc's words first (containerd's shim matches "does not exist"), then ours.
+    assert_eq!(
+        last["msg"],
+        "container nope does not exist: container nope: not found"
+    );
     assert!(last["time"].as_str().unwrap().ends_with('Z'));
 }
 

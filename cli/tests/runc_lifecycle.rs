@@ -222,6 +222,24 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             pids.contains(&init)
         )
     });
+    // Callers parse these documents: compact one-line JSON where runc prints it so.
+    note("ps --format json lines", {
+        let o = rt.run(&["ps", "--format", "json", id]);
+        format!(
+            "{} lines={}",
+            ok(o.clone()),
+            o.stdout.trim_end().lines().count()
+        )
+    });
+    note("list --format json lines", {
+        let o = rt.run(&["list", "--format", "json"]);
+        format!(
+            "{} lines={}",
+            ok(o.clone()),
+            o.stdout.trim_end().lines().count()
+        )
+    });
+    note("kill 0 (a liveness probe)", ok(rt.run(&["kill", id, "0"])));
     note("ps (table)", {
         let o = rt.run(&["ps", id]);
         let lines: Vec<&str> = o.stdout.lines().collect();
