@@ -338,6 +338,38 @@ fn a_seccomp_profile_denying_mkdir_makes_mkdir_fail_with_eperm() {
     assert!(out.contains("mkdir=1") && out.contains("touch-ok"), "{out}");
 }
 
+/// runc execs the program right after loading the profile; we exec through the sealed
+/// trampoline (`execveat` of its fd, then `fcntl` to close the setup socket on the program's
+/// exec). A profile that allows `execve` but neither of those must still run programs — and
+/// still deny them to the program itself.
+#[test]
+fn an_allow_list_without_execveat_or_fcntl_still_runs_the_program() {
+    let Some(d) = setup("an_allow_list_without_execveat_or_fcntl_still_runs_the_program") else {
+        return;
+    };
+    let mut profile =
+        serde_json::to_value(execdriver::native::seccomp::default::profile(&[])).unwrap();
+    for sc in profile["syscalls"].as_array_mut().unwrap() {
+        if let Some(names) = sc["names"].as_array_mut() {
+            names.retain(|n| n != "execveat" && n != "fcntl");
+        }
+    }
+    let (st, out, err) = run_busybox(
+        &*d,
+        &unique_id("seccomp-allow"),
+        &[
+            "sh",
+            "-c",
+            "echo started; exec 3</dev/null; echo redirected=$?",
+        ],
+        &Hooks::new(),
+        |spec| edit(spec, |v| v["linux"]["seccomp"] = profile.clone()),
+    )
+    .unwrap();
+    assert!(st.success(), "{st} {err}");
+    assert!(out.starts_with("started"), "{out} {err}");
+}
+
 #[test]
 fn the_default_seccomp_profile_runs_ordinary_programs_and_denies_namespaces() {
     let Some(d) = setup("the_default_seccomp_profile_runs_ordinary_programs_and_denies_namespaces")

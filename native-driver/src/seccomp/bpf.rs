@@ -198,6 +198,23 @@ impl Emitter {
         fails
     }
 
+    /// Calls allowed before any rule (`A` holding the call number; left holding it).
+    fn exempt(&mut self, nrs: &[(u32, &Vec<Rule>)]) {
+        for (nr, rules) in nrs {
+            self.push(JMP_JEQ_K, 1, 0, *nr);
+            let skip = self.ja();
+            for rule in rules.iter() {
+                let fails: Vec<usize> = rule.iter().flat_map(|c| self.cond(c)).collect();
+                self.ret(Action::Allow);
+                for f in fails {
+                    self.land(f);
+                }
+            }
+            self.ld(OFF_NR);
+            self.land(skip);
+        }
+    }
+
     /// The calls of one ABI, `A` holding the call number on entry. Ends in `mismatch`.
     fn calls(&mut self, nrs: &[(u32, &Vec<Rule>)], matched: Action, mismatch: Action) {
         // Unconditional calls: runs of `jeq nr → ret matched`, the jumps short enough for
@@ -232,29 +249,34 @@ impl Emitter {
     }
 }
 
+/// The calls of `rules` that `a` has, by number.
+fn numbers_of(rules: &Rules, a: Arch) -> Vec<(u32, &Vec<Rule>)> {
+    let mut v: Vec<_> = rules
+        .iter()
+        .filter_map(|(name, r)| a.number(name).map(|nr| (nr, r)))
+        .collect();
+    v.sort_by_key(|(nr, _)| *nr);
+    v.dedup_by_key(|(nr, _)| *nr);
+    v
+}
+
 /// The program: `matched` for the calls in `rules`, `mismatch` for the other calls of the
 /// ABIs in `arches` (the native one is always included), `bad_arch` for every other ABI.
-/// Names an ABI does not have are skipped for it, as libseccomp does.
+/// Names an ABI does not have are skipped for it, as libseccomp does. Native calls matching
+/// `exempt` are allowed before any rule.
 ///
 /// # Errors
 /// The program would exceed the kernel's 4096 instructions.
 pub(crate) fn program(
     arches: &[Arch],
     rules: &Rules,
+    exempt: &Rules,
     matched: Action,
     mismatch: Action,
     bad_arch: Action,
 ) -> Result<Vec<SockFilter>, String> {
     let has = |a: Arch| a == Arch::NATIVE || arches.contains(&a);
-    let numbers = |a: Arch| -> Vec<(u32, &Vec<Rule>)> {
-        let mut v: Vec<_> = rules
-            .iter()
-            .filter_map(|(name, r)| a.number(name).map(|nr| (nr, r)))
-            .collect();
-        v.sort_by_key(|(nr, _)| *nr);
-        v.dedup_by_key(|(nr, _)| *nr);
-        v
-    };
+    let numbers = |a: Arch| numbers_of(rules, a);
     let mut e = Emitter { p: Vec::new() };
     e.ld(OFF_ARCH);
     let mut sections = Vec::new();
@@ -272,6 +294,9 @@ pub(crate) fn program(
     for (arch, jump) in sections {
         e.land(jump);
         e.ld(OFF_NR);
+        if arch == Arch::NATIVE {
+            e.exempt(&numbers_of(exempt, arch));
+        }
         if arch == Arch::X86_64 {
             e.push(JMP_JGE_K, 0, 1, X32_SYSCALL_BIT);
             let x32 = e.ja();
@@ -363,7 +388,15 @@ mod tests {
         );
         let kill = Action::KillProcess.ret();
         // Native only: x32 and i386 calls are killed, whatever the call.
-        let p = program(&[], &r, EPERM, Action::Allow, Action::KillProcess).unwrap();
+        let p = program(
+            &[],
+            &r,
+            &Rules::new(),
+            EPERM,
+            Action::Allow,
+            Action::KillProcess,
+        )
+        .unwrap();
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, mkdir64, [0; 6]), EPERM.ret());
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, 0, [0; 6]), Action::Allow.ret());
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, mkdir_x32, [0; 6]), kill);
@@ -373,6 +406,7 @@ mod tests {
         let p = program(
             &[Arch::X32, Arch::I386],
             &r,
+            &Rules::new(),
             EPERM,
             Action::Allow,
             Action::KillProcess,
@@ -437,7 +471,15 @@ mod tests {
             ),
         ] {
             let r = rules(&[("write", vec![vec![Cond { arg: 2, op, value }]])]);
-            let p = program(&[], &r, EPERM, Action::Allow, Action::KillProcess).unwrap();
+            let p = program(
+                &[],
+                &r,
+                &Rules::new(),
+                EPERM,
+                Action::Allow,
+                Action::KillProcess,
+            )
+            .unwrap();
             let native = if cfg!(target_arch = "aarch64") {
                 AUDIT_ARCH_AARCH64
             } else {
@@ -461,6 +503,30 @@ mod tests {
     }
 
     #[test]
+    fn exempt_calls_pass_every_rule() {
+        let nr = Arch::NATIVE.number("execveat").unwrap();
+        let c = |arg, value| Cond {
+            arg,
+            op: Op::Eq,
+            value,
+        };
+        let r = rules(&[("execveat", vec![])]);
+        let ex = rules(&[("execveat", vec![vec![c(0, 7), c(4, 0x1000)]])]);
+        let p = program(&[], &r, &ex, EPERM, Action::Allow, Action::KillProcess).unwrap();
+        let native = if cfg!(target_arch = "aarch64") {
+            AUDIT_ARCH_AARCH64
+        } else {
+            AUDIT_ARCH_X86_64
+        };
+        assert_eq!(
+            run(&p, native, nr, [7, 0, 0, 0, 0x1000, 0]),
+            Action::Allow.ret()
+        );
+        assert_eq!(run(&p, native, nr, [8, 0, 0, 0, 0x1000, 0]), EPERM.ret());
+        assert_eq!(run(&p, native, nr, [7, 0, 0, 0, 0, 0]), EPERM.ret());
+    }
+
+    #[test]
     fn rules_are_ored_and_conditions_anded() {
         let nr = Arch::NATIVE.number("kill").unwrap();
         let c = |arg, value| Cond {
@@ -469,7 +535,15 @@ mod tests {
             value,
         };
         let r = rules(&[("kill", vec![vec![c(0, 1), c(1, 9)], vec![c(0, 2)]])]);
-        let p = program(&[], &r, EPERM, Action::Allow, Action::KillProcess).unwrap();
+        let p = program(
+            &[],
+            &r,
+            &Rules::new(),
+            EPERM,
+            Action::Allow,
+            Action::KillProcess,
+        )
+        .unwrap();
         let native = if cfg!(target_arch = "aarch64") {
             AUDIT_ARCH_AARCH64
         } else {
@@ -489,6 +563,7 @@ mod tests {
         let p = program(
             &[Arch::X32, Arch::I386],
             &r,
+            &Rules::new(),
             Action::Allow,
             EPERM,
             Action::KillProcess,

@@ -207,8 +207,9 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
     // A call of an ABI the profile does not list is killed, as libseccomp's default
     // bad-architecture action does.
     let bad_arch = Action::KillProcess;
+    let exempt = trampoline_calls()?;
     let build = |rules: &Rules, mismatch: Action, matched: Action| {
-        bpf::program(&arches, rules, matched, mismatch, bad_arch)
+        bpf::program(&arches, rules, &exempt, matched, mismatch, bad_arch)
             .map_err(|e| DriverError::invalid_spec(field("syscalls"), e))
     };
     let mut programs = Vec::new();
@@ -235,6 +236,34 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
         fprogs,
         flags,
     }))
+}
+
+/// The two calls the exec trampoline makes after the filter is installed, allowed by every
+/// filter (runc execs the program itself right after loading the profile; we exec through the
+/// sealed trampoline, so a profile that allows `execve` but not `execveat` must still run):
+/// `execveat` of the trampoline's own fd with `AT_EMPTY_PATH`, and `fcntl(_, F_SETFD,
+/// FD_CLOEXEC)`. Neither gives a program anything: the trampoline's fd is closed on its exec,
+/// and marking an fd close-on-exec is harmless.
+fn trampoline_calls() -> Result<Rules, DriverError> {
+    let fd = crate::trampoline::fd()?;
+    let eq = |arg, value| Cond {
+        arg,
+        op: Op::Eq,
+        value,
+    };
+    let mut r = Rules::new();
+    r.insert(
+        "execveat".to_owned(),
+        vec![vec![eq(0, fd as u64), eq(4, libc::AT_EMPTY_PATH as u64)]],
+    );
+    r.insert(
+        "fcntl".to_owned(),
+        vec![vec![
+            eq(1, libc::F_SETFD as u64),
+            eq(2, libc::FD_CLOEXEC as u64),
+        ]],
+    );
+    Ok(r)
 }
 
 /// Whether any ABI we filter has a call `name`.

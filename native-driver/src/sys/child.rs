@@ -354,7 +354,6 @@ pub(crate) fn init(a: &ChildArgs<'_>) -> ! {
 fn exec(a: &ChildArgs<'_>, path: &CStr) -> Result<std::convert::Infallible, Fail> {
     let p = a.process;
     let index = trampoline::index_of(&p.candidates, path).unwrap_or(usize::MAX);
-    super::fcntl(a.sync, libc::F_SETFD, 0).at(Step::Execve, 1)?;
     let errno = a.exec.exec(index, &p.envp_ptrs);
     Err(Fail {
         step: Step::Execve,
@@ -380,6 +379,10 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
     }
     let fifo = a.plan.and_then(|plan| plan.exec_fifo).unwrap_or(-1);
     close_fds_except([sync, fifo, a.exec.fd]).at(Step::CloseFds, 0)?;
+    // The socket stays open across the trampoline's exec (it reports a failed exec of the
+    // program there, and marks it close-on-exec first); cleared now, before any seccomp
+    // filter could refuse the fcntl.
+    super::fcntl(sync, libc::F_SETFD, 0).at(Step::CloseFds, 1)?;
 
     // The parent has written id maps and placed us in our cgroups.
     wait_go(sync)?;
