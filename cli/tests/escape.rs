@@ -151,6 +151,21 @@ fn evil_bundle(dir: &Path, engine: &Path, args: &[&str]) -> PathBuf {
     dir.to_owned()
 }
 
+/// Runs `c` and returns its exit code. A binary copied a moment ago can be "busy" while another
+/// test thread's fork still holds the copy's write fd (until that child execs): retry then.
+fn status(c: &mut Proc) -> i32 {
+    for _ in 0..100 {
+        match c.status() {
+            Ok(st) => return st.code().unwrap_or(-1),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{:?}: {e}", c.get_program()),
+        }
+    }
+    panic!("{:?} stayed busy", c.get_program())
+}
+
 /// A throw-away copy of the CLI binary and a state root of its own.
 struct CliCopy {
     dir: tempfile::TempDir,
@@ -185,23 +200,39 @@ impl CliCopy {
     /// Runs a command; its stderr goes through a file (a detached container holds its stdio).
     fn run(&self, args: &[&str]) -> (i32, String) {
         let path = self.dir.path().join("stderr");
-        let code = self
-            .cmd(args)
-            .stderr(std::fs::File::create(&path).unwrap())
-            .status()
-            .unwrap()
-            .code()
-            .unwrap_or(-1);
+        let code = status(self.cmd(args).stderr(std::fs::File::create(&path).unwrap()));
         (code, std::fs::read_to_string(&path).unwrap_or_default())
     }
 
+    /// Runs a foreground command; returns its code, stdout and stderr (through files).
+    fn run_out(&self, args: &[&str]) -> (i32, String, String) {
+        let (out, err) = (
+            self.dir.path().join("stdout"),
+            self.dir.path().join("stderr"),
+        );
+        let code = status(
+            self.cmd(args)
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(std::fs::File::create(&err).unwrap()),
+        );
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        (code, read(&out), read(&err))
+    }
+
     fn status(&self, id: &str) -> String {
-        let o = Proc::new(&self.bin)
-            .arg("--root")
-            .arg(self.dir.path().join("state"))
-            .args(["state", id])
-            .output()
-            .unwrap();
+        let o = loop {
+            match Proc::new(&self.bin)
+                .arg("--root")
+                .arg(self.dir.path().join("state"))
+                .args(["state", id])
+                .output()
+            {
+                Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.unwrap(),
+            }
+        };
         serde_json::from_slice::<serde_json::Value>(&o.stdout)
             .ok()
             .and_then(|v| v["status"].as_str().map(str::to_owned))
