@@ -239,6 +239,23 @@ impl CliCopy {
             .unwrap_or_default()
     }
 
+    /// Deletes `id` with the pristine CLI (the copy may be the attacker's by now).
+    fn delete(&self, id: &str) {
+        let _ = Proc::new(env!("CARGO_BIN_EXE_execdriver"))
+            .arg("--root")
+            .arg(self.dir.path().join("state"))
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Deletes `id` when dropped, also when the test fails.
+    fn guard<'a>(&'a self, id: &'a str) -> Deleting<'a> {
+        Deleting(self, id)
+    }
+
     fn intact(&self) -> bool {
         std::fs::read(&self.bin).is_ok_and(|b| b == self.original)
     }
@@ -249,6 +266,14 @@ impl CliCopy {
         while Instant::now() < end && self.intact() && !done() {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+struct Deleting<'a>(&'a CliCopy, &'a str);
+
+impl Drop for Deleting<'_> {
+    fn drop(&mut self) {
+        self.0.delete(self.1);
     }
 }
 
@@ -265,15 +290,14 @@ fn the_host_binary_survives_a_proc_self_exe_entrypoint_at_create_and_start() {
         .unwrap();
     let bundle = evil_bundle(bdir.path(), &cli.bin, &["/entrypoint.sh"]);
     let id = format!("esc-detach-{}", std::process::id());
+    let _gone = cli.guard(&id);
     // What containerd does: create, then start (here as `run --detach`).
     let (code, err) = cli.run(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
     // The payload, had it run as the init, would stay up rewriting the binary once the CLI is
     // gone; the container ends at once when it never runs.
     cli.watch(Duration::from_secs(10), || cli.status(&id) == "stopped");
-    let intact = cli.intact();
-    let _ = cli.run(&["delete", "--force", &id]);
     assert!(
-        intact,
+        cli.intact(),
         "the host binary was overwritten from the image (run --detach: {code}, {err})"
     );
 }
@@ -291,15 +315,14 @@ fn the_host_binary_survives_a_proc_self_exe_exec() {
         .unwrap();
     let bundle = evil_bundle(bdir.path(), &cli.bin, &["sleep", "1000"]);
     let id = format!("esc-exec-{}", std::process::id());
+    let _gone = cli.guard(&id);
     let (code, err) = cli.run(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
     assert_eq!(code, 0, "{err}");
     let (code, err) = cli.run(&["exec", &id, "/entrypoint.sh"]);
     // Had the payload run, its child keeps trying for 10 s after the exec's CLI is gone.
     cli.watch(Duration::from_secs(3), || false);
-    let intact = cli.intact();
-    let _ = cli.run(&["delete", "--force", &id]);
     assert!(
-        intact,
+        cli.intact(),
         "the host binary was overwritten from the image (exec: {code}, {err})"
     );
     assert!(!err.contains("evil loader ran"), "{err}");
@@ -572,8 +595,8 @@ fn proc_and_sys_as_symlinks_are_refused_with_runcs_wording() {
         .unwrap();
         let cli = CliCopy::new();
         let id = format!("esc-link-{target}-{}", std::process::id());
+        let _gone = cli.guard(&id);
         let (code, err) = cli.run(&["run", "--bundle", dir.path().to_str().unwrap(), &id]);
-        let _ = cli.run(&["delete", "--force", &id]);
         assert_ne!(code, 0);
         assert!(
             err.contains("must be mounted on ordinary directory"),
