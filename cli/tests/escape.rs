@@ -475,7 +475,7 @@ fn device_nodes_in_the_image_are_refused_with_or_without_device_rules() {
                 Some(r) => v["linux"]["resources"] = r.clone(),
             },
         );
-        let (r, out, err) = run(&d, dir.path(), spec);
+        let (r, out, err) = run(&d, dir.path(), spec.clone());
         assert!(
             r.as_ref().is_ok_and(ExitStatus::success),
             "{case}: {r:?} {err}"
@@ -486,6 +486,21 @@ fn device_nodes_in_the_image_are_refused_with_or_without_device_rules() {
         );
         for bad in ["READ-LOOP", "WROTE-LOOP", "READ-KMSG"] {
             assert!(!out.contains(bad), "{case}: {bad}\n{out}");
+        }
+        // The same bundle through the CLI.
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string(&spec_json(&spec)).unwrap(),
+        )
+        .unwrap();
+        let cli = CliCopy::new();
+        let id = format!("esc-dev-{}", std::process::id());
+        let _gone = cli.guard(&id);
+        let (code, out, err) = cli.run_out(&["run", "--bundle", dir.path().to_str().unwrap(), &id]);
+        assert_eq!(code, 0, "CLI, {case}: {err}");
+        assert!(out.contains("null-ok"), "CLI, {case}: {out}");
+        for bad in ["READ-LOOP", "WROTE-LOOP", "READ-KMSG"] {
+            assert!(!out.contains(bad), "CLI, {case}: {bad}\n{out}");
         }
     }
 }
@@ -550,13 +565,28 @@ fn a_wasm_module_cannot_open_device_nodes_of_its_rootfs() {
             .as_bytes(),
         )
         .unwrap();
-        let (r, out, err) = run(&d, dir.path(), spec);
+        let (r, out, err) = run(&d, dir.path(), spec.clone());
         assert!(r.as_ref().is_ok_and(ExitStatus::success), "{r:?} {err}");
         assert!(out.starts_with("loop="), "{out}");
         // Open refused (not 00) for both nodes: the host's disk and /dev/kmsg stay out of reach.
         assert!(
             !out.contains("loop=00") && !out.contains("kmsg=00"),
             "read_only={read_only}: {out}"
+        );
+        // Through the CLI (the module runs in its hosting process).
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string(&spec_json(&spec)).unwrap(),
+        )
+        .unwrap();
+        let cli = CliCopy::new();
+        let id = format!("esc-wasm-{read_only}-{}", std::process::id());
+        let _gone = cli.guard(&id);
+        let (code, out, err) = cli.run_out(&["run", "--bundle", dir.path().to_str().unwrap(), &id]);
+        assert_eq!(code, 0, "CLI: {err}");
+        assert!(
+            out.starts_with("loop=") && !out.contains("loop=00") && !out.contains("kmsg=00"),
+            "CLI, read_only={read_only}: {out} {err}"
         );
     }
 }
