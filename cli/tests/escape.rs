@@ -269,6 +269,20 @@ impl CliCopy {
     }
 }
 
+/// `spec` run in the foreground through a fresh CLI copy, as bundle `dir`: (code, stdout,
+/// stderr). The container is deleted afterwards.
+fn cli_run(dir: &Path, spec: &Spec, name: &str) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&spec_json(spec)).unwrap(),
+    )
+    .unwrap();
+    let cli = CliCopy::new();
+    let id = format!("esc-{name}-{}", std::process::id());
+    let _gone = cli.guard(&id);
+    cli.run_out(&["run", "--bundle", dir.to_str().unwrap(), &id])
+}
+
 struct Deleting<'a>(&'a CliCopy, &'a str);
 
 impl Drop for Deleting<'_> {
@@ -488,15 +502,7 @@ fn device_nodes_in_the_image_are_refused_with_or_without_device_rules() {
             assert!(!out.contains(bad), "{case}: {bad}\n{out}");
         }
         // The same bundle through the CLI.
-        std::fs::write(
-            dir.path().join("config.json"),
-            serde_json::to_string(&spec_json(&spec)).unwrap(),
-        )
-        .unwrap();
-        let cli = CliCopy::new();
-        let id = format!("esc-dev-{}", std::process::id());
-        let _gone = cli.guard(&id);
-        let (code, out, err) = cli.run_out(&["run", "--bundle", dir.path().to_str().unwrap(), &id]);
+        let (code, out, err) = cli_run(dir.path(), &spec, "dev");
         assert_eq!(code, 0, "CLI, {case}: {err}");
         assert!(out.contains("null-ok"), "CLI, {case}: {out}");
         for bad in ["READ-LOOP", "WROTE-LOOP", "READ-KMSG"] {
@@ -574,15 +580,7 @@ fn a_wasm_module_cannot_open_device_nodes_of_its_rootfs() {
             "read_only={read_only}: {out}"
         );
         // Through the CLI (the module runs in its hosting process).
-        std::fs::write(
-            dir.path().join("config.json"),
-            serde_json::to_string(&spec_json(&spec)).unwrap(),
-        )
-        .unwrap();
-        let cli = CliCopy::new();
-        let id = format!("esc-wasm-{read_only}-{}", std::process::id());
-        let _gone = cli.guard(&id);
-        let (code, out, err) = cli.run_out(&["run", "--bundle", dir.path().to_str().unwrap(), &id]);
+        let (code, out, err) = cli_run(dir.path(), &spec, &format!("wasm-{read_only}"));
         assert_eq!(code, 0, "CLI: {err}");
         assert!(
             out.starts_with("loop=") && !out.contains("loop=00") && !out.contains("kmsg=00"),
@@ -618,15 +616,7 @@ fn proc_and_sys_as_symlinks_are_refused_with_runcs_wording() {
             "/{target}: {e}"
         );
         // The CLI says the same and fails.
-        std::fs::write(
-            dir.path().join("config.json"),
-            serde_json::to_string(&spec_json(&spec)).unwrap(),
-        )
-        .unwrap();
-        let cli = CliCopy::new();
-        let id = format!("esc-link-{target}-{}", std::process::id());
-        let _gone = cli.guard(&id);
-        let (code, err) = cli.run(&["run", "--bundle", dir.path().to_str().unwrap(), &id]);
+        let (code, _, err) = cli_run(dir.path(), &spec, &format!("link-{target}"));
         assert_ne!(code, 0);
         assert!(
             err.contains("must be mounted on ordinary directory"),

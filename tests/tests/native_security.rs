@@ -226,9 +226,11 @@ fn exec_with_a_tty() {
     let o = out.clone();
     let hooks = Hooks::new().on_pre_start(move |ctx| {
         let term = ctx.terminal().ok_or("no terminal")?.clone();
+        // Take the reader now: the process may be done (and its terminal closed) before a
+        // thread started here gets to it.
+        let mut r = term.reader()?;
         let o = o.clone();
         std::thread::spawn(move || {
-            let mut r = term.reader().unwrap();
             *o.lock().unwrap() = read_until(&mut *r, "end");
         });
         Ok(())

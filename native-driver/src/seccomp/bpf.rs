@@ -368,6 +368,12 @@ mod tests {
     use super::*;
 
     const EPERM: Action = Action::Errno(1);
+    /// The native ABI's audit architecture.
+    const NATIVE: u32 = if cfg!(target_arch = "aarch64") {
+        AUDIT_ARCH_AARCH64
+    } else {
+        AUDIT_ARCH_X86_64
+    };
 
     fn rules(list: &[(&str, Vec<Rule>)]) -> Rules {
         list.iter()
@@ -480,11 +486,6 @@ mod tests {
                 Action::KillProcess,
             )
             .unwrap();
-            let native = if cfg!(target_arch = "aarch64") {
-                AUDIT_ARCH_AARCH64
-            } else {
-                AUDIT_ARCH_X86_64
-            };
             for (arg, hit) in cases {
                 let mut args = [0; 6];
                 args[2] = arg;
@@ -494,7 +495,7 @@ mod tests {
                     Action::Allow.ret()
                 };
                 assert_eq!(
-                    run(&p, native, nr, args),
+                    run(&p, NATIVE, nr, args),
                     want,
                     "{op:?} {value:#x} vs {arg:#x}"
                 );
@@ -513,17 +514,12 @@ mod tests {
         let r = rules(&[("execveat", vec![])]);
         let ex = rules(&[("execveat", vec![vec![c(0, 7), c(4, 0x1000)]])]);
         let p = program(&[], &r, &ex, EPERM, Action::Allow, Action::KillProcess).unwrap();
-        let native = if cfg!(target_arch = "aarch64") {
-            AUDIT_ARCH_AARCH64
-        } else {
-            AUDIT_ARCH_X86_64
-        };
         assert_eq!(
-            run(&p, native, nr, [7, 0, 0, 0, 0x1000, 0]),
+            run(&p, NATIVE, nr, [7, 0, 0, 0, 0x1000, 0]),
             Action::Allow.ret()
         );
-        assert_eq!(run(&p, native, nr, [8, 0, 0, 0, 0x1000, 0]), EPERM.ret());
-        assert_eq!(run(&p, native, nr, [7, 0, 0, 0, 0, 0]), EPERM.ret());
+        assert_eq!(run(&p, NATIVE, nr, [8, 0, 0, 0, 0x1000, 0]), EPERM.ret());
+        assert_eq!(run(&p, NATIVE, nr, [7, 0, 0, 0, 0, 0]), EPERM.ret());
     }
 
     #[test]
@@ -544,12 +540,7 @@ mod tests {
             Action::KillProcess,
         )
         .unwrap();
-        let native = if cfg!(target_arch = "aarch64") {
-            AUDIT_ARCH_AARCH64
-        } else {
-            AUDIT_ARCH_X86_64
-        };
-        let at = |a0, a1| run(&p, native, nr, [a0, a1, 0, 0, 0, 0]);
+        let at = |a0, a1| run(&p, NATIVE, nr, [a0, a1, 0, 0, 0, 0]);
         assert_eq!(at(1, 9), EPERM.ret());
         assert_eq!(at(1, 15), Action::Allow.ret());
         assert_eq!(at(2, 15), EPERM.ret());
@@ -570,18 +561,13 @@ mod tests {
         )
         .unwrap();
         assert!(p.len() < MAX_INSNS, "{}", p.len());
-        let native = if cfg!(target_arch = "aarch64") {
-            AUDIT_ARCH_AARCH64
-        } else {
-            AUDIT_ARCH_X86_64
-        };
         for (name, nr) in syscalls::SYSCALLS {
             assert_eq!(
-                run(&p, native, *nr as u32, [0; 6]),
+                run(&p, NATIVE, *nr as u32, [0; 6]),
                 Action::Allow.ret(),
                 "{name}"
             );
         }
-        assert_eq!(run(&p, native, 4000, [0; 6]), EPERM.ret());
+        assert_eq!(run(&p, NATIVE, 4000, [0; 6]), EPERM.ret());
     }
 }
