@@ -63,14 +63,21 @@ pub fn process(bundle: &Path, flags: &ExecFlags, command: &[String]) -> Result<P
     if let Some(path) = &flags.process {
         let text = std::fs::read_to_string(path)
             .map_err(|e| DriverError::io(format!("--process {}", path.display()), e))?;
-        let mut de = serde_json::Deserializer::from_str(&text);
-        let mut p: Process = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let bad = |e| {
             Error::usage(format!(
                 "--process {}: {}",
                 path.display(),
                 crate::error::json_path(e)
             ))
-        })?;
+        };
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let mut v: serde_json::Value = serde_path_to_error::deserialize(&mut de).map_err(bad)?;
+        // runc runs a process document without `user` as uid 0, gid 0.
+        if let Some(doc) = v.as_object_mut() {
+            doc.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        let mut p: Process = serde_path_to_error::deserialize(v).map_err(bad)?;
         if flags.tty {
             p.set_terminal(Some(true));
         }

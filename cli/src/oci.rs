@@ -266,7 +266,7 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> serde_json::Value {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"},
+                {"type": "uts"}, {"type": "mount"},
             ],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",

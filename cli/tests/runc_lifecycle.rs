@@ -240,6 +240,16 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         )
     });
     note("kill 0 (a liveness probe)", ok(rt.run(&["kill", id, "0"])));
+    note("exec --process without user", {
+        let file = rt.dir.join(format!("{}-process.json", rt.name));
+        std::fs::write(
+            &file,
+            r#"{"args": ["id", "-u"], "cwd": "/", "env": ["PATH=/bin"]}"#,
+        )
+        .unwrap();
+        let o = rt.run(&["exec", "--process", file.to_str().unwrap(), id]);
+        format!("{} {}", ok(o.clone()), o.stdout.trim())
+    });
     note("ps (table)", {
         let o = rt.run(&["ps", id]);
         let lines: Vec<&str> = o.stdout.lines().collect();
@@ -446,4 +456,41 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     assert_eq!(get("pid of a stopped container"), "0");
     assert_eq!(get("delete"), "code=0");
     assert_eq!(get("ps count with an exec'd process"), "count=2");
+}
+
+/// `spec` writes the document `runc spec` writes, as far as callers build on it: the same
+/// namespaces and the same mounts (runc 1.1 has no cgroup namespace in it).
+#[test]
+fn spec_matches_runcs_namespaces_and_mounts() {
+    let test = "spec_matches_runcs_namespaces_and_mounts";
+    let Some(runc) = runc() else {
+        return missing(test, "runc is not installed (apt-get install runc)");
+    };
+    let shape = |bin: &str| -> (Vec<String>, Vec<String>) {
+        let dir = tempfile::Builder::new()
+            .prefix("edtest-spec-")
+            .tempdir()
+            .unwrap();
+        let st = std::process::Command::new(bin)
+            .arg("spec")
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{bin} spec");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        let list = |key: &str, a: &serde_json::Value| -> Vec<String> {
+            a.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x[key].as_str().unwrap().to_owned())
+                .collect()
+        };
+        (
+            list("type", &v["linux"]["namespaces"]),
+            list("destination", &v["mounts"]),
+        )
+    };
+    assert_eq!(shape(env!("CARGO_BIN_EXE_execdriver")), shape(&runc));
 }
