@@ -96,22 +96,31 @@ pub(crate) fn openat(
 }
 
 /// `openat2(2)` with `flags` and `resolve`.
+/// `openat2(2)`. With `RESOLVE_IN_ROOT`/`RESOLVE_BENEATH` the kernel answers `EAGAIN` when a
+/// rename or mount anywhere on the system raced with a `..` step of the lookup ("the caller
+/// should retry", openat2(2)); that is retried here, a bounded number of times.
 pub(crate) fn openat2(dirfd: RawFd, path: &CStr, flags: u64, resolve: u64) -> SysResult<RawFd> {
     // SAFETY: open_how is plain data; zeroed is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags;
     how.resolve = resolve;
-    // SAFETY: path is NUL-terminated; how lives across the call and its size is passed.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd,
-            path.as_ptr(),
-            &raw const how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    })
-    .map(|fd| fd as RawFd)
+    let mut tries = 0;
+    loop {
+        // SAFETY: path is NUL-terminated; how lives across the call and its size is passed.
+        let r = check(unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                path.as_ptr(),
+                &raw const how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        });
+        match r {
+            Err(libc::EAGAIN) if tries < 1000 => tries += 1,
+            r => return r.map(|fd| fd as RawFd),
+        }
+    }
 }
 
 pub(crate) fn mkdirat(dirfd: RawFd, path: &CStr, mode: libc::mode_t) -> SysResult<()> {
