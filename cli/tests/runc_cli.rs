@@ -544,8 +544,10 @@ fn native_exec_detach_kill_all_update_and_events() {
     let test = "native_exec_detach_kill_all_update_and_events";
     let hog = "x=0123456789abcdef; i=0; while [ $i -lt 24 ]; do x=$x$x; i=$((i+1)); done";
     let script = format!(
-        "trap 'exit 0' TERM; while [ ! -e /tmp/go ]; do sleep 0.05; done; sh -c '{hog}'; sleep 1000"
+        "trap 'exit 0' TERM; while [ ! -e /tmp/go ]; do sleep 0.05; done; sh -c '{hog}'; sleep 1000 & wait"
     );
+    // (`& wait`: a shell runs its TERM trap only after a foreground child ends, and `kill --all`
+    // right after the OOM event may list the processes before that `sleep` exists.)
     let Some(b) = native_bundle(test, &["sh", "-c", &script], |s| {
         s["linux"]["resources"]["memory"] =
             serde_json::json!({"limit": 64 << 20, "swap": 64 << 20});
