@@ -198,20 +198,33 @@ impl Emitter {
         fails
     }
 
+    /// One call's conditional rules: `jeq nr`, then each rule's conditions ending in `ret
+    /// matched`. When no rule matches, `after_nomatch` runs (a `ret`, or reloading the number
+    /// to go on); a different call skips the block with `A` unchanged.
+    fn rule_block(
+        &mut self,
+        nr: u32,
+        rules: &[Rule],
+        matched: Action,
+        after_nomatch: impl FnOnce(&mut Self),
+    ) {
+        self.push(JMP_JEQ_K, 1, 0, nr);
+        let skip = self.ja();
+        for rule in rules {
+            let fails: Vec<usize> = rule.iter().flat_map(|c| self.cond(c)).collect();
+            self.ret(matched);
+            for f in fails {
+                self.land(f);
+            }
+        }
+        after_nomatch(self);
+        self.land(skip);
+    }
+
     /// Calls allowed before any rule (`A` holding the call number; left holding it).
     fn exempt(&mut self, nrs: &[(u32, &Vec<Rule>)]) {
         for (nr, rules) in nrs {
-            self.push(JMP_JEQ_K, 1, 0, *nr);
-            let skip = self.ja();
-            for rule in rules.iter() {
-                let fails: Vec<usize> = rule.iter().flat_map(|c| self.cond(c)).collect();
-                self.ret(Action::Allow);
-                for f in fails {
-                    self.land(f);
-                }
-            }
-            self.ld(OFF_NR);
-            self.land(skip);
+            self.rule_block(*nr, rules, Action::Allow, |e| e.ld(OFF_NR));
         }
     }
 
@@ -233,17 +246,7 @@ impl Emitter {
             self.ret(matched);
         }
         for (nr, rules) in nrs.iter().filter(|(_, r)| !r.is_empty()) {
-            self.push(JMP_JEQ_K, 1, 0, *nr);
-            let skip = self.ja();
-            for rule in rules.iter() {
-                let fails: Vec<usize> = rule.iter().flat_map(|c| self.cond(c)).collect();
-                self.ret(matched);
-                for f in fails {
-                    self.land(f);
-                }
-            }
-            self.ret(mismatch);
-            self.land(skip);
+            self.rule_block(*nr, rules, matched, |e| e.ret(mismatch));
         }
         self.ret(mismatch);
     }
