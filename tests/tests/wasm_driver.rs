@@ -395,3 +395,73 @@ fn resources_a_wasm_container_cannot_honour_are_refused() {
     assert!(matches!(e, DriverError::Unsupported { .. }), "{e}");
     assert!(e.to_string().contains("linux.resources.blockIO"), "{e}");
 }
+
+/// A rootfs of its own with the two `open` fixtures, a regular file `plain`, a directory `d`,
+/// a symlink `link` to `plain`, a FIFO `fifo` and a bound unix socket `sock`.
+fn special_rootfs() -> (tempfile::TempDir, std::os::unix::net::UnixListener) {
+    let dir = tempfile::Builder::new()
+        .prefix("edtest-wasm-special-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    for f in ["open.wat", "open_component.wat"] {
+        std::fs::copy(execdriver_tests::wasm::fixtures_src().join(f), root.join(f)).unwrap();
+    }
+    std::fs::write(root.join("plain"), "x").unwrap();
+    std::os::unix::fs::symlink("plain", root.join("link")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        0,
+    )
+    .unwrap();
+    let sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+    (dir, sock)
+}
+
+fn run_in(d: &dyn Driver, dir: &std::path::Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let mut v = serde_json::to_value(spec(args)).unwrap();
+    v["root"]["path"] = serde_json::json!(dir.join("rootfs"));
+    let c = Command::new(unique_id("sp"), dir, serde_json::from_value(v).unwrap()).unwrap();
+    let (pipes, cap) = Pipes::capture().unwrap();
+    let r = d.run(&c, pipes, &Hooks::new());
+    let (o, e) = cap.wait_strings();
+    (r.unwrap(), o, e)
+}
+
+#[test]
+fn fifos_and_sockets_of_the_image_are_refused_with_eacces() {
+    let d = driver();
+    let (dir, _sock) = special_rootfs();
+    // Preview 1. Read-write opens first: a FIFO opened O_RDWR doesn't block, so without the
+    // guard this fails on the assertion rather than hanging. WASI errno 2 is `acces`.
+    let (st, out, err) = run_in(
+        &*d,
+        dir.path(),
+        &["/open.wat", "rw", "fifo", "sock", "plain"],
+    );
+    assert_eq!(st, ExitStatus::exited(0), "{err}");
+    assert_eq!(out, "02\n02\n00\n", "fifo, sock, plain (read-write)");
+    // Read-only: a FIFO without a writer would block the instance's thread in open(2).
+    let (st, out, err) = run_in(
+        &*d,
+        dir.path(),
+        &["/open.wat", "r", "fifo", "sock", "plain", "link", "d"],
+    );
+    assert_eq!(st, ExitStatus::exited(0), "{err}");
+    assert_eq!(
+        out, "02\n02\n00\n00\n00\n",
+        "fifo, sock, plain, link, d (read-only)"
+    );
+    // Preview 2 (`open-at`): 0 = opened, 1 = refused with `access`, a trap otherwise.
+    let root = dir.path().join("rootfs");
+    for (node, want) in [("fifo", 1), ("sock", 1), ("plain", 0)] {
+        let _ = std::fs::remove_file(root.join("special"));
+        std::fs::hard_link(root.join(node), root.join("special")).unwrap();
+        let (st, _, err) = run_in(&*d, dir.path(), &["/open_component.wat"]);
+        assert_eq!(st, ExitStatus::exited(want), "component, {node}: {err}");
+    }
+}

@@ -64,9 +64,13 @@ impl Runtime {
         let mut core_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |c: &mut CoreCtx| &mut c.wasi)
             .map_err(|e| format!("WASI preview 1 linker: {e}"))?;
+        crate::special::guard_p1(&mut core_linker)
+            .map_err(|e| format!("WASI preview 1 open guard: {e}"))?;
         let mut comp_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut comp_linker)
             .map_err(|e| format!("WASI preview 2 linker: {e}"))?;
+        crate::special::guard_p2(&mut comp_linker)
+            .map_err(|e| format!("WASI preview 2 open guard: {e}"))?;
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("execdriver-wasm-io")

@@ -11,6 +11,7 @@ mod instance;
 #[cfg(target_os = "linux")]
 mod nodev;
 mod options;
+mod special;
 
 use std::sync::Arc;
 
