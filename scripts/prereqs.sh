@@ -30,3 +30,19 @@ ensure_package() {
     apt-get install -y -q "$pkg" >/dev/null 2>&1 ||
         { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
 }
+
+# A Debian package that installs a file rather than a command on PATH (CNI plugins).
+ensure_file() {
+    local file=$1 pkg=$2
+    if [ -e "$file" ]; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "$pkg is not installed and installing it needs root" >&2
+        return 1
+    fi
+    echo "installing $pkg ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "$pkg" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs its prerequisites (busybox-static; runc and containerd for the
-# tests that run execdriver beside them) on a fresh machine; the native driver's integration
+# The whole test suite. Installs its prerequisites (busybox-static; runc, containerd and the CNI
+# plugins for the tests that run execdriver beside them) on a fresh machine; the native driver's integration
 # tests and the escape suite (which builds its payloads with cc and makes a loop device) need
 # root. Under CI=true a missing prerequisite fails the run instead of skipping.
 set -euo pipefail
@@ -21,5 +21,8 @@ need ensure_package runc runc
 need ensure_package containerd containerd
 need ensure_package cc gcc
 need ensure_package losetup mount
+# The CRI test: containerd's CRI plugin with a CNI bridge in a private network namespace.
+need ensure_file /usr/lib/cni/bridge containernetworking-plugins
+need ensure_package ip iproute2
 
 cargo test --workspace --all-features --no-fail-fast "$@"

@@ -24,6 +24,14 @@ use serde::{Deserialize, Serialize};
 use crate::fdpass;
 use crate::records::Records;
 
+/// The container's cgroup, when this hosting process joined it (`linux.cgroupsPath`).
+static CGROUP: std::sync::OnceLock<execdriver::native::HostedCgroup> = std::sync::OnceLock::new();
+
+/// Records the cgroup this hosting process joined: `update` applies to it too.
+pub fn set_cgroup(cg: execdriver::native::HostedCgroup) {
+    let _ = CGROUP.set(cg);
+}
+
 /// A request to the hosting process.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -419,7 +427,16 @@ fn handle(mut stream: UnixStream, driver: &dyn Driver, shared: &Shared, id: &Con
         Request::Resume => null(driver.unpause(id)),
         Request::Stats => driver.stats(id).map(|s| serde_json::json!(s)),
         Request::Pids => driver.pids(id).map(|p| serde_json::json!(p)),
-        Request::Update { resources } => null(driver.update(id, &resources)),
+        Request::Update { resources } => {
+            null(
+                driver
+                    .update(id, &resources)
+                    .and_then(|()| match CGROUP.get() {
+                        Some(cg) => cg.update(&resources),
+                        None => Ok(()),
+                    }),
+            )
+        }
         Request::Exec { process } => {
             let mut buf = [0u8; 1];
             match fdpass::recv(&stream, &mut buf) {

@@ -167,6 +167,7 @@ fn spawn_host(ctx: &Ctx, cmd: &Command, record: Record, start_now: bool) -> Resu
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
+            remove_hosted_cgroup(&record.id, &record.bundle);
             Err(fail(e))
         }
     }
@@ -220,7 +221,7 @@ pub fn host_main(ctx: &Ctx, id: &str, ready_socket: &Path, start_now: bool) -> E
         let cmd = Command::from_bundle(id, &record.bundle)?;
         Ok((driver, cmd, record))
     };
-    let (driver, cmd, _record) = match setup() {
+    let (driver, cmd, _record) = match setup().and_then(|(d, c, r)| Ok((d, isolate(c)?, r))) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("{e}");
@@ -263,6 +264,59 @@ pub fn host_main(ctx: &Ctx, id: &str, ready_socket: &Path, start_now: bool) -> E
             tracing::error!("{e}");
             ExitCode::from(crate::EXIT_ERROR)
         }
+    }
+}
+
+/// What the hosting process does before its driver runs the container, so that the container
+/// looks to a shim and to kubelet like a runc one: every bind mount (files too) is made inside
+/// the rootfs in a private mount namespace of the hosting process (see
+/// `bind_mounts_into_rootfs`; without CAP_SYS_ADMIN the driver gets the spec as it is), and
+/// with `linux.cgroupsPath` the hosting process joins the container's cgroup, with its limits,
+/// so that the cgroup of the container's pid holds the container's numbers.
+fn isolate(mut cmd: Command) -> Result<Command> {
+    match execdriver::native::bind_mounts_into_rootfs(&cmd) {
+        Ok(spec) => cmd.spec = spec,
+        Err(DriverError::Sys { errno, .. }) if errno == libc_eperm() => {
+            tracing::debug!(id = %cmd.id, "no private mount namespace (EPERM): bind mounts stay the driver's");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if has_cgroups_path(&cmd.spec) {
+        let cg = execdriver::native::HostedCgroup::join(
+            &cmd.id,
+            &cmd.spec,
+            &execdriver::native::NativeOptions::default().cgroup_parent,
+            std::process::id(),
+        )?;
+        host::set_cgroup(cg);
+    }
+    Ok(cmd)
+}
+
+fn libc_eperm() -> i32 {
+    nix::errno::Errno::EPERM as i32
+}
+
+fn has_cgroups_path(spec: &execdriver::oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .is_some_and(|p| !p.as_os_str().is_empty())
+}
+
+/// Removes the cgroup a hosting process joined (it is gone by now); errors are logged.
+fn remove_hosted_cgroup(id: &ContainerId, bundle: &Path) {
+    let Ok(cmd) = Command::from_bundle(id.clone(), bundle) else {
+        return;
+    };
+    if has_cgroups_path(&cmd.spec)
+        && let Err(e) = execdriver::native::HostedCgroup::remove(
+            id,
+            &cmd.spec,
+            &execdriver::native::NativeOptions::default().cgroup_parent,
+        )
+    {
+        tracing::warn!(%id, err = %e, "could not remove the hosting process's cgroup");
     }
 }
 
@@ -528,6 +582,7 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<ExitCode> {
                 Err(Error::Driver(DriverError::NotRunning { .. })) => {}
                 Err(e) => return Err(e),
             }
+            remove_hosted_cgroup(&record.id, &record.bundle);
         }
     }
     ctx.records.remove(&id);

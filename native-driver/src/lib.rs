@@ -15,6 +15,8 @@ mod driver;
 #[cfg(target_os = "linux")]
 mod failure;
 #[cfg(target_os = "linux")]
+mod hosted;
+#[cfg(target_os = "linux")]
 mod oci_hooks;
 #[cfg(target_os = "linux")]
 mod oom;
@@ -37,6 +39,8 @@ mod trampoline;
 
 #[cfg(target_os = "linux")]
 pub use driver::{Created, NativeDriver};
+#[cfg(target_os = "linux")]
+pub use hosted::{HostedCgroup, bind_mounts_into_rootfs};
 #[cfg(target_os = "linux")]
 pub use options::NativeOptions;
 
