@@ -52,14 +52,27 @@ impl Out {
 
 impl Runtime {
     fn run(&self, args: &[&str]) -> Out {
+        self.run_with_stdin(args, None)
+    }
+
+    /// `run` with `input` on the command's stdin (`update --resources -`, as containerd's
+    /// shim sends it).
+    fn run_with_stdin(&self, args: &[&str], input: Option<&str>) -> Out {
         let out = self.dir.join(format!("{}.out", self.name));
         let err = self.dir.join(format!("{}.err", self.name));
+        let inp = self.dir.join(format!("{}.in", self.name));
+        std::fs::write(&inp, input.unwrap_or("")).unwrap();
         let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
         let script = format!(
-            "exec {} --root {} {} >{} 2>{}",
+            "exec {} --root {} {} <{} >{} 2>{}",
             self.bin,
             quote(self.root.to_str().unwrap()),
             line.join(" "),
+            if input.is_some() {
+                inp.display().to_string()
+            } else {
+                "/dev/null".to_owned()
+            },
             out.display(),
             err.display()
         );
@@ -118,6 +131,39 @@ impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         self.0.run(&["delete", "--force", self.1]);
     }
+}
+
+/// The fd sent to a console socket (`SCM_RIGHTS`), if one comes within 10 s.
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> Option<std::os::fd::OwnedFd> {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => return None,
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut buf = [0u8; 64];
+    rustix::net::recvmsg(
+        &s,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut anc,
+        rustix::net::RecvFlags::empty(),
+    )
+    .ok()?;
+    let mut fds = Vec::new();
+    for m in anc.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(r) = m {
+            fds.extend(r);
+        }
+    }
+    fds.pop()
 }
 
 /// The scenario, as (step, observation) lines; both runtimes must produce the same lines.
@@ -272,6 +318,87 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         "exec of a missing program",
         exec_code(rt.run(&["exec", id, "/no/such/program"])),
     );
+    // What containerd's shim runs for a tty exec: the pty master arrives on the socket.
+    note("exec --detach --console-socket --process (tty)", {
+        let sock = rt.dir.join(format!("{}-console.sock", rt.name));
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let receiver = std::thread::spawn(move || receive_fd(&listener));
+        let file = rt.dir.join(format!("{}-tty-process.json", rt.name));
+        std::fs::write(
+            &file,
+            r#"{"terminal": true, "args": ["sh", "-c", "tty; sleep 1"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}"#,
+        )
+        .unwrap();
+        let o = rt.run(&[
+            "exec",
+            "--detach",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--process",
+            file.to_str().unwrap(),
+            id,
+        ]);
+        let master = receiver.join().unwrap();
+        let mut out = String::new();
+        if let Some(m) = master.as_ref() {
+            let mut f = std::fs::File::from(m.try_clone().unwrap());
+            let mut buf = [0u8; 256];
+            while !out.contains('\n') {
+                match std::io::Read::read(&mut f, &mut buf) {
+                    Ok(n) if n > 0 => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    _ => break,
+                }
+            }
+        }
+        format!(
+            "{} master={} pts={}",
+            ok(o),
+            master.is_some(),
+            out.contains("/dev/pts/")
+        )
+    });
+    // What containerd's shim sends for UpdateContainerResources, and what it reads for stats.
+    note("update --resources -", {
+        let o = rt.run_with_stdin(
+            &["update", "--resources", "-", id],
+            Some(r#"{"memory": {"limit": 100663296}, "cpu": {"shares": 512}}"#),
+        );
+        let read = rt.run(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+        ]);
+        format!(
+            "{} read={:?}",
+            ok(o),
+            read.stdout.split_whitespace().collect::<Vec<_>>()
+        )
+    });
+    note("update --resources - with bad JSON", {
+        let o = rt.run_with_stdin(&["update", "--resources", "-", id], Some("{nope"));
+        format!("code={}", o.code)
+    });
+    note("events --stats", {
+        let o = rt.run(&["events", "--stats", id]);
+        let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_default();
+        format!(
+            "{} lines={} type={} id-ok={} memory-usage={} cpu-usage={} pids={}",
+            ok(o.clone()),
+            o.stdout.trim_end().lines().count(),
+            v["type"],
+            v["id"] == id,
+            v["data"]["memory"]["usage"]["usage"]
+                .as_u64()
+                .is_some_and(|u| u > 0),
+            v["data"]["cpu"]["usage"]["total"]
+                .as_u64()
+                .is_some_and(|u| u > 0),
+            v["data"]["pids"]["current"].as_u64().is_some_and(|u| u > 0),
+        )
+    });
     note("delete a running container", ok(rt.run(&["delete", id])));
 
     // paused
@@ -456,6 +583,21 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     assert_eq!(get("pid of a stopped container"), "0");
     assert_eq!(get("delete"), "code=0");
     assert_eq!(get("ps count with an exec'd process"), "count=2");
+    assert_eq!(
+        get("exec --detach --console-socket --process (tty)"),
+        "code=0 master=true pts=true"
+    );
+    assert_eq!(
+        get("update --resources -"),
+        r#"code=0 read=["100663296", "512"]"#
+    );
+    assert!(
+        get("events --stats").starts_with(
+            r#"code=0 lines=1 type="stats" id-ok=true memory-usage=true cpu-usage=true pids=true"#
+        ),
+        "{}",
+        get("events --stats")
+    );
 }
 
 /// `spec` writes the document `runc spec` writes, as far as callers build on it: the same
