@@ -193,8 +193,14 @@ impl OciHook {
 
     /// Runs the hook with `state` on stdin: in the engine's namespaces, or (`ns`: a pidfd of the
     /// container's init and the namespace flags to join) in the container's.
+    ///
+    /// Nothing here blocks on the hook: its stdin is fed and (in the engine's namespaces) its
+    /// stderr drained without blocking while its exit and the timeout are watched, so a hook
+    /// that never reads a large state or writes more than a pipe's worth neither hangs the
+    /// caller nor outlives its timeout.
     pub fn run(&self, state: &str, ns: Option<(&OwnedFd, libc::c_int)>) -> Result<(), String> {
-        let (r, mut w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let mut feed = Feed::new(w, state.as_bytes())?;
         match ns {
             None => {
                 let mut cmd = std::process::Command::new(&self.path);
@@ -208,21 +214,20 @@ impl OciHook {
                 let mut child = cmd
                     .spawn()
                     .map_err(|e| format!("{}: {e}", self.path.display()))?;
-                let _ = w.write_all(state.as_bytes());
-                drop(w);
-                let mut stderr = child.stderr.take();
+                // Our copy of the stdin's read end goes with the command.
+                drop(cmd);
+                let mut stderr = Drain::new(child.stderr.take());
                 let deadline = self.timeout.map(|t| Instant::now() + t);
                 loop {
+                    feed.pump();
+                    stderr.pump();
                     match child.try_wait() {
                         Ok(Some(st)) => {
+                            stderr.pump();
                             if st.success() {
                                 return Ok(());
                             }
-                            let mut err = String::new();
-                            if let Some(s) = stderr.as_mut() {
-                                let _ = s.read_to_string(&mut err);
-                            }
-                            let err = err.lines().next().unwrap_or("").trim().to_owned();
+                            let err = stderr.first_line();
                             return Err(if err.is_empty() {
                                 format!("{st}")
                             } else {
@@ -248,12 +253,16 @@ impl OciHook {
                     fd: trampoline::fd().map_err(|e| e.to_string())?,
                     argv: &self.tramp,
                 };
+                // The helper reports a failed setns here (an errno); a hook that exits 126 by
+                // itself writes nothing.
+                let (report_r, report_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
                 let helper = sys::spawn_in_namespaces(
                     pidfd.as_raw_fd(),
                     flags,
                     exec,
                     &self.envp,
                     r.as_raw_fd(),
+                    report_w.as_raw_fd(),
                 )
                 .map_err(|e| {
                     format!(
@@ -262,25 +271,43 @@ impl OciHook {
                     )
                 })?;
                 drop(r);
-                let _ = w.write_all(state.as_bytes());
-                drop(w);
+                drop(report_w);
                 let timeout = self.timeout.unwrap_or(Duration::from_secs(3600));
-                let exited = crate::driver::wait_exit(&helper, timeout);
-                if exited.is_err() {
-                    let _ = sys::pidfd_send_signal(helper.as_raw_fd(), libc::SIGKILL);
-                }
-                let status = sys::waitid_pidfd(helper.as_raw_fd(), false);
-                match (exited, status) {
-                    (Err(_), _) => Err(format!("timed out after {}s", timeout.as_secs())),
-                    (Ok(()), Ok((libc::CLD_EXITED, 0))) => Ok(()),
-                    (Ok(()), Ok((libc::CLD_EXITED, 126))) => {
-                        Err("could not join the container's namespaces".into())
+                let deadline = Instant::now() + timeout;
+                let exited = loop {
+                    feed.pump();
+                    match sys::poll_in(helper.as_raw_fd(), 2) {
+                        Ok(true) => break true,
+                        Ok(false) | Err(libc::EINTR) => {}
+                        Err(_) => break false,
                     }
-                    (Ok(()), Ok((libc::CLD_EXITED, 127))) => {
+                    if Instant::now() > deadline {
+                        let _ = sys::pidfd_send_signal(helper.as_raw_fd(), libc::SIGKILL);
+                        break false;
+                    }
+                };
+                drop(feed);
+                let status = sys::waitid_pidfd(helper.as_raw_fd(), false);
+                let join_failed = || {
+                    let mut b = [0u8; 4];
+                    let mut f = std::fs::File::from(OwnedFd::from(report_r));
+                    matches!(f.read(&mut b), Ok(4)).then(|| i32::from_ne_bytes(b))
+                };
+                match (exited, status) {
+                    (false, _) => Err(format!("timed out after {}s", timeout.as_secs())),
+                    (true, Ok((libc::CLD_EXITED, 0))) => Ok(()),
+                    (true, Ok((libc::CLD_EXITED, 126))) => match join_failed() {
+                        Some(e) => Err(format!(
+                            "could not join the container's namespaces: {}",
+                            std::io::Error::from_raw_os_error(e)
+                        )),
+                        None => Err("exit status: 126".into()),
+                    },
+                    (true, Ok((libc::CLD_EXITED, 127))) => {
                         Err(format!("{} could not be executed", self.path.display()))
                     }
-                    (Ok(()), Ok((_, code))) => Err(format!("exit status: {code}")),
-                    (Ok(()), Err(e)) => {
+                    (true, Ok((_, code))) => Err(format!("exit status: {code}")),
+                    (true, Err(e)) => {
                         Err(format!("wait: {}", std::io::Error::from_raw_os_error(e)))
                     }
                 }
@@ -315,6 +342,95 @@ impl OciHook {
                 tracing::warn!(hook = %h.name, path = %h.path.display(), %why, "OCI hook failed");
             }
         }
+    }
+}
+
+/// A hook's stdin, written without blocking as the hook reads it; closed once all of it is
+/// written (or the hook closed its end).
+struct Feed<'a> {
+    w: Option<std::io::PipeWriter>,
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Feed<'a> {
+    fn new(w: std::io::PipeWriter, data: &'a [u8]) -> Result<Self, String> {
+        sys::fcntl(
+            w.as_raw_fd(),
+            libc::F_SETFL,
+            libc::O_NONBLOCK as libc::c_long,
+        )
+        .map_err(|e| format!("pipe: {}", std::io::Error::from_raw_os_error(e)))?;
+        Ok(Self {
+            w: Some(w),
+            data,
+            at: 0,
+        })
+    }
+
+    fn pump(&mut self) {
+        while let Some(w) = self.w.as_mut() {
+            if self.at == self.data.len() {
+                self.w = None;
+                break;
+            }
+            match w.write(&self.data[self.at..]) {
+                Ok(n) => self.at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // EPIPE: the hook is done with its stdin.
+                Err(_) => self.w = None,
+            }
+        }
+    }
+}
+
+/// A hook's stderr, read without blocking; the first 4 KiB are kept for the error message.
+struct Drain {
+    r: Option<std::process::ChildStderr>,
+    kept: Vec<u8>,
+}
+
+impl Drain {
+    const KEEP: usize = 4096;
+
+    fn new(r: Option<std::process::ChildStderr>) -> Self {
+        let r = r.filter(|r| {
+            sys::fcntl(
+                r.as_raw_fd(),
+                libc::F_SETFL,
+                libc::O_NONBLOCK as libc::c_long,
+            )
+            .is_ok()
+        });
+        Self {
+            r,
+            kept: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        let mut buf = [0u8; 8192];
+        while let Some(r) = self.r.as_mut() {
+            match r.read(&mut buf) {
+                Ok(0) => self.r = None,
+                Ok(n) => {
+                    let room = Self::KEEP.saturating_sub(self.kept.len());
+                    self.kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn first_line(&self) -> String {
+        String::from_utf8_lossy(&self.kept)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned()
     }
 }
 

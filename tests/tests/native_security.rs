@@ -508,3 +508,63 @@ fn proc_and_sys_are_mounted_safely() {
     assert!(st.success());
     assert_eq!(out, "kcore=0\n");
 }
+
+/// A hook writing more than a pipe's worth to stderr must not hang `run` (its stderr was read
+/// only after it exited), nor a hook that never reads its stdin block on a large state (it was
+/// written before the timeout's clock ran).
+#[test]
+fn oci_hooks_with_large_stderr_or_unread_stdin_neither_hang_nor_escape_their_timeout() {
+    let Some(d) =
+        setup("oci_hooks_with_large_stderr_or_unread_stdin_neither_hang_nor_escape_their_timeout")
+    else {
+        return;
+    };
+    // 1 MiB on stderr, then success: the run goes on (a timeout only as a safety net).
+    let id = unique_id("hookerr");
+    let (st, _, err) = run_busybox(&*d, &id, &["true"], &Hooks::new(), |spec| {
+        edit(spec, |v| {
+            v["hooks"] = serde_json::json!({
+                "prestart": [{"path": "/bin/sh", "timeout": 60,
+                              "args": ["sh", "-c", "cat >/dev/null; head -c 1048576 /dev/zero | tr '\\0' x >&2"]}],
+            });
+        });
+    })
+    .unwrap();
+    assert!(st.success(), "a hook's large stderr: {err}");
+    // A state larger than a pipe (a 256 KiB annotation) to a hook that never reads it and
+    // outlives its 2 s timeout: killed at the timeout, reported as such.
+    let id = unique_id("hookin");
+    let big = "a".repeat(256 * 1024);
+    let e = run_busybox(&*d, &id, &["true"], &Hooks::new(), |spec| {
+        edit(spec, |v| {
+            v["annotations"] = serde_json::json!({"org.example.big": big});
+            v["hooks"] = serde_json::json!({
+                "prestart": [{"path": "/bin/sh", "timeout": 2, "args": ["sh", "-c", "sleep 20"]}],
+            });
+        });
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("timed out after 2s"), "{e}");
+}
+
+/// A hook in the container's namespaces that itself exits 126 is reported with its status, not
+/// as a failure to join the namespaces.
+#[test]
+fn an_in_container_hook_exiting_126_is_reported_as_its_exit_status() {
+    let Some(d) = setup("an_in_container_hook_exiting_126_is_reported_as_its_exit_status") else {
+        return;
+    };
+    let id = unique_id("hook126");
+    let e = run_busybox(&*d, &id, &["true"], &Hooks::new(), |spec| {
+        edit(spec, |v| {
+            v["hooks"] = serde_json::json!({
+                "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 126"]}],
+            });
+        });
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("exit status: 126"), "{e}");
+    assert!(!e.contains("could not join"), "{e}");
+}

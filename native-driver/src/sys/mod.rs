@@ -793,12 +793,14 @@ pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> S
 /// Starts `path` (with `argv`/`envp`, stdin from `stdin`) inside the namespaces `flags` of the
 /// process behind `ns_pidfd`: a helper joins them and forks the program, so that it is in the
 /// container's pid namespace too, then exits with its status. Returns the helper's pidfd.
+/// A failed `setns` writes its errno to `report` before the helper exits 126.
 pub(crate) fn spawn_in_namespaces(
     ns_pidfd: RawFd,
     flags: c_int,
     exec: crate::trampoline::Exec<'_>,
     envp: &[*const c_char],
     stdin: RawFd,
+    report: RawFd,
 ) -> SysResult<std::os::fd::OwnedFd> {
     let mask = set_sigmask(true);
     // SAFETY: the child runs only raw system calls on memory prepared by the caller and ends
@@ -811,7 +813,9 @@ pub(crate) fn spawn_in_namespaces(
     };
     match forked {
         Ok(Forked::Child) => {
-            if setns(ns_pidfd, flags).is_err() {
+            if let Err(e) = setns(ns_pidfd, flags) {
+                // Tells the caller this 126 is ours, not the hook's.
+                let _ = write(report, &e.to_ne_bytes());
                 exit(126);
             }
             // A copy of the engine holds every engine fd, the write end of the hook's stdin
