@@ -78,6 +78,28 @@ pub(crate) fn fork(args: &ChildArgs<'_>, intermediate: bool) -> SysResult<(i32, 
     }
 }
 
+/// The fds of every `SCM_RIGHTS` control message of `msg`, as filled by `recvmsg`.
+fn received_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut out = Vec::new();
+    // SAFETY: msg was filled by recvmsg; the CMSG_* macros stay within msg_control and
+    // msg_controllen, and each SCM_RIGHTS payload holds (cmsg_len - CMSG_LEN(0)) / 4 fds
+    // that the kernel installed for this process.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                let len = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                for i in 0..len / std::mem::size_of::<libc::c_int>() {
+                    out.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    out
+}
+
 /// The parent's end of the socket.
 pub(crate) struct Channel {
     fd: OwnedFd,
@@ -159,24 +181,24 @@ impl Channel {
             // SAFETY: msg is valid for recvmsg; MSG_CMSG_CLOEXEC marks received fds close-on-exec.
             let r =
                 unsafe { libc::recvmsg(self.fd.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
+            // Every fd the kernel installed is ours to close, whatever else is wrong.
+            let mut fds = if r >= 0 {
+                received_fds(&msg).into_iter()
+            } else {
+                Vec::new().into_iter()
+            };
             if r == 0 {
                 return Ok(None);
             }
+            if r > 0 && msg.msg_flags & libc::MSG_CTRUNC != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "truncated control message from the container init",
+                ));
+            }
             if r == MSG_LEN as isize {
-                let mut fd = None;
-                // The first control message, when it is SCM_RIGHTS with one fd.
-                let len = control[0] as usize;
-                let level_type = control[1];
-                if msg.msg_controllen >= 20 && len >= 20 {
-                    let level = (level_type & 0xffff_ffff) as i32;
-                    let typ = (level_type >> 32) as i32;
-                    if level == libc::SOL_SOCKET && typ == libc::SCM_RIGHTS {
-                        let raw = (control[2] & 0xffff_ffff) as i32;
-                        // SAFETY: the kernel just installed this fd for us.
-                        fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
-                    }
-                }
-                return Ok(Some((Msg::from_bytes(&b), fd)));
+                // The first fd is the answer; any other is closed with the iterator.
+                return Ok(Some((Msg::from_bytes(&b), fds.next())));
             }
             if r > 0 {
                 return Err(io::Error::new(
@@ -195,6 +217,64 @@ impl Channel {
                 }
                 _ => return Err(e),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+    use std::os::unix::net::UnixStream;
+
+    /// Sends one message of the init protocol with `fds` attached.
+    fn send_with(s: &UnixStream, fds: &[RawFd]) {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let b = Msg::new(kind::GO).to_bytes();
+        sendmsg::<()>(
+            s.as_raw_fd(),
+            &[io::IoSlice::new(&b)],
+            &[ControlMessage::ScmRights(fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+    }
+
+    /// Whether every write end of `r`'s pipe is closed (a non-blocking read sees EOF).
+    fn writers_gone(r: &mut std::io::PipeReader) -> bool {
+        super::super::fcntl(
+            r.as_raw_fd(),
+            libc::F_SETFL,
+            libc::O_NONBLOCK as libc::c_long,
+        )
+        .unwrap();
+        matches!(r.read(&mut [0u8; 1]), Ok(0))
+    }
+
+    #[test]
+    fn extra_and_truncated_fds_are_closed_not_leaked() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let ch = Channel::new(OwnedFd::from(b)).unwrap();
+        // Two fds where one is expected: the first is the answer, the second is closed.
+        let (mut r1, w1) = std::io::pipe().unwrap();
+        let (mut r2, w2) = std::io::pipe().unwrap();
+        send_with(&a, &[w1.as_raw_fd(), w2.as_raw_fd()]);
+        drop((w1, w2));
+        let (_, fd) = ch.recv_with_fd().unwrap().unwrap();
+        assert!(fd.is_some());
+        assert!(writers_gone(&mut r2), "the extra fd leaked");
+        drop(fd);
+        assert!(writers_gone(&mut r1));
+        // More fds than the control buffer holds: an error, and nothing installed stays open.
+        let pipes: Vec<_> = (0..10).map(|_| std::io::pipe().unwrap()).collect();
+        let raw: Vec<RawFd> = pipes.iter().map(|(_, w)| w.as_raw_fd()).collect();
+        send_with(&a, &raw);
+        let mut readers: Vec<_> = pipes.into_iter().map(|(r, _)| r).collect();
+        let e = ch.recv_with_fd().unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        for (i, r) in readers.iter_mut().enumerate() {
+            assert!(writers_gone(r), "fd {i} of a truncated message leaked");
         }
     }
 }
