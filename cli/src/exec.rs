@@ -219,17 +219,7 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
             }
             // A small process of ours waits for the exec and exits with its code: that is the
             // pid a shim watches.
-            let file = ctx.records.path(
-                &id,
-                &format!(
-                    "exec-{}-{}.json",
-                    std::process::id(),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_nanos()
-                ),
-            );
+            let file = ctx.records.exec_request(&id)?;
             let json = serde_json::to_vec(&process).map_err(|e| DriverError::Internal {
                 context: "exec".into(),
                 message: e.to_string(),

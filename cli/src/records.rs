@@ -53,24 +53,55 @@ impl Records {
             .create(&self.dir)
             .map_err(|e| io("create", &self.dir, e))?;
         let p = self.path(&r.id, "json");
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p);
-        let mut f = match f {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(DriverError::AlreadyExists {
-                    id: r.id.to_string(),
-                });
-            }
-            Err(e) => return Err(io("create", &p, e)),
-        };
         let json = serde_json::to_vec(r).map_err(|e| DriverError::Internal {
             context: "record".into(),
             message: e.to_string(),
         })?;
-        std::io::Write::write_all(&mut f, &json).map_err(|e| io("write", &p, e))
+        // Written whole under a temporary name, then linked into place: a reader (or a crash)
+        // never sees half a record, and `link` fails if the id is taken.
+        let tmp = self.temp(&r.id);
+        std::fs::write(&tmp, &json).map_err(|e| io("write", &tmp, e))?;
+        let linked = std::fs::hard_link(&tmp, &p);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(DriverError::AlreadyExists {
+                    id: r.id.to_string(),
+                })
+            }
+            Err(e) => Err(io("create", &p, e)),
+        }
+    }
+
+    /// A private temporary name in the records folder (never listed: it starts with a dot).
+    fn temp(&self, id: &ContainerId) -> PathBuf {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        self.dir.join(format!(
+            ".{id}.{}.{}.tmp",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ))
+    }
+
+    /// Where a detached exec's request for container `id` is written: a folder of its own, so
+    /// that `list` never takes it for a container.
+    pub fn exec_request(&self, id: &ContainerId) -> Result<PathBuf, DriverError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = self.dir.join("exec");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io("create", &dir, e))?;
+        Ok(dir.join(format!(
+            "{id}-{}-{}.json",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        )))
     }
 
     pub fn get(&self, id: &ContainerId) -> Result<Option<Record>, DriverError> {
@@ -112,11 +143,58 @@ impl Records {
 
     pub fn set_exit(&self, id: &ContainerId, st: &ExitStatus) {
         if let Ok(json) = serde_json::to_vec(st) {
-            let _ = std::fs::write(self.path(id, "exit"), json);
+            let tmp = self.temp(id);
+            if std::fs::write(&tmp, json).is_err()
+                || std::fs::rename(&tmp, self.path(id, "exit")).is_err()
+            {
+                let _ = std::fs::remove_file(&tmp);
+            }
         }
     }
 
     pub fn exit(&self, id: &ContainerId) -> Option<ExitStatus> {
         serde_json::from_slice(&std::fs::read(self.path(id, "exit")).ok()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> Record {
+        Record {
+            id: ContainerId::new(id).unwrap(),
+            config: DriverConfig {
+                driver: "wasm".into(),
+                options: serde_json::Value::Null,
+            },
+            hosted: true,
+            bundle: "/b".into(),
+            created: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn list_shows_containers_only_and_records_are_written_whole_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Records::new(dir.path());
+        let c = ContainerId::new("c1").unwrap();
+        r.create(&record("c1")).unwrap();
+        assert!(matches!(
+            r.create(&record("c1")),
+            Err(DriverError::AlreadyExists { .. })
+        ));
+        // A detached exec's request file is not a container.
+        std::fs::write(r.exec_request(&c).unwrap(), "{}").unwrap();
+        r.set_exit(&c, &ExitStatus::exited(3));
+        assert_eq!(r.list(), vec![c.clone()]);
+        assert_eq!(r.exit(&c), Some(ExitStatus::exited(3)));
+        assert_eq!(r.get(&c).unwrap().unwrap().bundle, PathBuf::from("/b"));
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("cli"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 }
