@@ -156,12 +156,17 @@ pub fn serve(
                         counter.ooms.fetch_add(1, Ordering::SeqCst);
                     }
                 });
-            let mut g = s.lock();
-            g.status = Some(Status::Created);
-            s.cv.notify_all();
+            {
+                let mut g = s.lock();
+                g.status = Some(Status::Created);
+                s.cv.notify_all();
+            }
+            // Not under the gate: telling the caller connects to its socket, which may take
+            // its time, and requests (state, kill) need the gate meanwhile.
             if wait {
                 fire(&ready, Ok(ctx.pid()));
             }
+            let mut g = s.lock();
             while g.go.is_none() {
                 g = s.cv.wait(g).unwrap_or_else(PoisonError::into_inner);
             }

@@ -252,11 +252,14 @@ impl Launch<'_> {
         }
         if let Some(cg) = self.cgroup.take() {
             let fs = &*self.driver.fs;
-            let mut kept = lock(&self.driver.kept_parents);
-            if let Err(e) = cg
+            // The driver-wide set is locked only to merge into it: kill_all and the removal's
+            // retries can take seconds, and other teardowns must not queue behind them.
+            let mut kept = BTreeSet::new();
+            let r = cg
                 .kill_all(fs)
-                .and_then(|()| cg.remove(fs, Some(&mut kept)))
-            {
+                .and_then(|()| cg.remove(fs, Some(&mut kept)));
+            lock(&self.driver.kept_parents).extend(kept);
+            if let Err(e) = r {
                 tracing::error!(id = %self.id, err = %e, "failed to remove the container's cgroup");
             }
         }
@@ -483,9 +486,10 @@ impl Driver for NativeDriver {
             st.cgroup
                 .kill_all(&*self.fs)
                 .map_err(|e| cgroup_error(id, e))?;
-            st.cgroup
-                .remove(&*self.fs, Some(&mut lock(&self.kept_parents)))
-                .map_err(|e| cgroup_error(id, e))?;
+            let mut kept = BTreeSet::new();
+            let r = st.cgroup.remove(&*self.fs, Some(&mut kept));
+            lock(&self.kept_parents).extend(kept);
+            r.map_err(|e| cgroup_error(id, e))?;
         }
         self.state.remove(id)
     }
