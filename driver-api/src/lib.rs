@@ -14,6 +14,7 @@ mod signal;
 mod stats;
 mod status;
 mod terminal;
+mod validate;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -30,6 +31,7 @@ pub use signal::Signal;
 pub use stats::{BlockIoStats, CpuStats, MemoryStats, NetworkStats, PidsStats, ResourceStats};
 pub use status::{ExitStatus, Info, Status};
 pub use terminal::Terminal;
+pub use validate::validate_spec;
 
 /// The channel crate of [`OomReceiver`], re-exported.
 pub use crossbeam_channel;

@@ -594,6 +594,7 @@ impl NativeDriver {
     ) -> Result<Launched<'_>> {
         let id = &cmd.id;
         // 1. Validate and prepare; nothing on the system changes yet.
+        execdriver_api::validate_spec(&cmd.spec)?;
         let rootfs_path = cmd.rootfs()?;
         let rootfs = rootfs_path.canonicalize().map_err(|e| {
             DriverError::invalid_spec("root.path", format!("{}: {e}", rootfs_path.display()))

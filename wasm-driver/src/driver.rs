@@ -491,6 +491,7 @@ impl Driver for WasmDriver {
     }
 
     fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+        execdriver_api::validate_spec(&cmd.spec)?;
         let process = cmd.process()?;
         let rootfs_path = cmd.rootfs()?;
         let rootfs = rootfs_path.canonicalize().map_err(|e| {

@@ -309,6 +309,7 @@ impl Driver for ProcessDriver {
     }
 
     fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+        execdriver_api::validate_spec(&cmd.spec)?;
         let process = cmd.process()?;
         program_args(process)?;
         let rootfs = cmd.rootfs().ok();
