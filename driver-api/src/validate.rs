@@ -21,6 +21,20 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> DriverError {
     DriverError::invalid_spec(field, reason)
 }
 
+/// `p` is absolute and has no `..` component, or the error says which it is not.
+fn path_ok(field: &str, p: &Path) -> Result<()> {
+    if !p.is_absolute() {
+        return Err(bad(
+            field,
+            format!("{} is not an absolute path", p.display()),
+        ));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(bad(field, format!("{} contains '..'", p.display())));
+    }
+    Ok(())
+}
+
 /// An absolute path without `..` components (and no NUL).
 fn absolute_clean(p: &Path) -> bool {
     p.is_absolute()
@@ -63,23 +77,17 @@ fn process(spec: &Spec) -> Result<()> {
         return Err(bad("process", "missing"));
     };
     let args = p.args().as_deref().unwrap_or(&[]);
-    if args.first().is_none_or(String::is_empty) {
-        return Err(bad("process.args", "needs a program (args[0])"));
+    match args.first() {
+        None => return Err(bad("process.args", "must not be empty")),
+        Some(a) if a.is_empty() => return Err(bad("process.args[0]", "must not be empty")),
+        Some(_) => {}
     }
     for (i, a) in args.iter().enumerate() {
         if a.contains('\0') {
             return Err(bad(format!("process.args[{i}]"), "contains a NUL byte"));
         }
     }
-    if !absolute_clean(p.cwd()) {
-        return Err(bad(
-            "process.cwd",
-            format!(
-                "{} must be an absolute path without '..'",
-                p.cwd().display()
-            ),
-        ));
-    }
+    path_ok("process.cwd", p.cwd())?;
     for (i, e) in p.env().iter().flatten().enumerate() {
         if !e.contains('=') || e.starts_with('=') {
             return Err(bad(
@@ -108,7 +116,7 @@ fn process(spec: &Spec) -> Result<()> {
             return Err(bad(
                 field,
                 format!(
-                    "{name}: soft limit {} above hard limit {}",
+                    "soft limit {} is above hard limit {} ({name})",
                     r.soft(),
                     r.hard()
                 ),
@@ -136,12 +144,10 @@ fn mounts(spec: &Spec) -> Result<()> {
         if dest.as_os_str().as_encoded_bytes().contains(&0) {
             return Err(bad(field, "the destination contains a NUL byte"));
         }
-        if dest.as_os_str().is_empty() || !absolute_clean(dest) {
-            return Err(bad(
-                format!("{field}.destination"),
-                format!("{:?} must be an absolute path without '..'", dest.display()),
-            ));
+        if dest.as_os_str().is_empty() {
+            return Err(bad(format!("{field}.destination"), "must not be empty"));
         }
+        path_ok(&format!("{field}.destination"), dest)?;
     }
     Ok(())
 }
@@ -307,7 +313,7 @@ mod tests {
             ),
             (
                 Box::new(|v| v["process"]["args"] = json!([""])),
-                "process.args",
+                "process.args[0]",
             ),
             (
                 Box::new(|v| v["process"]["args"] = json!(["sh", "a\u{0}b"])),
