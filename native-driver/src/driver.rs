@@ -16,7 +16,7 @@ use execdriver_api::{
 };
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupFs, Layout, Placement, RealFs, stats};
-use crate::oci_hooks::{OciHook, OciHooks, OciState};
+use crate::oci_hooks::{InContainer, OciHook, OciHooks, OciState};
 use crate::oom::OomWatcher;
 use crate::options::NativeOptions;
 use crate::plan::{IdMaps, Plan, PlanInputs, ProcessPlan};
@@ -815,10 +815,15 @@ impl NativeDriver {
             OciHook::run_all(&oci.prestart, &json, None)?;
             OciHook::run_all(&oci.create_runtime, &json, None)?;
             if !oci.create_container.is_empty() {
+                let cwd = crate::plan::paths::cpath(&rootfs, "root.path")?;
                 OciHook::run_all(
                     &oci.create_container,
                     &json,
-                    Some((init_fd, namespaces_of(pid)?)),
+                    Some(InContainer {
+                        pidfd: init_fd,
+                        flags: namespaces_of(pid)?,
+                        cwd: Some(&cwd),
+                    }),
                 )?;
             }
             Ok(())
@@ -874,7 +879,11 @@ impl NativeDriver {
             OciHook::run_all(
                 &oci.start_container,
                 &oci_state(&state, "created"),
-                Some((init_fd, namespaces_of(pid)?)),
+                Some(InContainer {
+                    pidfd: init_fd,
+                    flags: namespaces_of(pid)?,
+                    cwd: None,
+                }),
             )?;
         }
 
@@ -1147,7 +1156,11 @@ impl NativeDriver {
             OciHook::run_all(
                 &oci.start_container,
                 &oci_state(&st, "created"),
-                Some((&init, namespaces_of(st.pid)?)),
+                Some(InContainer {
+                    pidfd: &init,
+                    flags: namespaces_of(st.pid)?,
+                    cwd: None,
+                }),
             )?;
         }
         // The init blocks reading the fifo: one byte and it execs. Non-blocking, so a gone

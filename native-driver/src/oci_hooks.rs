@@ -31,6 +31,16 @@ use crate::plan::paths::{cpath, cstring};
 use crate::sys;
 use crate::trampoline::{self, Exec, TrampolineArgv};
 
+/// Where a hook that runs in the container's namespaces runs: the namespaces of the init
+/// behind `pidfd` (`flags`), and `cwd` in its mount namespace — the rootfs before `pivot_root`
+/// (`createContainer`, as runc), `None` for the namespace's root after it (`startContainer`).
+#[derive(Clone, Copy)]
+pub(crate) struct InContainer<'a> {
+    pub pidfd: &'a OwnedFd,
+    pub flags: libc::c_int,
+    pub cwd: Option<&'a std::ffi::CStr>,
+}
+
 /// One hook, ready to run.
 #[derive(Debug)]
 pub(crate) struct OciHook {
@@ -198,7 +208,7 @@ impl OciHook {
     /// stderr drained without blocking while its exit and the timeout are watched, so a hook
     /// that never reads a large state or writes more than a pipe's worth neither hangs the
     /// caller nor outlives its timeout.
-    pub fn run(&self, state: &str, ns: Option<(&OwnedFd, libc::c_int)>) -> Result<(), String> {
+    pub fn run(&self, state: &str, ns: Option<InContainer<'_>>) -> Result<(), String> {
         let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
         let mut feed = Feed::new(w, state.as_bytes())?;
         match ns {
@@ -248,7 +258,7 @@ impl OciHook {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
-            Some((pidfd, flags)) => {
+            Some(InContainer { pidfd, flags, cwd }) => {
                 let exec = Exec {
                     fd: trampoline::fd().map_err(|e| e.to_string())?,
                     argv: &self.tramp,
@@ -259,6 +269,7 @@ impl OciHook {
                 let helper = sys::spawn_in_namespaces(
                     pidfd.as_raw_fd(),
                     flags,
+                    cwd,
                     exec,
                     &self.envp,
                     r.as_raw_fd(),
@@ -319,7 +330,7 @@ impl OciHook {
     pub fn run_all(
         list: &[Self],
         state: &str,
-        ns: Option<(&OwnedFd, libc::c_int)>,
+        ns: Option<InContainer<'_>>,
     ) -> Result<(), DriverError> {
         for (index, h) in list.iter().enumerate() {
             if let Err(why) = h.run(state, ns) {

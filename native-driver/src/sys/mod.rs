@@ -793,10 +793,12 @@ pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> S
 /// Starts `path` (with `argv`/`envp`, stdin from `stdin`) inside the namespaces `flags` of the
 /// process behind `ns_pidfd`: a helper joins them and forks the program, so that it is in the
 /// container's pid namespace too, then exits with its status. Returns the helper's pidfd.
-/// A failed `setns` writes its errno to `report` before the helper exits 126.
+/// With `cwd`, the helper enters that directory of the joined mount namespace. A failed `setns`
+/// or `chdir` writes its errno to `report` before the helper exits 126.
 pub(crate) fn spawn_in_namespaces(
     ns_pidfd: RawFd,
     flags: c_int,
+    cwd: Option<&CStr>,
     exec: crate::trampoline::Exec<'_>,
     envp: &[*const c_char],
     stdin: RawFd,
@@ -813,7 +815,7 @@ pub(crate) fn spawn_in_namespaces(
     };
     match forked {
         Ok(Forked::Child) => {
-            if let Err(e) = setns(ns_pidfd, flags) {
+            if let Err(e) = setns(ns_pidfd, flags).and_then(|()| cwd.map_or(Ok(()), chdir)) {
                 // Tells the caller this 126 is ours, not the hook's.
                 let _ = write(report, &e.to_ne_bytes());
                 exit(126);
