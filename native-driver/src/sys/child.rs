@@ -522,7 +522,8 @@ fn terminal(sync: RawFd, p: &ProcessPlan, size: Option<(u16, u16)>) -> Result<()
         let path = pts_path(&mut buf, n);
         let slave = open(path, libc::O_RDWR | libc::O_NOCTTY, 0).at(Step::Terminal, 3)?;
         let res = (|| {
-            super::fchown(slave, p.uid, p.gid).at(Step::Terminal, 4)?;
+            // The owner only: the group stays devpts' (tty, gid 5), as runc leaves it.
+            super::fchown(slave, p.uid, u32::MAX).at(Step::Terminal, 4)?;
             if let Some((rows, cols)) = size {
                 let mut ws = libc::winsize {
                     ws_row: rows,
