@@ -877,14 +877,15 @@ pub fn list(ctx: &Ctx, json: bool, quiet: bool) -> Result<ExitCode> {
         print_json(&states, false)?;
     } else {
         let w = states.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
+        // runc's columns (callers parse them); the driver is in `--format json`.
         println!(
-            "{:<w$}   {:<8} {:<8} {:<8} {:<40} {:<30} OWNER",
-            "ID", "PID", "STATUS", "DRIVER", "BUNDLE", "CREATED"
+            "{:<w$}   {:<8} {:<8} {:<40} {:<30} OWNER",
+            "ID", "PID", "STATUS", "BUNDLE", "CREATED"
         );
         for s in &states {
             println!(
-                "{:<w$}   {:<8} {:<8} {:<8} {:<40} {:<30} {}",
-                s.id, s.pid, s.status, s.driver, s.bundle, s.created, s.owner
+                "{:<w$}   {:<8} {:<8} {:<40} {:<30} {}",
+                s.id, s.pid, s.status, s.bundle, s.created, s.owner
             );
         }
     }

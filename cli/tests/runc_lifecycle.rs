@@ -214,6 +214,21 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         format!("{} {}", ok(o.clone()), o.stderr.trim().is_empty()),
     );
     let init = pid_of();
+    // A createContainer hook runs in the container's namespaces with the rootfs as its cwd
+    // (a relative path of the hook must not land on the host's `/`).
+    note("createContainer hook cwd", {
+        let rootfs = std::fs::read_to_string(Path::new(bundle).join("config.json"))
+            .ok()
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+            .and_then(|v| v["root"]["path"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let cwd = std::fs::read_to_string(rt.dir.join("hookcwd")).unwrap_or_default();
+        if cwd.trim() == rootfs {
+            "the rootfs".to_owned()
+        } else {
+            cwd
+        }
+    });
     let st = rt
         .state(id)
         .unwrap_or_else(|| panic!("{}: no state after create: {o:?}", rt.name));
@@ -276,6 +291,16 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             ok(o.clone()),
             o.stdout.trim_end().lines().count()
         )
+    });
+    note("list (table) header", {
+        let o = rt.run(&["list"]);
+        o.stdout
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     });
     note("list --format json lines", {
         let o = rt.run(&["list", "--format", "json"]);
@@ -357,6 +382,39 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             master.is_some(),
             out.contains("/dev/pts/")
         )
+    });
+    note("tty exec as uid 1000: owner and group of its pty", {
+        let sock = rt.dir.join(format!("{}-console2.sock", rt.name));
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let receiver = std::thread::spawn(move || receive_fd(&listener));
+        let file = rt.dir.join(format!("{}-tty2-process.json", rt.name));
+        std::fs::write(
+            &file,
+            r#"{"terminal": true, "args": ["sh", "-c", "stat -c 'pty=%u:%g' $(tty); sleep 1"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 1000, "gid": 1000}}"#,
+        )
+        .unwrap();
+        let o = rt.run(&[
+            "exec",
+            "--detach",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--process",
+            file.to_str().unwrap(),
+            id,
+        ]);
+        let mut out = String::new();
+        if let Some(m) = receiver.join().unwrap() {
+            let mut f = std::fs::File::from(m);
+            let mut buf = [0u8; 256];
+            while !out.contains('\n') {
+                match std::io::Read::read(&mut f, &mut buf) {
+                    Ok(n) if n > 0 => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    _ => break,
+                }
+            }
+        }
+        format!("{} {}", ok(o), out.trim())
     });
     // What containerd's shim sends for UpdateContainerResources, and what it reads for stats.
     note("update --resources -", {
@@ -538,6 +596,7 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     spec["linux"]["cgroupsPath"] =
         serde_json::json!(format!("/edtest-life-{}", std::process::id()));
     spec["annotations"] = serde_json::json!({"org.example.k": "v"});
+    spec["hooks"] = serde_json::json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("pwd > {}/hookcwd", dir.path().display())]}]});
     let bundle_dir = dir.path().join("bundle");
     std::fs::create_dir(&bundle_dir).unwrap();
     std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
@@ -583,6 +642,15 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     assert_eq!(get("pid of a stopped container"), "0");
     assert_eq!(get("delete"), "code=0");
     assert_eq!(get("ps count with an exec'd process"), "count=2");
+    assert_eq!(get("createContainer hook cwd"), "the rootfs");
+    assert_eq!(
+        get("list (table) header"),
+        "ID PID STATUS BUNDLE CREATED OWNER"
+    );
+    assert_eq!(
+        get("tty exec as uid 1000: owner and group of its pty"),
+        "code=0 pty=1000:5"
+    );
     assert_eq!(
         get("exec --detach --console-socket --process (tty)"),
         "code=0 master=true pts=true"
