@@ -44,23 +44,69 @@ pub fn init(
     };
     let sink = Mutex::new(sink);
     let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        Format::Json => registry.with(Logrus { sink }).init(),
-        Format::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_target(false)
-                    .with_ansi(false)
-                    .with_writer(sink),
-            )
-            .init(),
-    }
+    registry
+        .with(Logrus {
+            sink,
+            text: format == Format::Text,
+        })
+        .init();
     Ok(())
 }
 
-/// Writes each event as one logrus-style JSON object.
+/// Writes each event as one logrus line: a JSON object (`--log-format json`), or logrus'
+/// text format, `time="…" level=error msg="…" key=value`, which callers parse too.
 struct Logrus {
     sink: Mutex<Box<dyn Write + Send>>,
+    text: bool,
+}
+
+/// A value as logrus' text formatter writes it: bare when it is made of `[A-Za-z0-9-._/@^+]`,
+/// else double-quoted with Go's escapes.
+fn logfmt_value(v: &serde_json::Value) -> String {
+    let s = match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let bare = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/@^+".contains(c));
+    if bare {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// logrus' text line: `time`, `level`, `msg` first, then the other fields sorted by key.
+fn logfmt_line(obj: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut parts = Vec::new();
+    for k in ["time", "level", "msg"] {
+        if let Some(v) = obj.get(k) {
+            parts.push(format!("{k}={}", logfmt_value(v)));
+        }
+    }
+    let mut rest: Vec<_> = obj
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "time" | "level" | "msg"))
+        .collect();
+    rest.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in rest {
+        parts.push(format!("{k}={}", logfmt_value(v)));
+    }
+    parts.join(" ")
 }
 
 #[derive(Default)]
@@ -116,10 +162,34 @@ impl<S: tracing::Subscriber> Layer<S> for Logrus {
             "time".into(),
             crate::oci::rfc3339(std::time::SystemTime::now()).into(),
         );
-        let line = serde_json::Value::Object(obj).to_string();
+        let line = if self.text {
+            logfmt_line(&obj)
+        } else {
+            serde_json::Value::Object(obj).to_string()
+        };
         if let Ok(mut w) = self.sink.lock() {
             let _ = writeln!(w, "{line}");
             let _ = w.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_lines_are_logrus_shaped() {
+        let obj = serde_json::json!({
+            "msg": "container \"x\" does not exist",
+            "level": "error",
+            "time": "2026-12-02T03:04:05Z",
+            "id": "c1",
+            "count": 3,
+        });
+        assert_eq!(
+            logfmt_line(obj.as_object().unwrap()),
+            r#"time="2026-12-02T03:04:05Z" level=error msg="container \"x\" does not exist" count=3 id=c1"#
+        );
     }
 }

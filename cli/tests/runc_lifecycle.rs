@@ -133,6 +133,44 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// The keys of a logfmt line in order, and its level: `time level msg (error)`.
+fn logfmt_shape(line: &str) -> String {
+    let mut keys = Vec::new();
+    let mut level = String::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            return format!("not logfmt: {line:?}");
+        };
+        let (value, next) = if let Some(q) = after.strip_prefix('"') {
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in q.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            let Some(end) = end else {
+                return format!("unterminated quote: {line:?}");
+            };
+            (&q[..end], &q[end + 1..])
+        } else {
+            after.split_once(' ').unwrap_or((after, ""))
+        };
+        if key == "level" {
+            level = value.to_owned();
+        }
+        keys.push(key.to_owned());
+        rest = next.trim_start();
+    }
+    format!("{} ({level})", keys.join(" "))
+}
+
 /// The fd sent to a console socket (`SCM_RIGHTS`), if one comes within 10 s.
 fn receive_fd(listener: &std::os::unix::net::UnixListener) -> Option<std::os::fd::OwnedFd> {
     listener.set_nonblocking(true).unwrap();
@@ -186,6 +224,26 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
     // The exit code itself: runc's scripts test for 0 and 1 (its error code).
     let ok = |o: Out| format!("code={}", o.code);
 
+    // `--log-format text` is logrus' line shape (containerd and scripts read these logs).
+    note("--log-format text: an error's log line", {
+        let log = rt.dir.join(format!("{}-text.log", rt.name));
+        let _ = std::fs::remove_file(&log);
+        let log_s = log.to_str().unwrap().to_owned();
+        rt.run(&[
+            "--log",
+            &log_s,
+            "--log-format",
+            "text",
+            "delete",
+            "nope-missing",
+        ]);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text
+            .lines()
+            .find(|l| l.contains("level=error"))
+            .unwrap_or("");
+        logfmt_shape(line)
+    });
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),
@@ -643,6 +701,11 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     assert_eq!(get("delete"), "code=0");
     assert_eq!(get("ps count with an exec'd process"), "count=2");
     assert_eq!(get("createContainer hook cwd"), "the rootfs");
+    assert!(
+        get("--log-format text: an error's log line").starts_with("time level msg"),
+        "{}",
+        get("--log-format text: an error's log line")
+    );
     assert_eq!(
         get("list (table) header"),
         "ID PID STATUS BUNDLE CREATED OWNER"
