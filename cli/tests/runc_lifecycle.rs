@@ -369,6 +369,16 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         )
     });
     note("kill 0 (a liveness probe)", ok(rt.run(&["kill", id, "0"])));
+    note("exec as uid 1000 with a cwd only root may enter", {
+        let file = rt.dir.join(format!("{}-cwd-process.json", rt.name));
+        std::fs::write(
+            &file,
+            r#"{"args": ["sh", "-c", "pwd"], "cwd": "/root", "env": ["PATH=/bin"], "user": {"uid": 1000, "gid": 1000}}"#,
+        )
+        .unwrap();
+        let o = rt.run(&["exec", "--process", file.to_str().unwrap(), id]);
+        format!("{} {}", ok(o.clone()), o.stdout.trim())
+    });
     note("exec --process without user", {
         let file = rt.dir.join(format!("{}-process.json", rt.name));
         std::fs::write(
@@ -654,6 +664,8 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     spec["linux"]["cgroupsPath"] =
         serde_json::json!(format!("/edtest-life-{}", std::process::id()));
     spec["annotations"] = serde_json::json!({"org.example.k": "v"});
+    // A directory only root may enter (0700), for the cwd step.
+    spec["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/root", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=0700"]}));
     spec["hooks"] = serde_json::json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("pwd > {}/hookcwd", dir.path().display())]}]});
     let bundle_dir = dir.path().join("bundle");
     std::fs::create_dir(&bundle_dir).unwrap();
@@ -701,6 +713,10 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     assert_eq!(get("delete"), "code=0");
     assert_eq!(get("ps count with an exec'd process"), "count=2");
     assert_eq!(get("createContainer hook cwd"), "the rootfs");
+    assert_eq!(
+        get("exec as uid 1000 with a cwd only root may enter"),
+        "code=0 /root"
+    );
     assert!(
         get("--log-format text: an error's log line").starts_with("time level msg"),
         "{}",

@@ -1146,6 +1146,10 @@ fn process(p: &ProcessPlan) -> Result<&CStr, Fail> {
             }
         }
     }
+    // As runc: the cwd is entered while still privileged (a process may live in a directory
+    // only root can enter, such as a 0700 /root), and again after the user change when that
+    // failed; getcwd checks it below either way.
+    let in_cwd = chdir(&p.cwd).is_ok();
     setgroups(&p.groups).at(Step::Setgroups, 0)?;
     setresgid(p.gid).at(Step::Setgid, 0)?;
     setresuid(p.uid).at(Step::Setuid, 0)?;
@@ -1180,7 +1184,9 @@ fn process(p: &ProcessPlan) -> Result<&CStr, Fail> {
         }
     }
     umask(p.umask.unwrap_or(0o022));
-    chdir(&p.cwd).at(Step::Cwd, 0)?;
+    if !in_cwd {
+        chdir(&p.cwd).at(Step::Cwd, 0)?;
+    }
     // A cwd reached through a leaked fd would lie outside our root: getcwd says so
     // ("(unreachable)/..."), as in CVE-2024-21626.
     let mut buf = [0u8; 4096];
