@@ -326,6 +326,14 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         )
     });
     note("resume a created container", ok(rt.run(&["resume", id])));
+    note("exec into a created container", {
+        let o = rt.run(&["exec", id, "sh", "-c", "echo in-created; exit 3"]);
+        format!("code={} {}", o.code, o.stdout.trim())
+    });
+    note(
+        "status after an exec into a created container",
+        rt.status(id),
+    );
 
     // running
     note("start", ok(rt.run(&["start", id])));
@@ -713,6 +721,7 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     assert_eq!(get("delete"), "code=0");
     assert_eq!(get("ps count with an exec'd process"), "count=2");
     assert_eq!(get("createContainer hook cwd"), "the rootfs");
+    assert_eq!(get("exec into a created container"), "code=3 in-created");
     assert_eq!(
         get("exec as uid 1000 with a cwd only root may enter"),
         "code=0 /root"

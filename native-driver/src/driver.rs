@@ -964,7 +964,9 @@ impl NativeDriver {
     ) -> Result<Execed> {
         let st = self.load_alive(id)?;
         match self.status(&st) {
-            Status::Running => {}
+            // Created too, as runc: the namespaces, cgroup and rootfs exist; the init waits
+            // for `start` and the exec'd process runs beside it.
+            Status::Running | Status::Created => {}
             status => {
                 return Err(DriverError::InvalidState {
                     id: id.to_string(),
