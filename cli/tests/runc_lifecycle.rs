@@ -672,6 +672,11 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     spec["linux"]["cgroupsPath"] =
         serde_json::json!(format!("/edtest-life-{}", std::process::id()));
     spec["annotations"] = serde_json::json!({"org.example.k": "v"});
+    // An access letter runc ignores ("a"): both must create the container.
+    spec["linux"]["resources"]["devices"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwa"}));
     // A directory only root may enter (0700), for the cwd step.
     spec["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/root", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=0700"]}));
     spec["hooks"] = serde_json::json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("pwd > {}/hookcwd", dir.path().display())]}]});

@@ -121,12 +121,15 @@ pub(crate) fn device_rules(
                 Some(n) => check_device_num(n, &at(f)).map(|()| n.to_string()),
             }
         };
-        let access = r.access().clone().unwrap_or_else(|| "rwm".into());
-        if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
-            return Err(invalid(
-                &at("access"),
-                format!("{access:?} is not a subset of \"rwm\""),
-            ));
+        // As runc: letters other than r, w, m are ignored (and a rule left with none grants
+        // or denies nothing).
+        let given = r.access().clone().unwrap_or_else(|| "rwm".into());
+        let access: String = ['r', 'w', 'm']
+            .into_iter()
+            .filter(|c| given.contains(*c))
+            .collect();
+        if access.is_empty() {
+            continue;
         }
         let line = if typ == 'a' {
             format!("a *:* {access}")
@@ -764,10 +767,6 @@ mod tests {
                 "hugepageLimits.pageSize",
             ),
             (
-                r#"{"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwx"}]}"#,
-                "devices[0].access",
-            ),
-            (
                 r#"{"unified": {"memory.max": "1"}}"#,
                 "needs a cgroup v2 host",
             ),
@@ -844,6 +843,23 @@ mod tests {
         assert!(
             eval(&prog, 1, ACC_MKNOD, 7, 0),
             "mknod of anything, as runc"
+        );
+    }
+
+    #[test]
+    fn unknown_access_letters_are_ignored_as_runc_does() {
+        let rules: Vec<LinuxDeviceCgroup> = serde_json::from_str(
+            r#"[{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwa"},
+                {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "x"}]"#,
+        )
+        .unwrap();
+        let out = device_rules(&rules, &[]).unwrap();
+        assert_eq!(out[1], (true, "c 1:3 rw".to_owned()));
+        // The rule left without letters is no rule.
+        assert!(
+            !out.iter()
+                .any(|(allow, l)| !allow && l.starts_with("c 1:5 ")),
+            "{out:?}"
         );
     }
 }
