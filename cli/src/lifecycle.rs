@@ -806,6 +806,11 @@ impl UpdateFlags {
         if let Some(m) = &self.memory_swap {
             v["memory"]["swap"] = size("memory-swap", m)?.into();
         }
+        // As runc: lifting the memory limit (-1) without a word on swap lifts memory+swap too
+        // (the kernel keeps memory <= memory+swap, so the old memsw limit would still bind).
+        if v["memory"]["limit"].as_i64() == Some(-1) && v["memory"]["swap"].is_null() {
+            v["memory"]["swap"] = (-1).into();
+        }
         if self.kernel_memory.is_some() || self.kernel_memory_tcp.is_some() {
             tracing::warn!("--kernel-memory and --kernel-memory-tcp are ignored");
         }

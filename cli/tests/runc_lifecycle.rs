@@ -511,6 +511,29 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             read.stdout.split_whitespace().collect::<Vec<_>>()
         )
     });
+    note("update --memory -1 after a memory+swap limit", {
+        rt.run(&[
+            "update",
+            "--memory",
+            "67108864",
+            "--memory-swap",
+            "67108864",
+            id,
+        ]);
+        let o = rt.run(&["update", "--memory", "-1", id]);
+        let read = rt.run(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory.swap.max",
+        ]);
+        format!(
+            "{} {:?}",
+            ok(o),
+            read.stdout.split_whitespace().collect::<Vec<_>>()
+        )
+    });
     note("update --resources - with bad JSON", {
         let o = rt.run_with_stdin(&["update", "--resources", "-", id], Some("{nope"));
         format!("code={}", o.code)
@@ -726,6 +749,11 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     assert_eq!(get("delete"), "code=0");
     assert_eq!(get("ps count with an exec'd process"), "count=2");
     assert_eq!(get("createContainer hook cwd"), "the rootfs");
+    assert!(
+        get("update --memory -1 after a memory+swap limit").starts_with("code=0"),
+        "{}",
+        get("update --memory -1 after a memory+swap limit")
+    );
     assert_eq!(get("exec into a created container"), "code=3 in-created");
     assert_eq!(
         get("exec as uid 1000 with a cwd only root may enter"),
