@@ -5,14 +5,20 @@ ensure_busybox() {
     if [ -x /usr/bin/busybox ] || [ -x /bin/busybox ]; then
         return 0
     fi
+    apt_install busybox-static
+}
+
+# Installs Debian package $1 (root only; refreshes the package lists once if needed).
+apt_install() {
+    local pkg=$1
     if [ "$(id -u)" != 0 ]; then
-        echo "busybox-static is not installed and installing it needs root" >&2
+        echo "$pkg is not installed and installing it needs root" >&2
         return 1
     fi
-    echo "installing busybox-static ..." >&2
+    echo "installing $pkg ..." >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q busybox-static >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null && apt-get install -y -q busybox-static >/dev/null; }
+    apt-get install -y -q "$pkg" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
 }
 
 # A Debian package, for the tests that compare execdriver with its peers (runc).
@@ -21,14 +27,7 @@ ensure_package() {
     if command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ]; then
         return 0
     fi
-    if [ "$(id -u)" != 0 ]; then
-        echo "$pkg is not installed and installing it needs root" >&2
-        return 1
-    fi
-    echo "installing $pkg ..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q "$pkg" >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
+    apt_install "$pkg"
 }
 
 # A Debian package that installs a file rather than a command on PATH (CNI plugins).
@@ -37,12 +36,5 @@ ensure_file() {
     if [ -e "$file" ]; then
         return 0
     fi
-    if [ "$(id -u)" != 0 ]; then
-        echo "$pkg is not installed and installing it needs root" >&2
-        return 1
-    fi
-    echo "installing $pkg ..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q "$pkg" >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; }
+    apt_install "$pkg"
 }

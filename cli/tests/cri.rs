@@ -723,8 +723,10 @@ impl Kubelet {
             .unwrap()
     }
 
-    async fn stats(&mut self, id: &str) -> cri::ContainerStats {
-        self.rt
+    /// ContainerStats: (memory working set, cpu time in ns), 0 where absent.
+    async fn usage(&mut self, id: &str) -> (u64, u64) {
+        let stats = self
+            .rt
             .container_stats(cri::ContainerStatsRequest {
                 container_id: id.into(),
             })
@@ -732,7 +734,18 @@ impl Kubelet {
             .expect("ContainerStats")
             .into_inner()
             .stats
-            .expect("stats")
+            .expect("stats");
+        let mem = stats
+            .memory
+            .as_ref()
+            .and_then(|m| m.working_set_bytes.as_ref())
+            .map_or(0, |v| v.value);
+        let cpu = stats
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .map_or(0, |v| v.value);
+        (mem, cpu)
     }
 
     async fn stop_remove(&mut self, id: &str, timeout: i64) -> Option<i32> {
@@ -867,17 +880,7 @@ impl Kubelet {
         );
         self.note(format!("Exec tty: {} {}", s.stdout.trim(), s.code));
 
-        let stats = self.stats(&id).await;
-        let mem = stats
-            .memory
-            .as_ref()
-            .and_then(|m| m.working_set_bytes.as_ref())
-            .map_or(0, |v| v.value);
-        let cpu = stats
-            .cpu
-            .as_ref()
-            .and_then(|c| c.usage_core_nano_seconds.as_ref())
-            .map_or(0, |v| v.value);
+        let (mem, cpu) = self.usage(&id).await;
         // The container's own cgroup: some memory, well under its 64 MiB limit.
         assert!(mem > 0 && mem < 64 * MIB as u64, "{handler}: memory {mem}");
         assert!(cpu > 0, "{handler}: cpu {cpu}");
@@ -1041,12 +1044,7 @@ impl Kubelet {
         );
         let (code, _, err) = self.exec_sync(&id, &["/exit.wat", "4"]).await;
         assert_eq!(code, 4, "wasm exec: {err}");
-        let stats = self.stats(&id).await;
-        let mem = stats
-            .memory
-            .as_ref()
-            .and_then(|m| m.working_set_bytes.as_ref())
-            .map_or(0, |v| v.value);
+        let (mem, _) = self.usage(&id).await;
         assert!(mem > 0 && mem < 64 * MIB as u64, "wasm: memory {mem}");
         let code = self.stop_remove(&id, 2).await;
         assert!(code.is_some(), "wasm: stopped");

@@ -171,6 +171,40 @@ fn logfmt_shape(line: &str) -> String {
     format!("{} ({level})", keys.join(" "))
 }
 
+/// `exec --detach --console-socket --process` of `process` (JSON) into `id`: the command's
+/// result, whether a pty master arrived, and its first line of output.
+fn tty_exec(rt: &Runtime, id: &str, name: &str, process: &str) -> (Out, bool, String) {
+    let sock = rt.dir.join(format!("{}-{name}.sock", rt.name));
+    let _ = std::fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let file = rt.dir.join(format!("{}-{name}-process.json", rt.name));
+    std::fs::write(&file, process).unwrap();
+    let o = rt.run(&[
+        "exec",
+        "--detach",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--process",
+        file.to_str().unwrap(),
+        id,
+    ]);
+    let master = receiver.join().unwrap();
+    let got = master.is_some();
+    let mut out = String::new();
+    if let Some(m) = master {
+        let mut f = std::fs::File::from(m);
+        let mut buf = [0u8; 256];
+        while !out.contains('\n') {
+            match std::io::Read::read(&mut f, &mut buf) {
+                Ok(n) if n > 0 => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+                _ => break,
+            }
+        }
+    }
+    (o, got, out)
+}
+
 /// The fd sent to a console socket (`SCM_RIGHTS`), if one comes within 10 s.
 fn receive_fd(listener: &std::os::unix::net::UnixListener) -> Option<std::os::fd::OwnedFd> {
     listener.set_nonblocking(true).unwrap();
@@ -421,75 +455,25 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
     );
     // What containerd's shim runs for a tty exec: the pty master arrives on the socket.
     note("exec --detach --console-socket --process (tty)", {
-        let sock = rt.dir.join(format!("{}-console.sock", rt.name));
-        let _ = std::fs::remove_file(&sock);
-        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let receiver = std::thread::spawn(move || receive_fd(&listener));
-        let file = rt.dir.join(format!("{}-tty-process.json", rt.name));
-        std::fs::write(
-            &file,
-            r#"{"terminal": true, "args": ["sh", "-c", "tty; sleep 1"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}"#,
-        )
-        .unwrap();
-        let o = rt.run(&[
-            "exec",
-            "--detach",
-            "--console-socket",
-            sock.to_str().unwrap(),
-            "--process",
-            file.to_str().unwrap(),
+        let (o, master, out) = tty_exec(
+            rt,
             id,
-        ]);
-        let master = receiver.join().unwrap();
-        let mut out = String::new();
-        if let Some(m) = master.as_ref() {
-            let mut f = std::fs::File::from(m.try_clone().unwrap());
-            let mut buf = [0u8; 256];
-            while !out.contains('\n') {
-                match std::io::Read::read(&mut f, &mut buf) {
-                    Ok(n) if n > 0 => out.push_str(&String::from_utf8_lossy(&buf[..n])),
-                    _ => break,
-                }
-            }
-        }
+            "tty",
+            r#"{"terminal": true, "args": ["sh", "-c", "tty; sleep 1"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}"#,
+        );
         format!(
-            "{} master={} pts={}",
+            "{} master={master} pts={}",
             ok(o),
-            master.is_some(),
             out.contains("/dev/pts/")
         )
     });
     note("tty exec as uid 1000: owner and group of its pty", {
-        let sock = rt.dir.join(format!("{}-console2.sock", rt.name));
-        let _ = std::fs::remove_file(&sock);
-        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let receiver = std::thread::spawn(move || receive_fd(&listener));
-        let file = rt.dir.join(format!("{}-tty2-process.json", rt.name));
-        std::fs::write(
-            &file,
-            r#"{"terminal": true, "args": ["sh", "-c", "stat -c 'pty=%u:%g' $(tty); sleep 1"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 1000, "gid": 1000}}"#,
-        )
-        .unwrap();
-        let o = rt.run(&[
-            "exec",
-            "--detach",
-            "--console-socket",
-            sock.to_str().unwrap(),
-            "--process",
-            file.to_str().unwrap(),
+        let (o, _, out) = tty_exec(
+            rt,
             id,
-        ]);
-        let mut out = String::new();
-        if let Some(m) = receiver.join().unwrap() {
-            let mut f = std::fs::File::from(m);
-            let mut buf = [0u8; 256];
-            while !out.contains('\n') {
-                match std::io::Read::read(&mut f, &mut buf) {
-                    Ok(n) if n > 0 => out.push_str(&String::from_utf8_lossy(&buf[..n])),
-                    _ => break,
-                }
-            }
-        }
+            "tty2",
+            r#"{"terminal": true, "args": ["sh", "-c", "stat -c 'pty=%u:%g' $(tty); sleep 1"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 1000, "gid": 1000}}"#,
+        );
         format!("{} {}", ok(o), out.trim())
     });
     // What containerd's shim sends for UpdateContainerResources, and what it reads for stats.
