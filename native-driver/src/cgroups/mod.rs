@@ -372,6 +372,7 @@ impl Cgroup {
         }
         let mut writes = resources::plan_v1(res, devices)?;
         self.order_memsw(fs, &mut writes);
+        self.bfq_weights(fs, &mut writes);
         for wr in &writes {
             let Some(dir) = self.dir_of(wr.controller) else {
                 if wr.optional {
@@ -393,6 +394,24 @@ impl Cgroup {
             write_one(fs, &dir.path, wr)?;
         }
         Ok(())
+    }
+
+    /// v1: where the blkio controller has no `blkio.weight` (CFQ is gone) but BFQ's files, the
+    /// weights go to `blkio.bfq.weight` / `blkio.bfq.weight_device`, as runc writes them.
+    fn bfq_weights(&self, fs: &dyn CgroupFs, writes: &mut [Write]) {
+        let Some(dir) = self.dir_of("blkio") else {
+            return;
+        };
+        if fs.exists(&dir.path.join("blkio.weight"))
+            || !fs.exists(&dir.path.join("blkio.bfq.weight"))
+        {
+            return;
+        }
+        for w in writes.iter_mut() {
+            if let Some(rest) = w.file.strip_prefix("blkio.weight") {
+                w.file = format!("blkio.bfq.weight{rest}");
+            }
+        }
     }
 
     /// v1: raising memory+swap above the current memsw limit must come before raising the
@@ -1005,6 +1024,58 @@ mod tests {
             "1"
         );
         assert!(cg.is_frozen(&fs));
+    }
+
+    #[test]
+    fn v1_blkio_weights_go_to_bfq_where_cfq_files_are_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("blkio")).unwrap();
+        let layout = Layout::V1 {
+            hierarchies: vec![V1Hierarchy {
+                mount: tmp.path().join("blkio"),
+                name: "blkio".into(),
+                controllers: vec!["blkio".into()],
+                own: PathBuf::new(),
+            }],
+            unified: None,
+        };
+        let fs = FakeFs::default();
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "b").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let dir = tmp.path().join("blkio/execdriver/b");
+        std::fs::write(dir.join("blkio.bfq.weight"), "100\n").unwrap();
+        std::fs::write(dir.join("blkio.bfq.weight_device"), "").unwrap();
+        cg.apply(
+            &fs,
+            &res(r#"{"blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 300}]}}"#),
+            None,
+        )
+        .unwrap();
+        let written: Vec<String> = fs
+            .writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.starts_with(&dir))
+            .map(|(p, v)| format!("{}={v}", p.file_name().unwrap().to_string_lossy()))
+            .collect();
+        assert_eq!(
+            written,
+            ["blkio.bfq.weight=500", "blkio.bfq.weight_device=8:0 300"]
+        );
+        // With CFQ's file there, it is used.
+        std::fs::write(dir.join("blkio.weight"), "").unwrap();
+        cg.apply(&fs, &res(r#"{"blockIO": {"weight": 200}}"#), None)
+            .unwrap();
+        assert!(
+            fs.writes
+                .lock()
+                .unwrap()
+                .last()
+                .unwrap()
+                .0
+                .ends_with("blkio.weight")
+        );
     }
 
     #[test]
