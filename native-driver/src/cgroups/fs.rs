@@ -107,6 +107,8 @@ pub(crate) mod fake {
         pub marks: Mutex<HashSet<PathBuf>>,
         pub writes: Mutex<Vec<(PathBuf, String)>>,
         pub filters: Mutex<Vec<(PathBuf, usize)>>,
+        /// (file name, errno): the next write to such a file fails with errno, once.
+        pub fail_once: Mutex<Vec<(String, i32)>>,
     }
 
     impl CgroupFs for FakeFs {
@@ -117,6 +119,14 @@ pub(crate) mod fake {
         fn write(&self, path: &Path, data: &str) -> io::Result<()> {
             if !path.parent().is_some_and(Path::exists) {
                 return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
+            {
+                let mut fail = self.fail_once.lock().unwrap();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if let Some(i) = fail.iter().position(|(f, _)| f == name) {
+                    let (_, errno) = fail.remove(i);
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
             }
             self.writes
                 .lock()

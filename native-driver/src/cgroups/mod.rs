@@ -373,6 +373,10 @@ impl Cgroup {
         let mut writes = resources::plan_v1(res, devices)?;
         self.order_memsw(fs, &mut writes);
         self.bfq_weights(fs, &mut writes);
+        let quota_follows = writes.iter().any(|w| w.file == "cpu.cfs_quota_us");
+        // A period the kernel refuses for the *old* quota (EINVAL: old quota / new period above
+        // the parent's limit) is written again once the new quota is in, as runc does.
+        let mut deferred: Option<(PathBuf, &Write)> = None;
         for wr in &writes {
             let Some(dir) = self.dir_of(wr.controller) else {
                 if wr.optional {
@@ -391,7 +395,22 @@ impl Cgroup {
                     crate::NAME,
                 ));
             };
-            write_one(fs, &dir.path, wr)?;
+            match write_one(fs, &dir.path, wr) {
+                Err(DriverError::Sys { errno, .. })
+                    if errno == libc::EINVAL
+                        && wr.file == "cpu.cfs_period_us"
+                        && quota_follows
+                        && deferred.is_none() =>
+                {
+                    deferred = Some((dir.path.clone(), wr));
+                }
+                r => r?,
+            }
+            if wr.file == "cpu.cfs_quota_us"
+                && let Some((path, period)) = deferred.take()
+            {
+                write_one(fs, &path, period)?;
+            }
         }
         Ok(())
     }
@@ -1024,6 +1043,56 @@ mod tests {
             "1"
         );
         assert!(cg.is_frozen(&fs));
+    }
+
+    #[test]
+    fn v1_a_period_refused_for_the_old_quota_is_written_after_the_new_quota() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("cpu")).unwrap();
+        let layout = Layout::V1 {
+            hierarchies: vec![V1Hierarchy {
+                mount: tmp.path().join("cpu"),
+                name: "cpu".into(),
+                controllers: vec!["cpu".into()],
+                own: PathBuf::new(),
+            }],
+            unified: None,
+        };
+        let fs = FakeFs::default();
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "q").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let dir = tmp.path().join("cpu/execdriver/q");
+        fs.fail_once
+            .lock()
+            .unwrap()
+            .push(("cpu.cfs_period_us".into(), libc::EINVAL));
+        cg.apply(
+            &fs,
+            &res(r#"{"cpu": {"period": 10000, "quota": 5000}}"#),
+            None,
+        )
+        .unwrap();
+        let written: Vec<String> = fs
+            .writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.starts_with(&dir))
+            .map(|(p, v)| format!("{}={v}", p.file_name().unwrap().to_string_lossy()))
+            .collect();
+        assert_eq!(
+            written,
+            ["cpu.cfs_quota_us=5000", "cpu.cfs_period_us=10000"]
+        );
+        // Without a quota to wait for, the refusal is the error.
+        fs.fail_once
+            .lock()
+            .unwrap()
+            .push(("cpu.cfs_period_us".into(), libc::EINVAL));
+        assert!(
+            cg.apply(&fs, &res(r#"{"cpu": {"period": 10000}}"#), None)
+                .is_err()
+        );
     }
 
     #[test]
