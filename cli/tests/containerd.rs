@@ -13,18 +13,12 @@ use std::time::{Duration, Instant};
 
 use execdriver_tests::cgns::remount_script;
 use execdriver_tests::image::oci_image;
-use execdriver_tests::{busybox_rootfs, is_root, missing};
+use execdriver_tests::{busybox_rootfs, have, is_root, missing};
 
 const NS: &str = "edtest";
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn have(bin: &str) -> bool {
-    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-        .iter()
-        .any(|d| Path::new(d).join(bin).exists())
 }
 
 /// A containerd of our own.

@@ -22,7 +22,7 @@ use execdriver_cri_proto::v1::image_service_client::ImageServiceClient;
 use execdriver_cri_proto::v1::runtime_service_client::RuntimeServiceClient;
 use execdriver_tests::cgns::remount_script;
 use execdriver_tests::image::oci_image;
-use execdriver_tests::{busybox_rootfs, is_root, missing};
+use execdriver_tests::{busybox_rootfs, have, is_root, missing};
 use tonic::transport::Channel;
 
 const TEST: &str = "kubelet_steps_through_containerds_cri_match_runc";
@@ -31,12 +31,6 @@ const BUSYBOX: &str = "docker.io/library/edtest-busybox:cri";
 const PAUSE: &str = "docker.io/library/edtest-pause:cri";
 const WASM: &str = "docker.io/library/edtest-wasm:cri";
 const MIB: i64 = 1024 * 1024;
-
-fn have(bin: &str) -> bool {
-    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-        .iter()
-        .any(|d| Path::new(d).join(bin).exists())
-}
 
 #[test]
 fn kubelet_steps_through_containerds_cri_match_runc() {
@@ -410,8 +404,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             // kubelet makes the pod cgroups (here the runtimes made them as parents); the
             // containers' own cgroups beneath them must be gone.
             let root = e.path().join("edtest-cri");
-            for pod in walk(&root, 1) {
-                for c in walk(&pod, 1) {
+            for pod in subdirs(&root) {
+                for c in subdirs(&pod) {
                     let procs = std::fs::read_to_string(c.join("cgroup.procs")).unwrap_or_default();
                     cgroups.push(format!("{} (processes: {:?})", c.display(), procs.trim()));
                 }
@@ -424,18 +418,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 }
 
-/// The directories directly beneath `dir` (`depth` 1), or deeper.
-fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            if depth > 1 {
-                out.extend(walk(&e.path(), depth - 1));
-            }
-            out.push(e.path());
-        }
-    }
-    out
+/// The directories directly beneath `dir`.
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
 }
 
 async fn connect(sock: &Path) -> Channel {

@@ -57,7 +57,7 @@ impl std::fmt::Debug for NativeDriver {
     }
 }
 
-fn cgroup_error(id: &ContainerId, e: CgroupError) -> DriverError {
+pub(crate) fn cgroup_error(id: &ContainerId, e: CgroupError) -> DriverError {
     match e.raw_os_error() {
         Some(errno) => DriverError::sys(format!("container {id}: {e}"), errno),
         None => DriverError::Internal {

@@ -11,7 +11,8 @@ use std::path::Path;
 use execdriver_api::oci_spec::runtime::{LinuxResources, Spec};
 use execdriver_api::{ContainerId, DriverError};
 
-use crate::cgroups::{Cgroup, CgroupError, Layout, Placement, RealFs};
+use crate::cgroups::{Cgroup, Layout, Placement, RealFs};
+use crate::driver::cgroup_error;
 
 /// A container's cgroup that a process of the caller's has joined.
 #[derive(Debug, Clone)]
@@ -19,22 +20,12 @@ pub struct HostedCgroup {
     cgroup: Cgroup,
 }
 
-fn err(id: &ContainerId, e: CgroupError) -> DriverError {
-    match e.raw_os_error() {
-        Some(errno) => DriverError::sys(format!("container {id}: {e}"), errno),
-        None => DriverError::Internal {
-            context: format!("container {id}: cgroups"),
-            message: e.to_string(),
-        },
-    }
-}
-
 fn plan(id: &ContainerId, spec: &Spec, parent: &str) -> Result<Cgroup, DriverError> {
-    let layout = Layout::detect().map_err(|e| err(id, e))?;
+    let layout = Layout::detect().map_err(|e| cgroup_error(id, e))?;
     let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let placement = Placement::new(parent, path.as_deref().map(Path::new), id.as_str())
         .map_err(|e| DriverError::invalid_spec("linux.cgroupsPath", e.to_string()))?;
-    Cgroup::plan(&layout, &placement).map_err(|e| err(id, e))
+    Cgroup::plan(&layout, &placement).map_err(|e| cgroup_error(id, e))
 }
 
 impl HostedCgroup {
@@ -52,7 +43,7 @@ impl HostedCgroup {
         pid: u32,
     ) -> Result<Self, DriverError> {
         let cgroup = plan(id, spec, parent)?;
-        cgroup.create(&RealFs).map_err(|e| err(id, e))?;
+        cgroup.create(&RealFs).map_err(|e| cgroup_error(id, e))?;
         let none = LinuxResources::default();
         let res = spec
             .linux()
@@ -62,7 +53,7 @@ impl HostedCgroup {
         let joined = cgroup.apply(&RealFs, res, Some(&[])).and_then(|()| {
             cgroup
                 .add(&RealFs, pid.cast_signed())
-                .map_err(|e| err(id, e))
+                .map_err(|e| cgroup_error(id, e))
         });
         if let Err(e) = joined {
             let _ = cgroup.remove(&RealFs, None);
@@ -86,7 +77,9 @@ impl HostedCgroup {
     /// `Sys` when a directory can't be removed (processes still in it).
     pub fn remove(id: &ContainerId, spec: &Spec, parent: &str) -> Result<(), DriverError> {
         let cgroup = plan(id, spec, parent)?;
-        cgroup.remove(&RealFs, None).map_err(|e| err(id, e))
+        cgroup
+            .remove(&RealFs, None)
+            .map_err(|e| cgroup_error(id, e))
     }
 }
 
@@ -106,10 +99,12 @@ impl HostedCgroup {
 /// `InvalidSpec` naming `mounts[i]` for a missing source or a bad destination; `Sys` for a
 /// refused namespace or mount (`EPERM` without CAP_SYS_ADMIN).
 pub fn bind_mounts_into_rootfs(cmd: &execdriver_api::Command) -> Result<Spec, DriverError> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
+    use std::os::fd::AsRawFd;
 
+    use crate::plan::mounts::Create;
+    use crate::plan::paths::{InRootPath, cpath};
     use crate::sys;
+    use crate::sys::child::{Step, resolve_create};
 
     let mut spec = cmd.spec.clone();
     let mounts = spec.mounts().clone().unwrap_or_default();
@@ -130,29 +125,17 @@ pub fn bind_mounts_into_rootfs(cmd: &execdriver_api::Command) -> Result<Spec, Dr
     } else {
         cmd.bundle.join(root_path)
     };
-    let cstr = |p: &[u8], field: &str| {
-        CString::new(p).map_err(|_| DriverError::invalid_spec(field, "contains a NUL byte"))
-    };
     sys::unshare(libc::CLONE_NEWNS)
         .map_err(|e| DriverError::sys("unshare(CLONE_NEWNS) for the container's mounts", e))?;
     sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(|e| DriverError::sys("make the private mount namespace private", e))?;
     let root = sys::open(
-        &cstr(root_path.as_os_str().as_bytes(), "root.path")?,
+        &cpath(&root_path, "root.path")?,
         libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
         0,
     )
     .map(sys::own_fd)
     .map_err(|e| DriverError::sys(format!("open {}", root_path.display()), e))?;
-    let in_root = |rel: &CString, extra: i32| {
-        sys::openat2(
-            std::os::fd::AsRawFd::as_raw_fd(&root),
-            rel,
-            (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
-            libc::RESOLVE_IN_ROOT,
-        )
-        .map(sys::own_fd)
-    };
     let mut kept = Vec::new();
     for (i, m) in mounts.into_iter().enumerate() {
         if !is_bind(&m) {
@@ -178,91 +161,27 @@ pub fn bind_mounts_into_rootfs(cmd: &execdriver_api::Command) -> Result<Spec, Dr
             })?
             .is_dir();
         let dest = m.destination();
-        let rel: Vec<_> = dest
-            .components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(n) => Some(Ok(n)),
-                std::path::Component::RootDir => None,
-                _ => Some(Err(())),
-            })
-            .collect::<Result<_, ()>>()
-            .map_err(|()| {
-                DriverError::invalid_spec(
-                    format!("{field}.destination"),
-                    format!("{} must be absolute, without '..'", dest.display()),
-                )
-            })?;
-        if !dest.is_absolute() || rel.is_empty() {
+        let in_rootfs = InRootPath::parse(dest, &format!("{field}.destination"))?;
+        if in_rootfs.is_root() {
             return Err(DriverError::invalid_spec(
                 format!("{field}.destination"),
-                format!("{} must be an absolute path below /", dest.display()),
+                format!("{} must be a path below /", dest.display()),
             ));
         }
-        // Each directory on the way, then the target, created where missing.
-        let mut so_far = std::path::PathBuf::new();
-        let mut parent = sys::openat(
-            std::os::fd::AsRawFd::as_raw_fd(&root),
-            c".",
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            0,
-        )
-        .map(sys::own_fd)
-        .map_err(|e| DriverError::sys("reopen the rootfs", e))?;
-        let last = rel.len() - 1;
-        for (k, name) in rel.iter().enumerate() {
-            so_far.push(name);
-            let rel_c = cstr(
-                so_far.as_os_str().as_bytes(),
-                &format!("{field}.destination"),
-            )?;
-            let name_c = cstr(name.as_bytes(), &format!("{field}.destination"))?;
-            let want_dir = k < last || src_dir;
-            let at = |what: &str, e| {
+        // The target resolved inside the rootfs (as the container would see it) and created
+        // where missing — the same walk the native driver's init does for its mounts.
+        let create = if src_dir { Create::Dir } else { Create::File };
+        let parent = resolve_create(root.as_raw_fd(), &in_rootfs, create, Step::MountTarget, i)
+            .map(sys::own_fd)
+            .map_err(|f| {
                 DriverError::sys(
-                    format!("{field}: {what} {} in the rootfs", so_far.display()),
-                    e,
+                    format!("{field}: open {} in the rootfs", in_rootfs.display),
+                    f.errno,
                 )
-            };
-            let opened = match in_root(&rel_c, 0) {
-                Ok(fd) => fd,
-                Err(libc::ENOENT) => {
-                    // An O_PATH fd serves as the dirfd of *at calls.
-                    let d = std::os::fd::AsRawFd::as_raw_fd(&parent);
-                    if want_dir {
-                        match sys::mkdirat(d, &name_c, 0o755) {
-                            Ok(()) | Err(libc::EEXIST) => {}
-                            Err(e) => return Err(at("mkdir", e)),
-                        }
-                    } else {
-                        match sys::openat(
-                            d,
-                            &name_c,
-                            libc::O_CREAT
-                                | libc::O_EXCL
-                                | libc::O_WRONLY
-                                | libc::O_CLOEXEC
-                                | libc::O_NOFOLLOW,
-                            0o644,
-                        ) {
-                            Ok(fd) => drop(sys::own_fd(fd)),
-                            Err(libc::EEXIST) => {}
-                            Err(e) => return Err(at("create", e)),
-                        }
-                    }
-                    in_root(&rel_c, 0).map_err(|e| at("open", e))?
-                }
-                Err(e) => return Err(at("open", e)),
-            };
-            parent = opened;
-        }
+            })?;
         let mut st = sys::zeroed_stat();
-        sys::fstatat(
-            std::os::fd::AsRawFd::as_raw_fd(&parent),
-            c"",
-            &mut st,
-            libc::AT_EMPTY_PATH,
-        )
-        .map_err(|e| DriverError::sys(format!("{field}: stat the target"), e))?;
+        sys::fstatat(parent.as_raw_fd(), c"", &mut st, libc::AT_EMPTY_PATH)
+            .map_err(|e| DriverError::sys(format!("{field}: stat the target"), e))?;
         let target_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         if target_dir != src_dir {
             return Err(DriverError::invalid_spec(
@@ -276,13 +195,13 @@ pub fn bind_mounts_into_rootfs(cmd: &execdriver_api::Command) -> Result<Spec, Dr
             ));
         }
         let mut buf = [0u8; 32];
-        let target = sys::proc_fd_path(&mut buf, std::os::fd::AsRawFd::as_raw_fd(&parent));
+        let target = sys::proc_fd_path(&mut buf, parent.as_raw_fd());
         let recursive = if opts.iter().any(|o| o == "rbind") {
             libc::MS_REC
         } else {
             0
         };
-        let src_c = cstr(src.as_os_str().as_bytes(), &format!("{field}.source"))?;
+        let src_c = cpath(&src, &format!("{field}.source"))?;
         sys::mount(Some(&src_c), target, None, libc::MS_BIND | recursive, None).map_err(|e| {
             DriverError::sys(
                 format!("{field}: bind {} at {}", src.display(), dest.display()),
@@ -291,14 +210,14 @@ pub fn bind_mounts_into_rootfs(cmd: &execdriver_api::Command) -> Result<Spec, Dr
         })?;
         if opts.iter().any(|o| o == "ro") {
             // The new mount, not the directory it covers.
-            let rel_c = cstr(
-                so_far.as_os_str().as_bytes(),
-                &format!("{field}.destination"),
-            )?;
-            let mounted = in_root(&rel_c, 0)
-                .map_err(|e| DriverError::sys(format!("{field}: reopen {}", dest.display()), e))?;
+            let mounted =
+                resolve_create(root.as_raw_fd(), &in_rootfs, create, Step::MountTarget, i)
+                    .map(sys::own_fd)
+                    .map_err(|f| {
+                        DriverError::sys(format!("{field}: reopen {}", dest.display()), f.errno)
+                    })?;
             let mut buf = [0u8; 32];
-            let t = sys::proc_fd_path(&mut buf, std::os::fd::AsRawFd::as_raw_fd(&mounted));
+            let t = sys::proc_fd_path(&mut buf, mounted.as_raw_fd());
             sys::mount(
                 None,
                 t,

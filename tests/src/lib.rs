@@ -45,6 +45,13 @@ fn euid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
+/// Whether the host has the program `bin` in one of the system's bin directories.
+pub fn have(bin: &str) -> bool {
+    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(bin).exists())
+}
+
 /// A static busybox binary on this machine (installed by the test command).
 pub fn busybox() -> Option<PathBuf> {
     ["/usr/bin/busybox", "/bin/busybox"]

@@ -773,6 +773,31 @@ mod tests {
         }
     }
 
+    /// A v1 layout of the single hierarchy `name` mounted at `root/name`.
+    fn one_v1_hierarchy(root: &Path, name: &str) -> Layout {
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        Layout::V1 {
+            hierarchies: vec![V1Hierarchy {
+                mount: root.join(name),
+                name: name.into(),
+                controllers: vec![name.into()],
+                own: PathBuf::new(),
+            }],
+            unified: None,
+        }
+    }
+
+    /// `file=value` of every write into `dir`, in order.
+    fn writes_in(fs: &FakeFs, dir: &Path) -> Vec<String> {
+        fs.writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.starts_with(dir))
+            .map(|(p, v)| format!("{}={v}", p.file_name().unwrap().to_string_lossy()))
+            .collect()
+    }
+
     #[test]
     fn placement_rules() {
         let id = "c1";
@@ -1048,16 +1073,7 @@ mod tests {
     #[test]
     fn v1_a_period_refused_for_the_old_quota_is_written_after_the_new_quota() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("cpu")).unwrap();
-        let layout = Layout::V1 {
-            hierarchies: vec![V1Hierarchy {
-                mount: tmp.path().join("cpu"),
-                name: "cpu".into(),
-                controllers: vec!["cpu".into()],
-                own: PathBuf::new(),
-            }],
-            unified: None,
-        };
+        let layout = one_v1_hierarchy(tmp.path(), "cpu");
         let fs = FakeFs::default();
         let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "q").unwrap()).unwrap();
         cg.create(&fs).unwrap();
@@ -1072,14 +1088,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let written: Vec<String> = fs
-            .writes
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p.starts_with(&dir))
-            .map(|(p, v)| format!("{}={v}", p.file_name().unwrap().to_string_lossy()))
-            .collect();
+        let written = writes_in(&fs, &dir);
         assert_eq!(
             written,
             ["cpu.cfs_quota_us=5000", "cpu.cfs_period_us=10000"]
@@ -1098,16 +1107,7 @@ mod tests {
     #[test]
     fn v1_blkio_weights_go_to_bfq_where_cfq_files_are_missing() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("blkio")).unwrap();
-        let layout = Layout::V1 {
-            hierarchies: vec![V1Hierarchy {
-                mount: tmp.path().join("blkio"),
-                name: "blkio".into(),
-                controllers: vec!["blkio".into()],
-                own: PathBuf::new(),
-            }],
-            unified: None,
-        };
+        let layout = one_v1_hierarchy(tmp.path(), "blkio");
         let fs = FakeFs::default();
         let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "b").unwrap()).unwrap();
         cg.create(&fs).unwrap();
@@ -1120,14 +1120,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let written: Vec<String> = fs
-            .writes
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p.starts_with(&dir))
-            .map(|(p, v)| format!("{}={v}", p.file_name().unwrap().to_string_lossy()))
-            .collect();
+        let written = writes_in(&fs, &dir);
         assert_eq!(
             written,
             ["blkio.bfq.weight=500", "blkio.bfq.weight_device=8:0 300"]
@@ -1165,14 +1158,7 @@ mod tests {
         .unwrap();
         cg.apply(&fs, &res(r#"{"memory": {"limit": 50, "swap": 60}}"#), None)
             .unwrap();
-        let order: Vec<String> = fs
-            .writes
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p.starts_with(&dir))
-            .map(|(p, v)| format!("{}={v}", p.file_name().unwrap().to_string_lossy()))
-            .collect();
+        let order = writes_in(&fs, &dir);
         assert_eq!(
             order,
             [

@@ -594,7 +594,7 @@ const O_PATH: u64 = (libc::O_PATH | libc::O_CLOEXEC) as u64;
 
 /// Opens `p` inside the rootfs (symlinks resolved as the container would), creating missing
 /// components — the last one as `create`.
-fn resolve_create(
+pub(crate) fn resolve_create(
     root: RawFd,
     p: &InRootPath,
     create: Create,
