@@ -52,7 +52,7 @@ pub struct ExecFlags {
     /// Set no_new_privileges.
     #[arg(long)]
     pub no_new_privs: bool,
-    /// Pass N more fds (3..3+N) to the process: not supported.
+    /// Pass N more fds (3..3+N) of ours to the process, as runc (native driver).
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
 }
@@ -171,15 +171,20 @@ pub fn process(bundle: &Path, flags: &ExecFlags, command: &[String]) -> Result<P
     })
 }
 
+/// `--preserve-fds N`: copies of our fds 3 … 3+N-1 for the process.
+pub fn preserved(n: u32) -> Result<Vec<std::os::fd::OwnedFd>> {
+    execdriver::native::inherited_fds(n).map_err(|e| DriverError::io("--preserve-fds", e).into())
+}
+
 /// `exec`.
 pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Result<ExitCode> {
     let id = ContainerId::new(id)?;
-    if flags.preserve_fds > 0 {
-        return Err(Error::usage(
-            "--preserve-fds is not supported: an exec'd process gets only its stdio",
-        ));
-    }
     let target = ctx.target(&id)?;
+    if flags.preserve_fds > 0
+        && let Target::Hosted { record } = &target
+    {
+        return Err(DriverError::unsupported("pipes.extra", record.config.driver.clone()).into());
+    }
     let bundle = match &target {
         Target::Native { driver, .. } => driver.info(&id)?.bundle,
         Target::Hosted { record } => record.bundle.clone(),
@@ -198,7 +203,11 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
     }
     match target {
         Target::Native { driver, .. } if flags.detach => {
-            let created = driver.exec_detached(&id, &process, Pipes::inherit(), &Hooks::new())?;
+            let pipes = Pipes {
+                extra: preserved(flags.preserve_fds)?,
+                ..Pipes::inherit()
+            };
+            let created = driver.exec_detached(&id, &process, pipes, &Hooks::new())?;
             if let (Some(master), Some(sock)) = (&created.terminal, &flags.console_socket) {
                 crate::fdpass::send_console(sock, master.as_fd())?;
             }
@@ -208,7 +217,8 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
             Ok(ExitCode::SUCCESS)
         }
         Target::Native { driver, .. } => {
-            let status = foreground(driver, &id, &process, tty, flags.pid_file.as_deref())?;
+            let extra = preserved(flags.preserve_fds)?;
+            let status = foreground(driver, &id, &process, tty, extra, flags.pid_file.as_deref())?;
             Ok(exit_code(&status))
         }
         Target::Hosted { record } if flags.detach => {
@@ -311,6 +321,7 @@ fn foreground(
     id: &ContainerId,
     process: &Process,
     tty: bool,
+    extra: Vec<std::os::fd::OwnedFd>,
     pid_file: Option<&Path>,
 ) -> Result<ExitStatus> {
     let (hooks, output) = bridging_hooks();
@@ -323,6 +334,7 @@ fn foreground(
     });
     let raw = tty.then(crate::tty::RawMode::enter);
     let pipes = if tty { Pipes::null() } else { Pipes::inherit() };
+    let pipes = Pipes { extra, ..pipes };
     let status = driver.exec(id, process, pipes, &hooks);
     join_output(&output);
     drop(raw);

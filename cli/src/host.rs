@@ -452,6 +452,7 @@ fn handle(mut stream: UnixStream, driver: &dyn Driver, shared: &Shared, id: &Con
                         stdin: next(),
                         stdout: next(),
                         stderr: next(),
+                        extra: Vec::new(),
                     };
                     driver
                         .exec(id, &process, pipes, &Hooks::new())

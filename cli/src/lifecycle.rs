@@ -38,14 +38,18 @@ fn bundle_command(id: &str, flags: &CreateFlags) -> Result<Command> {
              (a rootfs on a ramfs cannot be used)",
         ));
     }
-    if flags.preserve_fds > 0 {
-        return Err(Error::usage(
-            "--preserve-fds is not supported: a container gets only its stdio",
-        ));
-    }
     let bundle = std::path::absolute(&flags.bundle)
         .map_err(|e| DriverError::io(format!("--bundle {}", flags.bundle.display()), e))?;
     Ok(Command::from_bundle(id, bundle)?)
+}
+
+/// `--preserve-fds` for a container in a hosting process: its fds would have to cross into
+/// that process first (not done).
+fn refuse_preserved_fds(flags: &CreateFlags, driver: &str) -> Result<()> {
+    if flags.preserve_fds > 0 {
+        return Err(DriverError::unsupported("pipes.extra", driver).into());
+    }
+    Ok(())
 }
 
 fn wants_terminal(cmd: &Command) -> bool {
@@ -76,6 +80,7 @@ pub fn create(ctx: &Ctx, id: &str, flags: &CreateFlags) -> Result<ExitCode> {
         let native = ctx.native(&config.options)?;
         native_create(ctx, &native, &cmd, ctx::record(&cmd, config, false), flags)?;
     } else {
+        refuse_preserved_fds(flags, &config.driver)?;
         let pid = spawn_host(ctx, &cmd, ctx::record(&cmd, config, true), false)?;
         if let Some(p) = &flags.pid_file {
             pid_file_or_delete(ctx, &cmd.id, p, pid)?;
@@ -97,7 +102,11 @@ fn native_create(
         ));
     }
     ctx.records.create(&record)?;
-    let created = match native.create(cmd, Pipes::inherit()) {
+    let pipes = Pipes {
+        extra: crate::exec::preserved(flags.preserve_fds)?,
+        ..Pipes::inherit()
+    };
+    let created = match native.create(cmd, pipes) {
         Ok(c) => c,
         Err(e) => {
             ctx.records.remove(&cmd.id);
@@ -361,6 +370,7 @@ pub fn run(ctx: &Ctx, id: &str, flags: &CreateFlags, detach: bool) -> Result<Exi
                 return Err(e.into());
             }
         } else {
+            refuse_preserved_fds(flags, &config.driver)?;
             let pid = spawn_host(ctx, &cmd, ctx::record(&cmd, config, true), true)?;
             if let Some(p) = &flags.pid_file {
                 pid_file_or_delete(ctx, &cmd.id, p, pid)?;
@@ -373,16 +383,17 @@ pub fn run(ctx: &Ctx, id: &str, flags: &CreateFlags, detach: bool) -> Result<Exi
             "--console-socket needs --detach (in the foreground the terminal is ours)",
         ));
     }
+    let extra = crate::exec::preserved(flags.preserve_fds)?;
     let record = ctx::record(&cmd, config.clone(), !native);
     ctx.records.create(&record)?;
     let result = if native {
         ctx.native(&config.options)
-            .and_then(|d| foreground(d, &cmd, flags.pid_file.as_deref(), None))
+            .and_then(|d| foreground(d, &cmd, extra, flags.pid_file.as_deref(), None))
     } else {
         execdriver::default_registry()
             .create(&config)
             .map_err(Error::from)
-            .and_then(|d| foreground(d, &cmd, flags.pid_file.as_deref(), Some(ctx)))
+            .and_then(|d| foreground(d, &cmd, extra, flags.pid_file.as_deref(), Some(ctx)))
     };
     ctx.records.remove(&cmd.id);
     let status = result?;
@@ -397,6 +408,7 @@ pub fn run(ctx: &Ctx, id: &str, flags: &CreateFlags, detach: bool) -> Result<Exi
 fn foreground(
     driver: Arc<dyn Driver>,
     cmd: &Command,
+    extra: Vec<std::os::fd::OwnedFd>,
     pid_file: Option<&Path>,
     host: Option<&Ctx>,
 ) -> Result<ExitStatus> {
@@ -417,6 +429,7 @@ fn foreground(
     });
     let raw = tty.then(crate::tty::RawMode::enter);
     let pipes = if tty { Pipes::null() } else { Pipes::inherit() };
+    let pipes = Pipes { extra, ..pipes };
     let result = match host {
         None => driver.run(cmd, pipes, &hooks).map_err(Error::from),
         Some(ctx) => host::serve(

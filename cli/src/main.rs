@@ -125,7 +125,7 @@ mod cli {
         /// Do not create a session keyring (execdriver never does).
         #[arg(long)]
         no_new_keyring: bool,
-        /// Pass N more fds to the container: not supported unless 0.
+        /// Pass N more fds of ours (3 … 3+N-1) to the container's process, as runc (native).
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
         /// The container id.

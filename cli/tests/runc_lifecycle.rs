@@ -58,13 +58,18 @@ impl Runtime {
     /// `run` with `input` on the command's stdin (`update --resources -`, as containerd's
     /// shim sends it).
     fn run_with_stdin(&self, args: &[&str], input: Option<&str>) -> Out {
+        self.run_redirected(args, input, "")
+    }
+
+    /// `run` with more shell redirections of the command (e.g. `3<file`).
+    fn run_redirected(&self, args: &[&str], input: Option<&str>, redirs: &str) -> Out {
         let out = self.dir.join(format!("{}.out", self.name));
         let err = self.dir.join(format!("{}.err", self.name));
         let inp = self.dir.join(format!("{}.in", self.name));
         std::fs::write(&inp, input.unwrap_or("")).unwrap();
         let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
         let script = format!(
-            "exec {} --root {} {} <{} >{} 2>{}",
+            "exec {} --root {} {} <{} >{} 2>{} {redirs}",
             self.bin,
             quote(self.root.to_str().unwrap()),
             line.join(" "),
@@ -453,6 +458,33 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         "exec of a missing program",
         exec_code(rt.run(&["exec", id, "/no/such/program"])),
     );
+    // runc's --preserve-fds: our fds 3, 4 become the process's 3, 4 (in order, open across
+    // its exec); fd 5 is not passed.
+    note("exec --preserve-fds 2", {
+        let a = rt.dir.join(format!("{}-fd3", rt.name));
+        let b = rt.dir.join(format!("{}-fd4", rt.name));
+        std::fs::write(&a, "three\n").unwrap();
+        std::fs::write(&b, "four\n").unwrap();
+        let o = rt.run_redirected(
+            &[
+                "exec",
+                "--preserve-fds",
+                "2",
+                id,
+                "sh",
+                "-c",
+                "cat <&3; cat <&4; test -e /proc/self/fd/5 || echo no-5",
+            ],
+            None,
+            &format!(
+                "3<{} 4<{} 5</dev/null",
+                quote(a.to_str().unwrap()),
+                quote(b.to_str().unwrap())
+            ),
+        );
+        format!("{} {:?}", ok(o.clone()), o.stdout)
+    });
+
     // What containerd's shim runs for a tty exec: the pty master arrives on the socket.
     note("exec --detach --console-socket --process (tty)", {
         let (o, master, out) = tty_exec(

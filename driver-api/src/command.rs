@@ -185,7 +185,7 @@ impl From<io::PipeWriter> for Stdio {
     }
 }
 
-/// The three standard streams of a container process.
+/// The three standard streams of a container process, and any more fds it is given.
 #[derive(Debug, Default)]
 pub struct Pipes {
     /// Standard input.
@@ -194,6 +194,11 @@ pub struct Pipes {
     pub stdout: Stdio,
     /// Standard error.
     pub stderr: Stdio,
+    /// More fds the process gets as 3, 4, … in this order, open across its `execve` (runc's
+    /// `--preserve-fds`). A driver that can't pass fds refuses a non-empty list with
+    /// `Unsupported` naming `pipes.extra`.
+    #[cfg(unix)]
+    pub extra: Vec<std::os::fd::OwnedFd>,
 }
 
 impl Pipes {
@@ -208,7 +213,21 @@ impl Pipes {
             stdin: Stdio::Inherit,
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
+            ..Self::default()
         }
+    }
+
+    /// Refuses `extra` fds for a driver that can't pass them.
+    ///
+    /// # Errors
+    /// `Unsupported` naming `pipes.extra` when there are any.
+    pub fn refuse_extra(&self, driver: &str) -> Result<()> {
+        #[cfg(unix)]
+        if !self.extra.is_empty() {
+            return Err(DriverError::unsupported("pipes.extra", driver));
+        }
+        let _ = driver;
+        Ok(())
     }
 
     /// Stdin from `/dev/null`, stdout and stderr collected in memory by two reader threads.
@@ -223,6 +242,7 @@ impl Pipes {
             stdin: Stdio::Null,
             stdout: out_w.into(),
             stderr: err_w.into(),
+            extra: Vec::new(),
         };
         let captured = Captured {
             stdout: collect("stdout", out_r)?,

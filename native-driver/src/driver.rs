@@ -22,7 +22,7 @@ use crate::options::NativeOptions;
 use crate::plan::{IdMaps, Plan, PlanInputs, ProcessPlan};
 use crate::state::{DirLock, ReadError, STATE_VERSION, State, StateStore};
 use crate::sys::child::{ChildArgs, kind};
-use crate::sys::spawn::{Channel, above_stdio, fork, socketpair};
+use crate::sys::spawn::{Channel, above, above_stdio, dup_above, fork, socketpair};
 use crate::terminal::Pty;
 use crate::{NAME, failure, procfs, sys};
 
@@ -332,31 +332,61 @@ impl Drop for ExecGuard {
     }
 }
 
-/// The fds the child dups onto 0, 1, 2 (kept open until after the clone).
+/// The fds the child dups onto 0, 1, 2 and onto 3, 4, … (`Pipes::extra`), kept open until
+/// after the clone. With extra fds, every fd the child uses is first lifted above them
+/// ([`StdioFds::lift`]), so that dup'ing the extras onto 3, 4, … clobbers nothing it needs.
 struct StdioFds {
     fds: [Option<OwnedFd>; 3],
     raw: [RawFd; 3],
+    extra: Vec<RawFd>,
+    held: Vec<OwnedFd>,
 }
 
 impl StdioFds {
     fn new(pipes: Pipes, dev_null: RawFd) -> Result<Self> {
-        let mut fds: [Option<OwnedFd>; 3] = [None, None, None];
-        let mut raw = [-1; 3];
-        for (i, s) in [pipes.stdin, pipes.stdout, pipes.stderr]
-            .into_iter()
-            .enumerate()
-        {
+        let mut this = Self {
+            fds: [None, None, None],
+            raw: [-1; 3],
+            extra: Vec::new(),
+            held: Vec::new(),
+        };
+        let Pipes {
+            stdin,
+            stdout,
+            stderr,
+            extra,
+        } = pipes;
+        let min = 3 + extra.len() as RawFd;
+        for fd in extra {
+            let fd = above(fd, min).map_err(|e| DriverError::io("prepare pipes.extra", e))?;
+            this.extra.push(fd.as_raw_fd());
+            this.held.push(fd);
+        }
+        for (i, s) in [stdin, stdout, stderr].into_iter().enumerate() {
             match s {
-                Stdio::Null => raw[i] = dev_null,
+                Stdio::Null => this.raw[i] = this.lift(dev_null)?,
                 Stdio::Inherit => {}
                 Stdio::Fd(fd) => {
-                    let fd = above_stdio(fd).map_err(|e| DriverError::io("prepare stdio", e))?;
-                    raw[i] = fd.as_raw_fd();
-                    fds[i] = Some(fd);
+                    let fd = above(fd, min).map_err(|e| DriverError::io("prepare stdio", e))?;
+                    this.raw[i] = fd.as_raw_fd();
+                    this.fds[i] = Some(fd);
                 }
             }
         }
-        Ok(Self { fds, raw })
+        Ok(this)
+    }
+
+    /// `fd`, or a copy of it above the extra fds' targets (held until after the clone).
+    fn lift(&mut self, fd: RawFd) -> Result<RawFd> {
+        let min = 3 + self.extra.len() as RawFd;
+        if fd >= min {
+            return Ok(fd);
+        }
+        let owned =
+            dup_above(fd, min).map_err(|e| DriverError::io("prepare the child's fds", e))?;
+        let raw = owned.as_raw_fd();
+        self.held.push(owned);
+        Ok(raw)
     }
 }
 
@@ -626,7 +656,7 @@ impl NativeDriver {
             last_cap,
         })?;
         plan.hooks_before_pivot = oci.before_pivot();
-        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
+        let mut stdio = StdioFds::new(pipes, self.dev_null()?)?;
 
         // 2. Create: state, cgroup, the init process.
         let mut launch = Launch {
@@ -702,8 +732,13 @@ impl NativeDriver {
         };
 
         let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
+        let sync = stdio.lift(child_end.as_raw_fd())?;
+        let exec_fd = stdio.lift(trampoline::fd()?)?;
+        if let Some(f) = plan.exec_fifo {
+            plan.exec_fifo = Some(stdio.lift(f)?);
+        }
         let argv = TrampolineArgv::new(
-            Some(child_end.as_raw_fd()),
+            Some(sync),
             &plan.process.candidates,
             &plan.process.argv_ptrs,
         );
@@ -711,10 +746,11 @@ impl NativeDriver {
             plan: Some(&plan),
             process: &plan.process,
             join: None,
-            sync: child_end.as_raw_fd(),
+            sync,
             stdio: stdio.raw,
+            extra: &stdio.extra,
             exec: Exec {
-                fd: trampoline::fd()?,
+                fd: exec_fd,
                 argv: &argv,
             },
         };
@@ -723,7 +759,7 @@ impl NativeDriver {
             .map_err(|e| DriverError::sys(format!("container {id}: clone3"), e))?;
         launch.children.push(pidfd0);
         drop(child_end);
-        drop(stdio.fds);
+        drop(stdio);
         let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
         let setup_failed = |what: &str| DriverError::Internal {
             context: format!("container {id}"),
@@ -984,21 +1020,20 @@ impl NativeDriver {
         let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
         let plan = ProcessPlan::build(process, last_cap, st.seccomp.as_ref())?;
         let flags = namespaces_of(st.pid)?;
-        let stdio = StdioFds::new(pipes, self.dev_null()?)?;
+        let mut stdio = StdioFds::new(pipes, self.dev_null()?)?;
         let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
-        let argv = TrampolineArgv::new(
-            Some(child_end.as_raw_fd()),
-            &plan.candidates,
-            &plan.argv_ptrs,
-        );
+        let sync = stdio.lift(child_end.as_raw_fd())?;
+        let exec_fd = stdio.lift(trampoline::fd()?)?;
+        let argv = TrampolineArgv::new(Some(sync), &plan.candidates, &plan.argv_ptrs);
         let args = ChildArgs {
             plan: None,
             process: &plan,
             join: Some((init.as_raw_fd(), flags)),
-            sync: child_end.as_raw_fd(),
+            sync,
             stdio: stdio.raw,
+            extra: &stdio.extra,
             exec: Exec {
-                fd: trampoline::fd()?,
+                fd: exec_fd,
                 argv: &argv,
             },
         };
@@ -1008,7 +1043,7 @@ impl NativeDriver {
             children: vec![mid_fd],
         };
         drop(child_end);
-        drop(stdio.fds);
+        drop(stdio);
         let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
         let io_err = |e| DriverError::io(format!("container {id}: exec"), e);
         // In the container's cgroups before it forks the process, which inherits them.

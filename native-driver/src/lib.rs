@@ -43,6 +43,7 @@ pub use driver::{Created, NativeDriver};
 pub use hosted::{HostedCgroup, bind_mounts_into_rootfs};
 #[cfg(target_os = "linux")]
 pub use options::NativeOptions;
+pub use sys::spawn::inherited_fds;
 
 /// The factory to register: `registry.register(execdriver_native::factory())`.
 pub fn factory() -> Arc<dyn DriverFactory> {

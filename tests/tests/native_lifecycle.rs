@@ -689,3 +689,41 @@ fn bind_mounts_devices_domainname_sysctls_and_time_namespace() {
         host_forward
     );
 }
+
+#[test]
+fn extra_fds_become_3_4_in_order_and_nothing_else_leaks_in() {
+    let Some(d) = setup("extra_fds_become_3_4_in_order_and_nothing_else_leaks_in") else {
+        return;
+    };
+    use std::io::Read;
+    let id = unique_id("fds");
+    // Two pipes: the process writes "a" into fd 3 and "b" into fd 4; fd 5 is not open. The
+    // second pipe is created first, so the sources are out of order and at low numbers: the
+    // driver must not clobber one while placing the other.
+    let (mut r4, w4) = std::io::pipe().unwrap();
+    let (mut r3, w3) = std::io::pipe().unwrap();
+    let cmd = execdriver_tests::busybox_command(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "echo a >&3; echo b >&4; test -e /proc/self/fd/5 && echo five; ls /proc/self/fd | wc -l",
+        ],
+        |_| {},
+    )
+    .unwrap();
+    let (pipes, captured) = execdriver_api::Pipes::capture().unwrap();
+    let pipes = execdriver_api::Pipes {
+        extra: vec![w3.into(), w4.into()],
+        ..pipes
+    };
+    let st = d.run(&cmd, pipes, &Hooks::new()).unwrap();
+    let (out, err) = captured.wait_strings();
+    assert!(st.success(), "{st:?} {err}");
+    let (mut a, mut b) = (String::new(), String::new());
+    r3.read_to_string(&mut a).unwrap();
+    r4.read_to_string(&mut b).unwrap();
+    assert_eq!((a.as_str(), b.as_str()), ("a\n", "b\n"));
+    // ls's own fds: 0, 1, 2, 3, 4 and the directory it reads.
+    assert_eq!(out.trim(), "6", "{out}");
+}

@@ -125,6 +125,7 @@ fn a_pids_limit_of_8_contains_a_fork_storm() {
         stdin: stdin_r.into(),
         stdout: out_w.into(),
         stderr: err_w.into(),
+        extra: Vec::new(),
     };
     let h = execdriver_api::spawn(d.clone(), cmd, pipes, Hooks::new()).unwrap();
     use std::io::{BufRead, Read};

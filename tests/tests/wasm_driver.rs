@@ -171,6 +171,7 @@ fn a_spinning_module_is_killed_and_paused_through_epochs() {
         stdin: execdriver_api::Stdio::Null,
         stdout: out_w.into(),
         stderr: execdriver_api::Stdio::Null,
+        extra: Vec::new(),
     };
     let h =
         execdriver_api::spawn(d.clone(), cmd(&id, &["/spin.wat"]), pipes, Hooks::new()).unwrap();

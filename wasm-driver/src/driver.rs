@@ -489,6 +489,7 @@ impl Driver for WasmDriver {
 
     fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
         execdriver_api::validate_spec(&cmd.spec)?;
+        pipes.refuse_extra(NAME)?;
         let process = cmd.process()?;
         let rootfs_path = cmd.rootfs()?;
         let rootfs = rootfs_path.canonicalize().map_err(|e| {
@@ -584,6 +585,7 @@ impl Driver for WasmDriver {
         pipes: Pipes,
         hooks: &Hooks,
     ) -> Result<ExitStatus> {
+        pipes.refuse_extra(NAME)?;
         let c = self.running(id, "exec")?;
         let planned = self.plan(&c.rootfs, process, c.preopens.clone())?;
         let control = Arc::new(Control::new(c.shared.clone()));

@@ -594,6 +594,7 @@ fn pause_and_unpause(kit: &Kit) -> CheckResult {
         stdin: Stdio::Null,
         stdout: out_w.into(),
         stderr: Stdio::Null,
+        extra: Vec::new(),
     };
     let (handle, _) = start(kit, &Program::Ticker, pipes, Hooks::new())?;
     let id = handle.id().clone();

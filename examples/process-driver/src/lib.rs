@@ -117,6 +117,7 @@ impl ProcessDriver {
         pipes: Pipes,
         group: Option<i32>,
     ) -> Result<Child> {
+        pipes.refuse_extra(NAME)?;
         let args = program_args(process)?;
         let mut cmd = std::process::Command::new(&self.shell);
         cmd.arg("-c")

@@ -223,6 +223,9 @@ pub(crate) struct ChildArgs<'a> {
     pub sync: RawFd,
     /// Sources for fds 0, 1, 2 (each ≥ 3), or -1 to leave that fd as inherited.
     pub stdio: [RawFd; 3],
+    /// Sources for fds 3, 4, … (`Pipes::extra`). Every fd of these args is at or above
+    /// `3 + extra.len()`, so dup'ing them into place clobbers nothing.
+    pub extra: &'a [RawFd],
     /// The sealed exec trampoline and its argv vectors (one per candidate of `process`): the
     /// program is never exec'd by this copy of the engine itself.
     pub exec: Exec<'a>,
@@ -377,8 +380,12 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
             dup3(*src, i as RawFd, 0).at(Step::Stdio, i)?;
         }
     }
+    for (i, src) in a.extra.iter().enumerate() {
+        // Without O_CLOEXEC: they stay open across the exec of the program.
+        dup3(*src, 3 + i as RawFd, 0).at(Step::Stdio, 3 + i)?;
+    }
     let fifo = a.plan.and_then(|plan| plan.exec_fifo).unwrap_or(-1);
-    close_fds_except([sync, fifo, a.exec.fd]).at(Step::CloseFds, 0)?;
+    close_fds_except(3 + a.extra.len() as u32, [sync, fifo, a.exec.fd]).at(Step::CloseFds, 0)?;
     // The socket stays open across the trampoline's exec (it reports a failed exec of the
     // program there, and marks it close-on-exec first); cleared now, before any seccomp
     // filter could refuse the fcntl.
@@ -572,10 +579,9 @@ fn pts_path(buf: &mut [u8; 32], n: u32) -> &CStr {
     CStr::from_bytes_with_nul(&buf[..=pos]).unwrap_or(c"/dev/pts/0")
 }
 
-/// Closes every fd above stdio but those in `keep` (-1 entries keep nothing).
-fn close_fds_except(mut keep: [RawFd; 3]) -> SysResult<()> {
+/// Closes every fd from `from` up but those in `keep` (-1 entries keep nothing).
+fn close_fds_except(mut from: u32, mut keep: [RawFd; 3]) -> SysResult<()> {
     keep.sort_unstable();
-    let mut from: u32 = 3;
     for k in keep {
         if k < from as RawFd {
             continue;

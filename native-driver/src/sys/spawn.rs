@@ -30,13 +30,36 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// `fd` itself when ≥ 3, else a close-on-exec duplicate ≥ 3.
 pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() >= 3 {
+    above(fd, 3)
+}
+
+/// `fd` if it is at least `min`, else a close-on-exec copy of it at `min` or above.
+pub(crate) fn above(fd: OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() >= min {
         return Ok(fd);
     }
-    let dup = super::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3)
+    dup_above(fd.as_raw_fd(), min)
+}
+
+/// A close-on-exec copy of `fd` at `min` or above.
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    let dup = super::fcntl(fd, libc::F_DUPFD_CLOEXEC, min.into())
         .map_err(io::Error::from_raw_os_error)?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
+}
+
+/// Close-on-exec copies of this process's fds 3, 4, … (`n` of them), for `Pipes::extra`: what
+/// runc's `--preserve-fds N` hands to the container. An fd that is not open is an error naming
+/// it.
+pub fn inherited_fds(n: u32) -> io::Result<Vec<OwnedFd>> {
+    (0..n)
+        .map(|i| {
+            let fd = 3 + i as RawFd;
+            // F_DUPFD_CLOEXEC on a number that is not open fails with EBADF; nothing is owned.
+            dup_above(fd, 3).map_err(|e| io::Error::new(e.kind(), format!("fd {fd}: {e}")))
+        })
+        .collect()
 }
 
 /// Starts the container's init (or, with `intermediate`, the process that joins namespaces
