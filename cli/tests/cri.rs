@@ -256,10 +256,42 @@ fn build_images(w: &Path) -> Vec<PathBuf> {
     ]
 }
 
-/// containerd with the CRI plugin, in the test's namespaces.
+/// Kills every other process of this (private) mount namespace — shims, pause processes,
+/// containers — and says which there were.
+fn kill_mount_ns_peers() -> Vec<String> {
+    let me = std::process::id();
+    let ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let mut left = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != me && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == Some(ns.clone()) {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            left.push(format!("{pid} {}", cmd.replace('\0', " ")));
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+    left
+}
+
+/// containerd with the CRI plugin, in the test's namespaces. Dropped without
+/// `stop_and_check` (a failed step panicked), it still ends containerd and what it started.
 struct Containerd {
     child: Child,
     dir: PathBuf,
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|st| st.is_none()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            kill_mount_ns_peers();
+        }
+    }
 }
 
 impl Containerd {
@@ -371,24 +403,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     fn stop_and_check(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let me = std::process::id();
-        let ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
-        let mut left = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid != me
-                && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == Some(ns.clone())
-            {
-                let cmd =
-                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                left.push(format!("{pid} {}", cmd.replace('\0', " ")));
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
+        let left = kill_mount_ns_peers();
         let netns: Vec<_> = std::fs::read_dir(self.dir.join("state/io.containerd.grpc.v1.cri"))
             .into_iter()
             .flatten()
