@@ -34,6 +34,10 @@ pub struct ExecFlags {
     /// Send the pty master to this unix socket (with --tty --detach).
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
+    /// Exec into a paused container too (native driver): the process starts frozen, and the
+    /// command returns once the container is resumed, as runc.
+    #[arg(long)]
+    pub ignore_paused: bool,
     /// The user, `UID[:GID]`.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
@@ -183,7 +187,9 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
     if flags.preserve_fds > 0
         && let Target::Hosted { record } = &target
     {
-        return Err(DriverError::unsupported("pipes.extra", record.config.driver.clone()).into());
+        return Err(
+            DriverError::unsupported("--preserve-fds", record.config.driver.clone()).into(),
+        );
     }
     let bundle = match &target {
         Target::Native { driver, .. } => driver.info(&id)?.bundle,
@@ -201,13 +207,23 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
             "--console-socket needs --detach (in the foreground the terminal is ours)",
         ));
     }
+    if let Target::Native { driver, .. } = &target
+        && !flags.ignore_paused
+        && driver.info(&id)?.status == execdriver::Status::Paused
+    {
+        // runc's words.
+        return Err(Error::usage(
+            "cannot exec in a paused container (use --ignore-paused to override)",
+        ));
+    }
+    let opts = execdriver::native::ExecOptions::default().ignore_paused(flags.ignore_paused);
     match target {
         Target::Native { driver, .. } if flags.detach => {
             let pipes = Pipes {
                 extra: preserved(flags.preserve_fds)?,
                 ..Pipes::inherit()
             };
-            let created = driver.exec_detached(&id, &process, pipes, &Hooks::new())?;
+            let created = driver.exec_detached_with(&id, &process, pipes, &Hooks::new(), opts)?;
             if let (Some(master), Some(sock)) = (&created.terminal, &flags.console_socket) {
                 crate::fdpass::send_console(sock, master.as_fd())?;
             }
@@ -218,7 +234,15 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
         }
         Target::Native { driver, .. } => {
             let extra = preserved(flags.preserve_fds)?;
-            let status = foreground(driver, &id, &process, tty, extra, flags.pid_file.as_deref())?;
+            let status = foreground(
+                driver,
+                &id,
+                &process,
+                tty,
+                extra,
+                opts,
+                flags.pid_file.as_deref(),
+            )?;
             Ok(exit_code(&status))
         }
         Target::Hosted { record } if flags.detach => {
@@ -322,6 +346,7 @@ fn foreground(
     process: &Process,
     tty: bool,
     extra: Vec<std::os::fd::OwnedFd>,
+    opts: execdriver::native::ExecOptions,
     pid_file: Option<&Path>,
 ) -> Result<ExitStatus> {
     let (hooks, output) = bridging_hooks();
@@ -335,7 +360,7 @@ fn foreground(
     let raw = tty.then(crate::tty::RawMode::enter);
     let pipes = if tty { Pipes::null() } else { Pipes::inherit() };
     let pipes = Pipes { extra, ..pipes };
-    let status = driver.exec(id, process, pipes, &hooks);
+    let status = driver.exec_with(id, process, pipes, &hooks, opts);
     join_output(&output);
     drop(raw);
     Ok(status?)

@@ -47,7 +47,7 @@ fn bundle_command(id: &str, flags: &CreateFlags) -> Result<Command> {
 /// that process first (not done).
 fn refuse_preserved_fds(flags: &CreateFlags, driver: &str) -> Result<()> {
     if flags.preserve_fds > 0 {
-        return Err(DriverError::unsupported("pipes.extra", driver).into());
+        return Err(DriverError::unsupported("--preserve-fds", driver).into());
     }
     Ok(())
 }
@@ -235,7 +235,7 @@ pub fn host_main(ctx: &Ctx, id: &str, ready_socket: &Path, start_now: bool) -> E
         Err(e) => {
             tracing::error!("{e}");
             say(format!("error {e}"));
-            return ExitCode::from(crate::EXIT_ERROR);
+            return ExitCode::from(1);
         }
     };
     // Signals sent to the hosting process (its pid is the container's) go to the container.
@@ -271,7 +271,7 @@ pub fn host_main(ctx: &Ctx, id: &str, ready_socket: &Path, start_now: bool) -> E
         Ok(st) => exit_code(&st),
         Err(e) => {
             tracing::error!("{e}");
-            ExitCode::from(crate::EXIT_ERROR)
+            ExitCode::from(1)
         }
     }
 }

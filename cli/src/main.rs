@@ -26,15 +26,15 @@ mod signals;
 #[cfg(target_os = "linux")]
 mod tty;
 
-/// Exit code of `run` and `exec` for errors of execdriver itself (not of the container), as
-/// Docker uses; the other commands exit 1 on error, as runc does.
+/// Exit code of `exec` for errors of execdriver itself (not of the exec'd program), as runc;
+/// the other commands (`run` too) exit 1 on error, as runc does.
 #[cfg(target_os = "linux")]
-const EXIT_ERROR: u8 = 125;
+const EXEC_ERROR: u8 = 255;
 
 #[cfg(not(target_os = "linux"))]
 fn main() -> std::process::ExitCode {
     eprintln!("execdriver: the command line runs on Linux only");
-    std::process::ExitCode::from(125)
+    std::process::ExitCode::from(1)
 }
 
 #[cfg(target_os = "linux")]
@@ -56,7 +56,7 @@ mod cli {
     use crate::logging::{self, Format};
     use crate::records::Records;
     use crate::select::Operator;
-    use crate::{EXIT_ERROR, oci};
+    use crate::{EXEC_ERROR, oci};
 
     #[derive(Parser, Debug)]
     #[command(
@@ -274,7 +274,7 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
-        let foreground_code = matches!(cli.command, Cmd::Run { .. } | Cmd::Exec { .. });
+        let is_exec = matches!(cli.command, Cmd::Exec { .. });
         let log_file = cli.log.is_some();
         let hosting = matches!(cli.command, Cmd::Host { .. });
         let level = cli.log_level.clone().unwrap_or_else(|| {
@@ -297,7 +297,7 @@ mod cli {
                     tracing::error!("{msg}");
                 }
                 eprintln!("execdriver: {msg}");
-                ExitCode::from(if foreground_code { EXIT_ERROR } else { 1 })
+                ExitCode::from(if is_exec { EXEC_ERROR } else { 1 })
             }
         }
     }

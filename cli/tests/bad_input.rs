@@ -1,7 +1,7 @@
 //! The bad-input corpus: malformed bundles, specs, ids and modules, each through the library
 //! (`Command::from_bundle` + `Driver::run`) *and* the CLI (`execdriver run`). Every one must
 //! give a clear error naming the problem — the library's `DriverError`, the CLI's one stderr
-//! line and exit code 125 — never a panic, and leave nothing behind.
+//! line and exit code 1, as runc — never a panic, and leave nothing behind.
 //!
 //! A case is kept here for good once it found a bug.
 
@@ -1052,13 +1052,13 @@ fn every_bad_input_is_a_clear_error_and_leaves_nothing() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         let line_ok = err.lines().count() == 1 && err.starts_with("execdriver: ");
-        if out.status.code() != Some(125)
+        if out.status.code() != Some(1)
             || !line_ok
             || !err.contains(case.want)
             || err.contains("panicked")
         {
             failures.push(format!(
-                "{}: CLI exited {:?} saying {err:?}, wanted 125 and {:?}",
+                "{}: CLI exited {:?} saying {err:?}, wanted 1 and {:?}",
                 case.name,
                 out.status.code(),
                 case.want

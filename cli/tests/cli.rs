@@ -49,7 +49,7 @@ fn unknown_driver_names_the_available_ones() {
         dir.path().to_str().unwrap(),
         "x",
     ]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert_eq!(
         err.trim(),
@@ -76,14 +76,14 @@ fn bad_input_is_one_clear_line() {
         ),
     ] {
         let out = run(&args);
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = text(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
     std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
     let out = run(&["run", "--bundle", bundle, "x"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("invalid spec: config.json: "),
         "{}",
@@ -104,7 +104,7 @@ fn bad_input_is_one_clear_line() {
         bundle,
         "x",
     ]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("unknown field `bogus`"),
         "{}",
@@ -332,7 +332,7 @@ fn exec_reaches_a_container_started_by_another_execdriver_process() {
         text(&out.stdout)
     );
     let out = run(&["exec", "--root", &root, "nope-such-container", "--", "true"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(255));
     assert!(
         text(&out.stderr).contains("container nope-such-container: not found"),
         "{}",

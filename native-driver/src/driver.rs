@@ -277,6 +277,24 @@ impl Drop for Launch<'_> {
     }
 }
 
+/// Options of [`NativeDriver::exec_with`] and [`NativeDriver::exec_detached_with`].
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct ExecOptions {
+    /// Exec into a paused container too (runc's `--ignore-paused`): the process freezes as it
+    /// joins the container's cgroup, so the call returns only after the container is resumed.
+    pub ignore_paused: bool,
+}
+
+impl ExecOptions {
+    /// With [`ignore_paused`](Self::ignore_paused) set to `yes`.
+    #[must_use]
+    pub fn ignore_paused(mut self, yes: bool) -> Self {
+        self.ignore_paused = yes;
+        self
+    }
+}
+
 /// What [`NativeDriver::create`] and [`NativeDriver::exec_detached`] leave running.
 #[derive(Debug)]
 pub struct Created {
@@ -444,13 +462,7 @@ impl Driver for NativeDriver {
         pipes: Pipes,
         hooks: &Hooks,
     ) -> Result<ExitStatus> {
-        match self.exec_inner(id, process, pipes, hooks, false)? {
-            Execed::Exited(st) => Ok(st),
-            Execed::Detached(_) => Err(DriverError::Internal {
-                context: format!("container {id}: exec"),
-                message: "detached unexpectedly".into(),
-            }),
-        }
+        self.exec_with(id, process, pipes, hooks, ExecOptions::default())
     }
 
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {
@@ -997,12 +1009,15 @@ impl NativeDriver {
         pipes: Pipes,
         hooks: &Hooks,
         detached: bool,
+        opts: ExecOptions,
     ) -> Result<Execed> {
         let st = self.load_alive(id)?;
         match self.status(&st) {
             // Created too, as runc: the namespaces, cgroup and rootfs exist; the init waits
             // for `start` and the exec'd process runs beside it.
             Status::Running | Status::Created => {}
+            // The process freezes as it joins the cgroup: this returns after a resume.
+            Status::Paused if opts.ignore_paused => {}
             status => {
                 return Err(DriverError::InvalidState {
                     id: id.to_string(),
@@ -1277,7 +1292,43 @@ impl NativeDriver {
         pipes: Pipes,
         hooks: &Hooks,
     ) -> Result<Created> {
-        match self.exec_inner(id, process, pipes, hooks, true)? {
+        self.exec_detached_with(id, process, pipes, hooks, ExecOptions::default())
+    }
+
+    /// [`Driver::exec`] with options.
+    ///
+    /// # Errors
+    /// As [`Driver::exec`].
+    pub fn exec_with(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+        hooks: &Hooks,
+        opts: ExecOptions,
+    ) -> Result<ExitStatus> {
+        match self.exec_inner(id, process, pipes, hooks, false, opts)? {
+            Execed::Exited(st) => Ok(st),
+            Execed::Detached(_) => Err(DriverError::Internal {
+                context: format!("container {id}: exec"),
+                message: "detached unexpectedly".into(),
+            }),
+        }
+    }
+
+    /// [`exec_detached`](Self::exec_detached) with options.
+    ///
+    /// # Errors
+    /// As [`Driver::exec`].
+    pub fn exec_detached_with(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+        hooks: &Hooks,
+        opts: ExecOptions,
+    ) -> Result<Created> {
+        match self.exec_inner(id, process, pipes, hooks, true, opts)? {
             Execed::Detached(c) => Ok(c),
             Execed::Exited(st) => Err(DriverError::Internal {
                 context: format!("container {id}: exec"),

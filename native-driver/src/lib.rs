@@ -38,7 +38,7 @@ mod terminal;
 mod trampoline;
 
 #[cfg(target_os = "linux")]
-pub use driver::{Created, NativeDriver};
+pub use driver::{Created, ExecOptions, NativeDriver};
 #[cfg(target_os = "linux")]
 pub use hosted::{HostedCgroup, bind_mounts_into_rootfs};
 #[cfg(target_os = "linux")]
