@@ -403,6 +403,61 @@ pub fn run(ctx: &Ctx, id: &str, flags: &CreateFlags, detach: bool) -> Result<Exi
     Ok(exit_code(&status))
 }
 
+/// `run --keep` (native driver), as runc: create and start, wait for the init, and leave the
+/// stopped container (state, cgroup, poststop hooks) to `delete`.
+pub fn run_kept(ctx: &Ctx, id: &str, flags: &CreateFlags) -> Result<ExitCode> {
+    let cmd = bundle_command(id, flags)?;
+    let config = ctx.config_for(&cmd)?;
+    if config.driver != "native" {
+        return Err(DriverError::unsupported("run --keep", config.driver).into());
+    }
+    if flags.console_socket.is_some() {
+        return Err(Error::usage(
+            "--console-socket needs --detach (in the foreground the terminal is ours)",
+        ));
+    }
+    if wants_terminal(&cmd) {
+        return Err(Error::usage(
+            "run --keep with process.terminal is not supported yet (use create + start)",
+        ));
+    }
+    let driver = ctx.native(&config.options)?;
+    let pid = native_create(ctx, &driver, &cmd, ctx::record(&cmd, config, false), flags)?;
+    let forwarder = crate::signals::Forwarder::start(driver.clone(), cmd.id.clone())?;
+    if let Err(e) = driver.start(&cmd.id) {
+        forwarder.stop();
+        let _ = delete(ctx, cmd.id.as_str(), true);
+        return Err(e.into());
+    }
+    forwarder.armed();
+    // The init is our child (create leaves it to its creator to reap).
+    let waited = loop {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    forwarder.stop();
+    let status = match waited {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => ExitStatus::exited(code),
+        Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => ExitStatus::signaled(sig as i32),
+        other => {
+            return Err(DriverError::Internal {
+                context: format!("container {}: wait", cmd.id),
+                message: format!("{other:?}"),
+            }
+            .into());
+        }
+    };
+    let status = if status.signal == Some(9) && driver.oom_kills(&cmd.id).unwrap_or(0) > 0 {
+        eprintln!("execdriver: container {}: oom-killed", cmd.id);
+        status.with_oom_killed(true)
+    } else {
+        status
+    };
+    Ok(exit_code(&status))
+}
+
 /// Runs a container in this process, forwarding our signals and bridging our terminal; with
 /// `host`, serves the other commands on its socket meanwhile.
 fn foreground(

@@ -164,7 +164,7 @@ mod cli {
             /// Return once it started.
             #[arg(long, short = 'd')]
             detach: bool,
-            /// Keep the container after it exits (runc's flag): not supported.
+            /// Keep the stopped container after it exits, for `state` and `delete` (native).
             #[arg(long)]
             keep: bool,
         },
@@ -341,12 +341,12 @@ mod cli {
             Cmd::Create(a) => lifecycle::create(&ctx, &a.id, &a.flags()),
             Cmd::Start { id } => lifecycle::start(&ctx, &id),
             Cmd::Run { args, detach, keep } => {
-                if keep {
-                    return Err(Error::usage(
-                        "--keep is not supported: `run` removes the container when it exits",
-                    ));
+                if keep && !detach {
+                    lifecycle::run_kept(&ctx, &args.id, &args.flags())
+                } else {
+                    // A detached container stays until `delete` anyway.
+                    lifecycle::run(&ctx, &args.id, &args.flags(), detach)
                 }
-                lifecycle::run(&ctx, &args.id, &args.flags(), detach)
             }
             Cmd::State { id } => lifecycle::state(&ctx, &id),
             Cmd::Kill { all, id, signal } => lifecycle::kill(&ctx, &id, signal.as_deref(), all),

@@ -274,6 +274,34 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             .unwrap_or("");
         logfmt_shape(line)
     });
+    // run --keep: the container stays, stopped, until `delete`.
+    {
+        let kept = format!("{id}-kept");
+        let _cleanup = Cleanup(rt, &kept);
+        let b = rt.dir.join(format!("{}-kept-bundle", rt.name));
+        std::fs::create_dir_all(&b).unwrap();
+        let mut spec: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(Path::new(bundle).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo kept; exit 3"]);
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{kept}"));
+        spec["root"]["path"] =
+            serde_json::json!(Path::new(bundle).join(spec["root"]["path"].as_str().unwrap()));
+        std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+        let b = b.to_str().unwrap();
+        note("run --keep: code and output", {
+            let o = rt.run(&["run", "--keep", "--bundle", b, &kept]);
+            format!("{} {:?}", ok(o.clone()), o.stdout)
+        });
+        note("status after run --keep", rt.status(&kept));
+        note("delete after run --keep", ok(rt.run(&["delete", &kept])));
+        note("status after that delete", rt.status(&kept));
+        note(
+            "run --keep --detach",
+            ok(rt.run(&["run", "--keep", "--detach", "--bundle", b, &kept])),
+        );
+    }
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),
