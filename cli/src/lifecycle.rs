@@ -32,15 +32,27 @@ pub struct CreateFlags {
 
 fn bundle_command(id: &str, flags: &CreateFlags) -> Result<Command> {
     let id = ContainerId::new(id)?;
-    if flags.no_pivot {
-        return Err(Error::usage(
-            "--no-pivot is not supported: execdriver always enters the rootfs with pivot_root \
-             (a rootfs on a ramfs cannot be used)",
-        ));
-    }
     let bundle = std::path::absolute(&flags.bundle)
         .map_err(|e| DriverError::io(format!("--bundle {}", flags.bundle.display()), e))?;
     Ok(Command::from_bundle(id, bundle)?)
+}
+
+/// `--no-pivot`: the native driver's `no_pivot` option for this container.
+fn no_pivot(
+    mut config: execdriver::DriverConfig,
+    flags: &CreateFlags,
+) -> Result<execdriver::DriverConfig> {
+    if !flags.no_pivot {
+        return Ok(config);
+    }
+    if config.driver != "native" {
+        return Err(DriverError::unsupported("--no-pivot", config.driver).into());
+    }
+    if !config.options.is_object() {
+        config.options = serde_json::json!({});
+    }
+    config.options["no_pivot"] = true.into();
+    Ok(config)
 }
 
 /// `--preserve-fds` for a container in a hosting process: its fds would have to cross into
@@ -75,7 +87,7 @@ pub fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
 /// `create`: the container exists, its program waits for `start`.
 pub fn create(ctx: &Ctx, id: &str, flags: &CreateFlags) -> Result<ExitCode> {
     let cmd = bundle_command(id, flags)?;
-    let config = ctx.config_for(&cmd)?;
+    let config = no_pivot(ctx.config_for(&cmd)?, flags)?;
     if config.driver == "native" {
         let native = ctx.native(&config.options)?;
         native_create(ctx, &native, &cmd, ctx::record(&cmd, config, false), flags)?;
@@ -359,7 +371,7 @@ pub fn start(ctx: &Ctx, id: &str) -> Result<ExitCode> {
 /// code.
 pub fn run(ctx: &Ctx, id: &str, flags: &CreateFlags, detach: bool) -> Result<ExitCode> {
     let cmd = bundle_command(id, flags)?;
-    let config = ctx.config_for(&cmd)?;
+    let config = no_pivot(ctx.config_for(&cmd)?, flags)?;
     let native = config.driver == "native";
     if detach {
         if native {
@@ -407,7 +419,7 @@ pub fn run(ctx: &Ctx, id: &str, flags: &CreateFlags, detach: bool) -> Result<Exi
 /// stopped container (state, cgroup, poststop hooks) to `delete`.
 pub fn run_kept(ctx: &Ctx, id: &str, flags: &CreateFlags) -> Result<ExitCode> {
     let cmd = bundle_command(id, flags)?;
-    let config = ctx.config_for(&cmd)?;
+    let config = no_pivot(ctx.config_for(&cmd)?, flags)?;
     if config.driver != "native" {
         return Err(DriverError::unsupported("run --keep", config.driver).into());
     }

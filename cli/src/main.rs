@@ -119,7 +119,8 @@ mod cli {
         /// Send the pty master to this unix socket (when process.terminal is true).
         #[arg(long)]
         console_socket: Option<PathBuf>,
-        /// Do not use pivot_root: not supported (refused).
+        /// Enter the rootfs with MS_MOVE + chroot instead of pivot_root (native; for a rootfs
+        /// pivot_root refuses, e.g. on the host's initramfs). Weaker isolation, as with runc.
         #[arg(long)]
         no_pivot: bool,
         /// Do not create a session keyring (execdriver never does).

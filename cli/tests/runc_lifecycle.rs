@@ -120,6 +120,23 @@ impl Runtime {
     }
 }
 
+/// A bundle beside `bundle` for the container `id`: the same spec (and rootfs) with other
+/// `args` and a cgroup of its own. Returns its path.
+fn side_bundle(rt: &Runtime, bundle: &str, id: &str, args: &[&str]) -> String {
+    let b = rt.dir.join(format!("{}-{id}-bundle", rt.name));
+    std::fs::create_dir_all(&b).unwrap();
+    let mut spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(bundle).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    spec["process"]["args"] = serde_json::json!(args);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{id}"));
+    spec["root"]["path"] =
+        serde_json::json!(Path::new(bundle).join(spec["root"]["path"].as_str().unwrap()));
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    b.to_str().unwrap().to_owned()
+}
+
 /// Removes what a failed scenario left behind.
 struct Cleanup<'a>(&'a Runtime, &'a str);
 
@@ -278,18 +295,8 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
     {
         let kept = format!("{id}-kept");
         let _cleanup = Cleanup(rt, &kept);
-        let b = rt.dir.join(format!("{}-kept-bundle", rt.name));
-        std::fs::create_dir_all(&b).unwrap();
-        let mut spec: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(Path::new(bundle).join("config.json")).unwrap(),
-        )
-        .unwrap();
-        spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo kept; exit 3"]);
-        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{kept}"));
-        spec["root"]["path"] =
-            serde_json::json!(Path::new(bundle).join(spec["root"]["path"].as_str().unwrap()));
-        std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
-        let b = b.to_str().unwrap();
+        let b = side_bundle(rt, bundle, &kept, &["sh", "-c", "echo kept; exit 3"]);
+        let b = b.as_str();
         note("run --keep: code and output", {
             let o = rt.run(&["run", "--keep", "--bundle", b, &kept]);
             format!("{} {:?}", ok(o.clone()), o.stdout)
@@ -301,6 +308,18 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             "run --keep --detach",
             ok(rt.run(&["run", "--keep", "--detach", "--bundle", b, &kept])),
         );
+    }
+    // run --no-pivot: MS_MOVE + chroot; the host's /proc is not left below the new root.
+    {
+        let np = format!("{id}-nopivot");
+        let _cleanup = Cleanup(rt, &np);
+        let script = "ls /; grep -c ' /proc ' /proc/self/mountinfo; \
+                      grep -c ' /sys ' /proc/self/mountinfo; exit 4";
+        let b = side_bundle(rt, bundle, &np, &["sh", "-c", script]);
+        note("run --no-pivot", {
+            let o = rt.run(&["run", "--no-pivot", "--bundle", &b, &np]);
+            format!("{} {:?} {:?}", ok(o.clone()), o.stdout, o.stderr)
+        });
     }
     note(
         "state of a missing container",

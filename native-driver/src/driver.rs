@@ -668,6 +668,12 @@ impl NativeDriver {
             last_cap,
         })?;
         plan.hooks_before_pivot = oci.before_pivot();
+        if self.options.no_pivot {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+                .map_err(|e| DriverError::io("read /proc/self/mountinfo (no_pivot)", e))?;
+            plan.rootfs.no_pivot =
+                Some(crate::plan::mounts::kernel_fs_outside(&mountinfo, &rootfs));
+        }
         let mut stdio = StdioFds::new(pipes, self.dev_null()?)?;
 
         // 2. Create: state, cgroup, the init process.

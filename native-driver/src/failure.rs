@@ -72,6 +72,10 @@ pub(crate) fn describe(plan: Option<&Plan>, p: &ProcessPlan, msg: &Msg) -> Drive
         Step::CreateCwd => format!("create process.cwd {}", p.cwd_display),
         Step::PivotRoot => "pivot_root into the rootfs".to_owned(),
         Step::DetachOldRoot => "detach the old root".to_owned(),
+        Step::MoveRoot => match r.no_pivot.as_ref().and_then(|h| h.get(i)) {
+            Some(p) => format!("detach the host's {} (no_pivot)", p.to_string_lossy()),
+            None => "move the rootfs onto / and chroot (no_pivot)".to_owned(),
+        },
         Step::Sysctl => format!(
             "set linux.sysctl.{}",
             plan.sysctls.get(i).map_or_else(|| format!("#{i}"), |s| s.key.clone())

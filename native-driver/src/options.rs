@@ -15,6 +15,12 @@ pub struct NativeOptions {
     /// The parent of container cgroups. Relative (the default, `execdriver`): under the
     /// engine's own cgroup in each hierarchy. Absolute: from the hierarchy root.
     pub cgroup_parent: String,
+    /// Enter the rootfs with `MS_MOVE` onto `/` and `chroot` instead of `pivot_root` (runc's
+    /// `--no-pivot`), for a rootfs that `pivot_root` refuses (the host runs from its
+    /// initramfs). Weaker: a process with `CAP_SYS_CHROOT` can leave a chroot, so use it only
+    /// where `pivot_root` can't work. The host's own procfs and sysfs mounts are detached
+    /// first, as runc does. Default false.
+    pub no_pivot: bool,
 }
 
 impl Default for NativeOptions {
@@ -22,6 +28,7 @@ impl Default for NativeOptions {
         Self {
             root: PathBuf::from("/run/execdriver/native"),
             cgroup_parent: "execdriver".to_owned(),
+            no_pivot: false,
         }
     }
 }

@@ -154,6 +154,55 @@ pub(crate) struct RootfsPlan {
     pub masked: Vec<Beneath>,
     pub readonly: Vec<Beneath>,
     pub readonly_root: bool,
+    /// `None`: enter the rootfs with `pivot_root`. `Some(hide)`: with `MS_MOVE` + `chroot`
+    /// (`NativeOptions::no_pivot`), after detaching the host's procfs/sysfs mounts in `hide`.
+    pub no_pivot: Option<Vec<CString>>,
+}
+
+/// The host's procfs and sysfs mount points outside `rootfs`, from a mountinfo text: what a
+/// `--no-pivot` container must not find below its moved root. Deepest first, so that detaching
+/// one never hides another.
+pub(crate) fn kernel_fs_outside(mountinfo: &str, rootfs: &std::path::Path) -> Vec<CString> {
+    let mut found: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            let point = left.split_whitespace().nth(4)?;
+            ((fstype == "proc" || fstype == "sysfs")
+                && !std::path::Path::new(point).starts_with(rootfs))
+            .then(|| unescape_mountinfo(point))
+        })
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    found.dedup();
+    found
+        .into_iter()
+        .filter_map(|p| CString::new(p).ok())
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
@@ -546,6 +595,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
             .as_ref()
             .and_then(|r| r.readonly())
             .unwrap_or(false),
+        no_pivot: None,
     })
 }
 
@@ -718,6 +768,24 @@ fn push_cgroup_mount(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_pivot_hides_the_hosts_proc_and_sys_outside_the_rootfs_deepest_first() {
+        let mountinfo = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+23 22 0:21 / /proc rw,nosuid shared:2 - proc proc rw
+24 22 0:22 / /sys rw,nosuid shared:3 - sysfs sysfs rw
+25 23 0:40 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+26 22 0:23 / /srv/my\\040dir/proc rw - proc proc rw
+27 22 0:24 / /bundle/rootfs/proc rw - proc proc rw
+28 24 0:25 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+";
+        let got: Vec<String> = kernel_fs_outside(mountinfo, std::path::Path::new("/bundle/rootfs"))
+            .into_iter()
+            .map(|c| c.into_string().unwrap())
+            .collect();
+        assert_eq!(got, ["/srv/my dir/proc", "/proc", "/sys"]);
+    }
 
     #[test]
     fn options_become_flags_and_data() {

@@ -5,14 +5,14 @@
 //! locks, no panics (no indexing, no `unwrap`). A failure is reported to the parent as one
 //! fixed-size [`Msg`] naming the [`Step`], its argument and the errno, then the child exits.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 
 use libc::{c_int, c_ulong};
 
 use super::{
-    CapData, Errno, SysResult, capset, chdir, close, close_range, dup3, fchdir, fchownat, fstatat,
-    fstatfs_flags, fstatfs_type, getcwd, mkdirat, mknodat, mount, open, openat, openat2,
+    CapData, Errno, SysResult, capset, chdir, chroot, close, close_range, dup3, fchdir, fchownat,
+    fstatat, fstatfs_flags, fstatfs_type, getcwd, mkdirat, mknodat, mount, open, openat, openat2,
     pivot_root, poll_either, prctl, prlimit, proc_fd_path, raise, read, reset_signal_dispositions,
     set_sigmask, setdomainname, setgroups, sethostname, setns, setresgid, setresuid, setsid,
     signalfd, symlinkat, umask, umount2, unshare, write,
@@ -109,6 +109,7 @@ pub(crate) enum Step {
     CreateCwd,
     PivotRoot,
     DetachOldRoot,
+    MoveRoot,
     Sysctl,
     MaskPath,
     ReadonlyPath,
@@ -136,7 +137,7 @@ pub(crate) enum Step {
 impl Step {
     pub fn from_u32(n: u32) -> Option<Self> {
         use Step::*;
-        const ALL: [Step; 45] = [
+        const ALL: [Step; 46] = [
             Sync,
             Stdio,
             CloseFds,
@@ -160,6 +161,7 @@ impl Step {
             CreateCwd,
             PivotRoot,
             DetachOldRoot,
+            MoveRoot,
             Sysctl,
             MaskPath,
             ReadonlyPath,
@@ -737,6 +739,9 @@ fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
     let _ = close(root);
     res?;
 
+    if let Some(hide) = &r.no_pivot {
+        return move_root(&r.rootfs, hide);
+    }
     // pivot_root(".", ".") stacks the old root on top of the new one; detach it from there.
     let old = open(
         c"/",
@@ -759,6 +764,30 @@ fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
     let _ = close(old);
     let _ = close(new);
     Ok(())
+}
+
+/// `--no-pivot`: the rootfs moved onto `/` and `chroot` into it, as runc does where
+/// `pivot_root` can't be used. The host's procfs/sysfs mounts (`hide`) are detached first: they
+/// would stay below the moved root in this mount namespace. (Propagation of `/` was made
+/// private or slave first, so nothing of this reaches the host.)
+fn move_root(rootfs: &CStr, hide: &[CString]) -> Result<(), Fail> {
+    for (i, p) in hide.iter().enumerate() {
+        match umount2(p, libc::MNT_DETACH) {
+            // Already gone with a parent, or not a mount point any more.
+            Ok(()) | Err(libc::EINVAL | libc::ENOENT) => {}
+            Err(e) => {
+                return Err(Fail {
+                    step: Step::MoveRoot,
+                    errno: e,
+                    arg: i as u32,
+                });
+            }
+        }
+    }
+    chdir(rootfs).at(Step::MoveRoot, usize::MAX)?;
+    mount(Some(c"."), c"/", None, libc::MS_MOVE, None).at(Step::MoveRoot, usize::MAX)?;
+    chroot(c".").at(Step::MoveRoot, usize::MAX)?;
+    chdir(c"/").at(Step::MoveRoot, usize::MAX)
 }
 
 /// The mounts, devices and links of the plan, then (after the pre-pivot hooks) sysctls, masks

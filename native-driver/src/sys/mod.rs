@@ -64,6 +64,11 @@ pub(crate) fn umount2(target: &CStr, flags: c_int) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_umount2, target.as_ptr(), flags) }).map(drop)
 }
 
+pub(crate) fn chroot(path: &CStr) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_chroot, path.as_ptr()) }).map(drop)
+}
+
 pub(crate) fn pivot_root(new_root: &CStr, put_old: &CStr) -> SysResult<()> {
     // SAFETY: both are NUL-terminated.
     check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
