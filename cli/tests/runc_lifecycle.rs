@@ -122,7 +122,13 @@ impl Runtime {
 
 /// A bundle beside `bundle` for the container `id`: the same spec (and rootfs) with other
 /// `args` and a cgroup of its own. Returns its path.
-fn side_bundle(rt: &Runtime, bundle: &str, id: &str, args: &[&str]) -> String {
+fn side_bundle(
+    rt: &Runtime,
+    bundle: &str,
+    id: &str,
+    args: &[&str],
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
     let b = rt.dir.join(format!("{}-{id}-bundle", rt.name));
     std::fs::create_dir_all(&b).unwrap();
     let mut spec: serde_json::Value = serde_json::from_str(
@@ -133,6 +139,7 @@ fn side_bundle(rt: &Runtime, bundle: &str, id: &str, args: &[&str]) -> String {
     spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{id}"));
     spec["root"]["path"] =
         serde_json::json!(Path::new(bundle).join(spec["root"]["path"].as_str().unwrap()));
+    edit(&mut spec);
     std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
     b.to_str().unwrap().to_owned()
 }
@@ -295,7 +302,13 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
     {
         let kept = format!("{id}-kept");
         let _cleanup = Cleanup(rt, &kept);
-        let b = side_bundle(rt, bundle, &kept, &["sh", "-c", "echo kept; exit 3"]);
+        let b = side_bundle(
+            rt,
+            bundle,
+            &kept,
+            &["sh", "-c", "echo kept; exit 3"],
+            |_| {},
+        );
         let b = b.as_str();
         note("run --keep: code and output", {
             let o = rt.run(&["run", "--keep", "--bundle", b, &kept]);
@@ -315,10 +328,29 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
         let _cleanup = Cleanup(rt, &np);
         let script = "ls /; grep -c ' /proc ' /proc/self/mountinfo; \
                       grep -c ' /sys ' /proc/self/mountinfo; exit 4";
-        let b = side_bundle(rt, bundle, &np, &["sh", "-c", script]);
+        let b = side_bundle(rt, bundle, &np, &["sh", "-c", script], |_| {});
         note("run --no-pivot", {
             let o = rt.run(&["run", "--no-pivot", "--bundle", &b, &np]);
             format!("{} {:?} {:?}", ok(o.clone()), o.stdout, o.stderr)
+        });
+    }
+    // Seccomp: two conditions on one argument are alternatives (libseccomp, as runc uses it).
+    {
+        let sc = format!("{id}-seccomp");
+        let _cleanup = Cleanup(rt, &sc);
+        let script = "kill -0 $$ && echo signal-0-allowed; kill -12 $$ 2>/dev/null || echo usr2-refused; echo done";
+        let b = side_bundle(rt, bundle, &sc, &["sh", "-c", script], |spec| {
+            spec["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
+                    {"index": 1, "value": 0, "op": "SCMP_CMP_EQ"},
+                    {"index": 1, "value": 12, "op": "SCMP_CMP_EQ"},
+                ]}],
+            });
+        });
+        note("seccomp: two conditions on one argument", {
+            let o = rt.run(&["run", "--bundle", &b, &sc]);
+            format!("{} {:?}", ok(o.clone()), o.stdout)
         });
     }
     note(

@@ -173,7 +173,7 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
                 value,
             });
         }
-        let rule = (!conds.is_empty()).then_some(conds);
+        let rules = rules_of(conds);
         for name in sc.names() {
             if !known(name) {
                 // As libseccomp does: a name no filtered ABI has is skipped.
@@ -190,7 +190,9 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
                     &mut by_action.last_mut().expect("just pushed").1
                 }
             };
-            add_rule(target, name, rule.clone());
+            for rule in &rules {
+                add_rule(target, name, rule.clone());
+            }
             if act == Action::Log {
                 let pos = by_action
                     .iter()
@@ -199,7 +201,9 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
                         by_action.push((Action::Log, Rules::new()));
                         by_action.len() - 1
                     });
-                add_rule(&mut by_action[pos].1, name, rule.clone());
+                for rule in &rules {
+                    add_rule(&mut by_action[pos].1, name, rule.clone());
+                }
             }
         }
     }
@@ -264,6 +268,22 @@ fn trampoline_calls() -> Result<Rules, DriverError> {
         ]],
     );
     Ok(r)
+}
+
+/// The rules one syscall entry's conditions make, as runc builds them with libseccomp: no
+/// condition is one unconditional match (`None`); conditions on distinct arguments are one rule
+/// (all must hold); but when an argument has two or more conditions, each condition is a rule
+/// of its own (any one matching is enough).
+fn rules_of(conds: Vec<Cond>) -> Vec<Option<Rule>> {
+    if conds.is_empty() {
+        return vec![None];
+    }
+    let repeated = (0..6u8).any(|i| conds.iter().filter(|c| c.arg == i).count() > 1);
+    if repeated {
+        conds.into_iter().map(|c| Some(vec![c])).collect()
+    } else {
+        vec![Some(conds)]
+    }
 }
 
 /// Whether any ABI we filter has a call `name`.
@@ -343,6 +363,30 @@ mod tests {
             let e = compile(&profile(json)).unwrap_err().to_string();
             assert!(e.contains(want), "{json}\n{e}");
         }
+    }
+
+    #[test]
+    fn conditions_on_one_argument_are_alternatives_as_in_runc() {
+        let c = |arg, value| Cond {
+            arg,
+            op: Op::Eq,
+            value,
+        };
+        assert_eq!(rules_of(vec![]), vec![None]);
+        // Distinct arguments: one rule, all must hold.
+        assert_eq!(
+            rules_of(vec![c(0, 1), c(1, 2)]),
+            vec![Some(vec![c(0, 1), c(1, 2)])]
+        );
+        // Argument 1 twice: every condition alone.
+        assert_eq!(
+            rules_of(vec![c(0, 1), c(1, 0), c(1, 10)]),
+            vec![
+                Some(vec![c(0, 1)]),
+                Some(vec![c(1, 0)]),
+                Some(vec![c(1, 10)])
+            ]
+        );
     }
 
     #[test]
