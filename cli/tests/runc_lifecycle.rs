@@ -353,6 +353,32 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             format!("{} {:?}", ok(o.clone()), o.stdout)
         });
     }
+    // A startContainer hook runs under the container's seccomp filter (runc runs it from its
+    // init once the filter is loaded): here mkdir is refused to it.
+    {
+        let sc = format!("{id}-hookseccomp");
+        let _cleanup = Cleanup(rt, &sc);
+        let b = side_bundle(
+            rt,
+            bundle,
+            &sc,
+            &["sh", "-c", "cat /tmp/start-hook; rm -f /tmp/start-hook"],
+            |spec| {
+                spec["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+                });
+                spec["hooks"]["startContainer"] = serde_json::json!([{"path": "/bin/sh", "args": [
+                    "sh", "-c",
+                    "if mkdir /dev/shm/hook 2>/dev/null; then echo made; else echo refused; fi > /tmp/start-hook",
+                ]}]);
+            },
+        );
+        note("startContainer hook under the seccomp filter", {
+            let o = rt.run(&["run", "--bundle", &b, &sc]);
+            format!("{} {:?}", ok(o.clone()), o.stdout)
+        });
+    }
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),

@@ -877,6 +877,8 @@ impl NativeDriver {
                         pidfd: init_fd,
                         flags: namespaces_of(pid)?,
                         cwd: Some(&cwd),
+                        // runc's init loads the filter after createContainer hooks.
+                        seccomp: None,
                     }),
                 )?;
             }
@@ -937,6 +939,7 @@ impl NativeDriver {
                     pidfd: init_fd,
                     flags: namespaces_of(pid)?,
                     cwd: None,
+                    seccomp: plan.process.seccomp.as_ref(),
                 }),
             )?;
         }
@@ -1211,6 +1214,12 @@ impl NativeDriver {
             })?;
         let oci = self.stored_hooks(&st)?;
         if !oci.start_container.is_empty() {
+            let seccomp = st
+                .seccomp
+                .as_ref()
+                .map(crate::seccomp::compile)
+                .transpose()?
+                .flatten();
             OciHook::run_all(
                 &oci.start_container,
                 &oci_state(&st, "created"),
@@ -1218,6 +1227,7 @@ impl NativeDriver {
                     pidfd: &init,
                     flags: namespaces_of(st.pid)?,
                     cwd: None,
+                    seccomp: seccomp.as_ref(),
                 }),
             )?;
         }

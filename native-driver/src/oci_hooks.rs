@@ -39,6 +39,9 @@ pub(crate) struct InContainer<'a> {
     pub pidfd: &'a OwnedFd,
     pub flags: libc::c_int,
     pub cwd: Option<&'a std::ffi::CStr>,
+    /// The container's seccomp filter, loaded before the hook execs (`startContainer` hooks:
+    /// runc runs them from its init after the filter is in place).
+    pub seccomp: Option<&'a crate::seccomp::SeccompPlan>,
 }
 
 /// One hook, ready to run.
@@ -258,7 +261,12 @@ impl OciHook {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
-            Some(InContainer { pidfd, flags, cwd }) => {
+            Some(InContainer {
+                pidfd,
+                flags,
+                cwd,
+                seccomp,
+            }) => {
                 let exec = Exec {
                     fd: trampoline::fd().map_err(|e| e.to_string())?,
                     argv: &self.tramp,
@@ -274,6 +282,7 @@ impl OciHook {
                     &self.envp,
                     r.as_raw_fd(),
                     report_w.as_raw_fd(),
+                    seccomp,
                 )
                 .map_err(|e| {
                     format!(

@@ -799,7 +799,9 @@ pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> S
 /// process behind `ns_pidfd`: a helper joins them and forks the program, so that it is in the
 /// container's pid namespace too, then exits with its status. Returns the helper's pidfd.
 /// With `cwd`, the helper enters that directory of the joined mount namespace. A failed `setns`
-/// or `chdir` writes its errno to `report` before the helper exits 126.
+/// or `chdir` writes its errno to `report` before the helper exits 126. With `seccomp`, the
+/// program execs under those filters (a filter that can't be loaded exits 125).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_in_namespaces(
     ns_pidfd: RawFd,
     flags: c_int,
@@ -808,6 +810,7 @@ pub(crate) fn spawn_in_namespaces(
     envp: &[*const c_char],
     stdin: RawFd,
     report: RawFd,
+    seccomp: Option<&crate::seccomp::SeccompPlan>,
 ) -> SysResult<std::os::fd::OwnedFd> {
     let mask = set_sigmask(true);
     // SAFETY: the child runs only raw system calls on memory prepared by the caller and ends
@@ -846,6 +849,14 @@ pub(crate) fn spawn_in_namespaces(
                 Ok(Forked::Child) => {
                     reset_signal_dispositions();
                     set_sigmask(false);
+                    if let Some(sc) = seccomp
+                        && sc
+                            .fprogs
+                            .iter()
+                            .any(|prog| seccomp_install(prog, sc.flags).is_err())
+                    {
+                        exit(125);
+                    }
                     // Never exec container content from this copy of the engine.
                     exec.exec(0, envp);
                     exit(127)
