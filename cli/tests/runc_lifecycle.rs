@@ -379,6 +379,57 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             format!("{} {:?}", ok(o.clone()), o.stdout)
         });
     }
+    // An allowlist profile: a call it doesn't name but that is older than its newest call gets
+    // the default errno (EPERM, -1); a call newer than all of them gets ENOSYS (-38), runc's
+    // stub, so that libc falls back — for the ABIs the profile lists (none listed: no stub).
+    // The probe prints the raw return value.
+    for arches in [
+        serde_json::json!(["SCMP_ARCH_X86_64"]),
+        serde_json::json!(null),
+    ] {
+        // Bound over /tmp, which the shared rootfs has (a mount point of its own would be
+        // created in it).
+        let probe = rt.dir.join("probe");
+        let sc = format!("{id}-enosys-{}", arches.is_null());
+        let _cleanup = Cleanup(rt, &sc);
+        let script = "/tmp/abi_probe native-getppid; /tmp/abi_probe native-1000";
+        let b = side_bundle(rt, bundle, &sc, &["/bin/sh", "-c", script], |spec| {
+            spec["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "destination": "/tmp", "type": "bind",
+                    "source": probe, "options": ["rbind", "ro"],
+                }));
+            spec["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": arches,
+                "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": [
+                    "execve", "execveat", "read", "write", "close", "exit", "exit_group",
+                    "futex", "getpid", "gettid", "tgkill", "rt_sigreturn", "rt_sigprocmask",
+                    "rt_sigaction", "sigaltstack", "sched_yield", "nanosleep",
+                    "clock_nanosleep", "clock_gettime", "epoll_pwait", "epoll_wait",
+                    "epoll_ctl", "mmap", "munmap", "madvise", "mprotect", "brk", "fcntl",
+                    "openat", "newfstatat", "fstat", "lseek", "getrandom", "prctl",
+                    "arch_prctl", "set_tid_address", "set_robust_list", "rseq",
+                    "sched_getaffinity", "pipe2", "dup3", "wait4", "clone", "vfork",
+                    "getuid", "geteuid", "getgid", "getegid", "ioctl", "uname", "access",
+                    "readlinkat", "getcwd", "chdir", "stat", "lstat", "dup2", "fork",
+                    "getdents64", "getdents", "close_range", "statx", "fstatfs", "pread64",
+                    "setresuid", "setresgid", "setgroups", "capget", "capset", "umask"
+                ]}],
+            });
+        });
+        note(
+            &format!(
+                "seccomp: an unnamed old call, a call newer than the profile (architectures {arches})"
+            ),
+            {
+                let o = rt.run(&["run", "--bundle", &b, &sc]);
+                format!("{} {:?}", ok(o.clone()), o.stdout)
+            },
+        );
+    }
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),
@@ -879,6 +930,27 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
         root: dir.path().join("ed-root"),
         dir: dir.path().to_path_buf(),
     };
+    // The raw system call probe of the escape suite, for the seccomp steps.
+    std::fs::create_dir(dir.path().join("probe")).unwrap();
+    let cc = Command::new("cc")
+        .args([
+            "-nostdlib",
+            "-static",
+            "-no-pie",
+            "-fno-pie",
+            "-Os",
+            "-ffreestanding",
+            "-fno-builtin",
+            "-fno-stack-protector",
+            "-o",
+        ])
+        .arg(dir.path().join("probe/abi_probe"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/escape/abi_probe.c"))
+        .output();
+    match cc {
+        Ok(o) if o.status.success() => {}
+        other => return missing(test, &format!("a C compiler (cc) for the probe: {other:?}")),
+    }
     let t = scenario(&theirs, bundle, &id);
     let o = scenario(&ours, bundle, &id);
     let mut report = String::new();

@@ -270,6 +270,7 @@ fn numbers_of(rules: &Rules, a: Arch) -> Vec<(u32, &Vec<Rule>)> {
 ///
 /// # Errors
 /// The program would exceed the kernel's 4096 instructions.
+#[cfg(test)]
 pub(crate) fn program(
     arches: &[Arch],
     rules: &Rules,
@@ -278,7 +279,32 @@ pub(crate) fn program(
     mismatch: Action,
     bad_arch: Action,
 ) -> Result<Vec<SockFilter>, String> {
+    program_with(arches, rules, exempt, matched, mismatch, bad_arch, None)
+}
+
+/// [`program`], and with `enosys_above` (calls, ABIs), a call of one of those ABIs numbered
+/// above every one of those calls gets `ENOSYS` rather than `mismatch`: a system call newer than the profile looks
+/// absent, so that libc falls back to an older one — runc's stub (libcontainer/seccomp/
+/// patchbpf).
+pub(crate) fn program_with(
+    arches: &[Arch],
+    rules: &Rules,
+    exempt: &Rules,
+    matched: Action,
+    mismatch: Action,
+    bad_arch: Action,
+    enosys_above: Option<(&Rules, &[Arch])>,
+) -> Result<Vec<SockFilter>, String> {
     let has = |a: Arch| a == Arch::NATIVE || arches.contains(&a);
+    let stub = |e: &mut Emitter, a: Arch| {
+        if let Some((max, _)) = enosys_above
+            .filter(|(_, listed)| listed.contains(&a))
+            .and_then(|(all, _)| numbers_of(all, a).pop())
+        {
+            e.push(JMP_JGT_K, 0, 1, max);
+            e.ret(Action::Errno(libc::ENOSYS as u16));
+        }
+    };
     let numbers = |a: Arch| numbers_of(rules, a);
     let mut e = Emitter { p: Vec::new() };
     e.ld(OFF_ARCH);
@@ -303,14 +329,17 @@ pub(crate) fn program(
         if arch == Arch::X86_64 {
             e.push(JMP_JGE_K, 0, 1, X32_SYSCALL_BIT);
             let x32 = e.ja();
+            stub(&mut e, Arch::X86_64);
             e.calls(&numbers(Arch::X86_64), matched, mismatch);
             e.land(x32);
             if has(Arch::X32) {
+                stub(&mut e, Arch::X32);
                 e.calls(&numbers(Arch::X32), matched, mismatch);
             } else {
                 e.ret(bad_arch);
             }
         } else {
+            stub(&mut e, arch);
             e.calls(&numbers(arch), matched, mismatch);
         }
     }

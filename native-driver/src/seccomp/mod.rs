@@ -113,6 +113,24 @@ fn arches(profile: &LinuxSeccomp) -> Vec<Arch> {
     out
 }
 
+/// The ABIs `profile` lists by name (the native one included), for runc's ENOSYS stub, which
+/// only covers those.
+fn listed_arches(profile: &LinuxSeccomp) -> Vec<Arch> {
+    let mut out = arches(profile);
+    let native = profile.architectures().iter().flatten().any(|a| {
+        matches!(
+            (a, Arch::NATIVE),
+            (OciArch::ScmpArchNative, _)
+                | (OciArch::ScmpArchX86_64, Arch::X86_64)
+                | (OciArch::ScmpArchAarch64, Arch::Aarch64)
+        )
+    });
+    if native {
+        out.push(Arch::NATIVE);
+    }
+    out
+}
+
 /// Compiles `profile`. `None` when it filters nothing (allow by default, no other rule).
 pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, DriverError> {
     if profile.listener_path().is_some() {
@@ -212,17 +230,30 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
     // bad-architecture action does.
     let bad_arch = Action::KillProcess;
     let exempt = trampoline_calls()?;
-    let build = |rules: &Rules, mismatch: Action, matched: Action| {
-        bpf::program(&arches, rules, &exempt, matched, mismatch, bad_arch)
-            .map_err(|e| DriverError::invalid_spec(field("syscalls"), e))
-    };
+    let build =
+        |rules: &Rules, mismatch: Action, matched: Action, enosys: Option<(&Rules, &[Arch])>| {
+            bpf::program_with(&arches, rules, &exempt, matched, mismatch, bad_arch, enosys)
+                .map_err(|e| DriverError::invalid_spec(field("syscalls"), e))
+        };
+    // Every call the profile names, whatever its action: above the highest of them (per ABI
+    // the profile lists), a call is newer than the profile and gets ENOSYS instead of the
+    // default action, as runc does — unless the default lets calls run anyway.
+    let mut named = allow.clone();
+    for (_, rules) in &by_action {
+        for name in rules.keys() {
+            named.entry(name.clone()).or_default();
+        }
+    }
+    let listed = listed_arches(profile);
+    let enosys = (!matches!(default, Action::Allow | Action::Log) && !listed.is_empty())
+        .then_some((&named, listed.as_slice()));
     let mut programs = Vec::new();
     if default != Action::Allow {
-        programs.push(build(&allow, default, Action::Allow)?);
+        programs.push(build(&allow, default, Action::Allow, enosys)?);
     }
     for (act, rules) in &by_action {
         if *act != default && !rules.is_empty() {
-            programs.push(build(rules, Action::Allow, *act)?);
+            programs.push(build(rules, Action::Allow, *act, None)?);
         }
     }
     if programs.is_empty() {
@@ -363,6 +394,38 @@ mod tests {
             let e = compile(&profile(json)).unwrap_err().to_string();
             assert!(e.contains(want), "{json}\n{e}");
         }
+    }
+
+    #[test]
+    fn calls_newer_than_the_profile_get_enosys_as_in_runc() {
+        const X86_64: u32 = 0xc000_003e;
+        let verdict = |json: &str, nr: u32| {
+            let plan = compile(&profile(json)).unwrap().unwrap();
+            // As the kernel combines filters: the most restrictive action wins, and among
+            // equal actions the most recently installed filter's (the last one).
+            let action = |r: u32| (r & 0xffff_0000) as i32;
+            plan.programs
+                .iter()
+                .rev()
+                .fold(Action::Allow.ret(), |ret, p| {
+                    let cur = bpf::run(p, X86_64, nr, [0; 6]);
+                    if action(cur) < action(ret) { cur } else { ret }
+                })
+        };
+        let allowlist = r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}, {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5}]}"#;
+        assert_eq!(verdict(allowlist, 0), Action::Allow.ret(), "read");
+        // getpid (39) is below the highest named call (getppid, 110): the default, EPERM.
+        assert_eq!(verdict(allowlist, 39), Action::Errno(1).ret());
+        assert_eq!(verdict(allowlist, 110), Action::Errno(5).ret());
+        // Above it: a call the profile can't know of.
+        assert_eq!(verdict(allowlist, 111), Action::Errno(38).ret());
+        assert_eq!(verdict(allowlist, 1000), Action::Errno(38).ret());
+        // runc's stub covers the ABIs the profile lists: none listed, none covered.
+        let unlisted = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#;
+        assert_eq!(verdict(unlisted, 1000), Action::Errno(1).ret());
+        // A default that lets calls run needs no stub.
+        let denylist = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#;
+        assert_eq!(verdict(denylist, 1000), Action::Allow.ret());
     }
 
     #[test]
