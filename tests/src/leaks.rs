@@ -108,8 +108,14 @@ fn is_empty_parent(p: &Path) -> bool {
             .is_ok_and(|d| !d.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
 }
 
+/// Cgroup directories named for execdriver or a test, and everything below them (container
+/// cgroups under a parent, and the cgroups a container made inside its own).
 fn find_cgroups(dir: &Path, depth: usize, out: &mut BTreeSet<PathBuf>) {
-    if depth > 7 {
+    find_cgroups_in(dir, depth, false, out);
+}
+
+fn find_cgroups_in(dir: &Path, depth: usize, inside: bool, out: &mut BTreeSet<PathBuf>) {
+    if depth > 12 {
         return;
     }
     let Ok(d) = std::fs::read_dir(dir) else {
@@ -120,10 +126,11 @@ fn find_cgroups(dir: &Path, depth: usize, out: &mut BTreeSet<PathBuf>) {
             continue;
         }
         let name = e.file_name().to_string_lossy().to_lowercase();
-        if name.contains("execdriver") || name.contains("edtest") {
+        let ours = inside || name.contains("execdriver") || name.contains("edtest");
+        if ours {
             out.insert(e.path());
         }
-        find_cgroups(&e.path(), depth + 1, out);
+        find_cgroups_in(&e.path(), depth + 1, ours, out);
     }
 }
 

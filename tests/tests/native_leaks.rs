@@ -37,6 +37,30 @@ fn scenarios(d: &Arc<dyn Driver>) {
         })
         .is_err()
     );
+    // The container makes cgroups of its own below its cgroup (a writable cgroup mount, as
+    // systemd in a container does) and moves itself into one: they go with it.
+    let (st, out, err) = run_busybox(
+        &**d,
+        &unique_id("leak"),
+        &[
+            "sh",
+            "-c",
+            "for c in pids memory; do mkdir -p /sys/fs/cgroup/$c/a/b /sys/fs/cgroup/$c/c || exit 1; done; \
+             echo $$ > /sys/fs/cgroup/pids/a/b/cgroup.procs && echo nested",
+        ],
+        &Hooks::new(),
+        |s| {
+            let mut v = serde_json::to_value(&*s).unwrap();
+            for m in v["mounts"].as_array_mut().unwrap() {
+                if m["destination"] == "/sys/fs/cgroup" {
+                    m["options"] = serde_json::json!(["nosuid", "noexec", "nodev", "rw"]);
+                }
+            }
+            *s = serde_json::from_value(v).unwrap();
+        },
+    )
+    .unwrap();
+    assert!(st.success() && out == "nested\n", "{st} {out:?} {err}");
     // Killed, and terminated with extra processes, from other threads.
     for terminate in [false, true] {
         let id = unique_id("leak");

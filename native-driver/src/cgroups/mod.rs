@@ -710,6 +710,18 @@ pub(crate) fn remove_kept(fs: &dyn CgroupFs, kept: &BTreeSet<PathBuf>) {
     }
 }
 
+/// Removes every cgroup below `dir`, deepest first (what is still busy stays, for the caller's
+/// retry).
+fn remove_nested(fs: &dyn CgroupFs, dir: &Path, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    for sub in fs.subdirs(dir).unwrap_or_default() {
+        remove_nested(fs, &sub, depth + 1);
+        let _ = fs.rmdir(&sub);
+    }
+}
+
 fn remove_dir(
     fs: &dyn CgroupFs,
     d: &CgroupDir,
@@ -718,6 +730,9 @@ fn remove_dir(
     // The leaf: retry while the last processes are being reaped.
     let mut tries = 0;
     loop {
+        // Cgroups the container made below its own (a writable cgroup mount): a directory with
+        // children can't be removed.
+        remove_nested(fs, &d.path, 0);
         match fs.rmdir(&d.path) {
             Ok(()) => break,
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
