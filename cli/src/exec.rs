@@ -38,6 +38,10 @@ pub struct ExecFlags {
     /// command returns once the container is resumed, as runc.
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run the process in an existing cgroup below the container's: `[CONTROLLER[,…]:]PATH`,
+    /// repeatable (native driver), as runc.
+    #[arg(long = "cgroup")]
+    pub cgroups: Vec<String>,
     /// The user, `UID[:GID]`.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
@@ -175,6 +179,19 @@ pub fn process(bundle: &Path, flags: &ExecFlags, command: &[String]) -> Result<P
     })
 }
 
+/// `--cgroup [CONTROLLER[,…]:]PATH` (runc's syntax): the controllers (none: every hierarchy)
+/// and the path below the container's cgroup.
+fn sub_cgroup(arg: &str) -> Result<(Vec<&str>, &str)> {
+    let (controllers, path) = match arg.split_once(':') {
+        Some((cs, p)) => (cs.split(',').filter(|c| !c.is_empty()).collect(), p),
+        None => (Vec::new(), arg),
+    };
+    if path.is_empty() {
+        return Err(Error::usage(format!("--cgroup {arg:?}: no cgroup path")));
+    }
+    Ok((controllers, path))
+}
+
 /// `--preserve-fds N`: copies of our fds 3 … 3+N-1 for the process.
 pub fn preserved(n: u32) -> Result<Vec<std::os::fd::OwnedFd>> {
     execdriver::native::inherited_fds(n).map_err(|e| DriverError::io("--preserve-fds", e).into())
@@ -184,12 +201,15 @@ pub fn preserved(n: u32) -> Result<Vec<std::os::fd::OwnedFd>> {
 pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Result<ExitCode> {
     let id = ContainerId::new(id)?;
     let target = ctx.target(&id)?;
-    if flags.preserve_fds > 0
-        && let Target::Hosted { record } = &target
-    {
-        return Err(
-            DriverError::unsupported("--preserve-fds", record.config.driver.clone()).into(),
-        );
+    if let Target::Hosted { record } = &target {
+        for (used, flag) in [
+            (flags.preserve_fds > 0, "--preserve-fds"),
+            (!flags.cgroups.is_empty(), "exec --cgroup"),
+        ] {
+            if used {
+                return Err(DriverError::unsupported(flag, record.config.driver.clone()).into());
+            }
+        }
     }
     let bundle = match &target {
         Target::Native { driver, .. } => driver.info(&id)?.bundle,
@@ -216,7 +236,11 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
             "cannot exec in a paused container (use --ignore-paused to override)",
         ));
     }
-    let opts = execdriver::native::ExecOptions::default().ignore_paused(flags.ignore_paused);
+    let mut opts = execdriver::native::ExecOptions::default().ignore_paused(flags.ignore_paused);
+    for c in &flags.cgroups {
+        let (controllers, path) = sub_cgroup(c)?;
+        opts = opts.sub_cgroup(&controllers, path);
+    }
     match target {
         Target::Native { driver, .. } if flags.detach => {
             let pipes = Pipes {

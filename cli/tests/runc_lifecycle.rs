@@ -430,6 +430,55 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             },
         );
     }
+    // exec --cgroup: into a cgroup the container made below its own (writable cgroup mount).
+    {
+        let cg = format!("{id}-subcg");
+        let _cleanup = Cleanup(rt, &cg);
+        let b = side_bundle(rt, bundle, &cg, &["sleep", "1000"], |spec| {
+            for m in spec["mounts"].as_array_mut().unwrap() {
+                if m["destination"] == "/sys/fs/cgroup" {
+                    m["options"] = serde_json::json!(["nosuid", "noexec", "nodev", "rw"]);
+                }
+            }
+        });
+        note(
+            "run --detach with a writable cgroup mount",
+            ok(rt.run(&["run", "--detach", "--bundle", &b, &cg])),
+        );
+        note(
+            "the container makes pids/sub",
+            ok(rt.run(&["exec", &cg, "mkdir", "/sys/fs/cgroup/pids/sub"])),
+        );
+        note("exec --cgroup pids:sub", {
+            let o = rt.run(&[
+                "exec",
+                "--cgroup",
+                "pids:sub",
+                &cg,
+                "cat",
+                "/proc/self/cgroup",
+            ]);
+            let lines: Vec<&str> = o
+                .stdout
+                .lines()
+                .filter(|l| l.contains(":pids:") || l.contains(":memory:"))
+                .map(|l| l.split_once(':').map_or(l, |(_, rest)| rest))
+                .collect();
+            format!("{} {lines:?}", ok(o.clone()))
+        });
+        note(
+            "exec --cgroup of a sub-cgroup one hierarchy lacks",
+            ok(rt.run(&["exec", "--cgroup", "sub", &cg, "true"])),
+        );
+        note(
+            "exec --cgroup of a missing sub-cgroup",
+            ok(rt.run(&["exec", "--cgroup", "pids:nope", &cg, "true"])),
+        );
+        note(
+            "delete --force with the sub-cgroup",
+            ok(rt.run(&["delete", "--force", &cg])),
+        );
+    }
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),

@@ -278,15 +278,29 @@ impl Drop for Launch<'_> {
 }
 
 /// Options of [`NativeDriver::exec_with`] and [`NativeDriver::exec_detached_with`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ExecOptions {
     /// Exec into a paused container too (runc's `--ignore-paused`): the process freezes as it
     /// joins the container's cgroup, so the call returns only after the container is resumed.
     pub ignore_paused: bool,
+    /// Existing cgroups below the container's to put the process in (runc's `exec --cgroup`):
+    /// `(controllers, relative path)`; no controllers means every hierarchy, and a later entry
+    /// wins for a hierarchy two name.
+    pub sub_cgroups: Vec<(Vec<String>, PathBuf)>,
 }
 
 impl ExecOptions {
+    /// Adds a sub-cgroup (see [`sub_cgroups`](Self::sub_cgroups)).
+    #[must_use]
+    pub fn sub_cgroup(mut self, controllers: &[&str], path: impl Into<PathBuf>) -> Self {
+        self.sub_cgroups.push((
+            controllers.iter().map(|c| (*c).to_owned()).collect(),
+            path.into(),
+        ));
+        self
+    }
+
     /// With [`ignore_paused`](Self::ignore_paused) set to `yes`.
     #[must_use]
     pub fn ignore_paused(mut self, yes: bool) -> Self {
@@ -1071,9 +1085,14 @@ impl NativeDriver {
         let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
         let io_err = |e| DriverError::io(format!("container {id}: exec"), e);
         // In the container's cgroups before it forks the process, which inherits them.
-        st.cgroup
-            .add(&*self.fs, mid)
-            .map_err(|e| cgroup_error(id, e))?;
+        if opts.sub_cgroups.is_empty() {
+            st.cgroup
+                .add(&*self.fs, mid)
+                .map_err(|e| cgroup_error(id, e))?;
+        } else {
+            st.cgroup
+                .add_to_sub(&*self.fs, mid, &opts.sub_cgroups, "exec cgroup")?;
+        }
         chan.go().map_err(io_err)?;
         let pid = match chan.recv().map_err(io_err)? {
             Some(m) if m.kind == kind::PID => m.arg as i32,

@@ -235,6 +235,71 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves `pid` into every directory, or, for the hierarchies `subs` names, into an existing
+    /// cgroup below the container's (runc's `exec --cgroup`): `(controllers, path)`, where no
+    /// controllers means every hierarchy. Errors name `field`.
+    pub fn add_to_sub(
+        &self,
+        fs: &dyn CgroupFs,
+        pid: i32,
+        subs: &[(Vec<String>, PathBuf)],
+        field: &str,
+    ) -> std::result::Result<(), DriverError> {
+        for (controllers, _) in subs {
+            if self.v2 && !controllers.is_empty() {
+                return Err(DriverError::invalid_spec(
+                    field,
+                    "cgroup v2 has one hierarchy: give the sub-cgroup without controllers",
+                ));
+            }
+            for c in controllers {
+                if self.dir_of(c).is_none() {
+                    return Err(DriverError::invalid_spec(
+                        field,
+                        format!("no cgroup hierarchy of the container has the controller {c:?}"),
+                    ));
+                }
+            }
+        }
+        for d in &self.dirs {
+            let sub = subs
+                .iter()
+                .rev()
+                .find(|(cs, _)| cs.is_empty() || cs.iter().any(|c| d.controllers.contains(c)))
+                .map(|(_, p)| p);
+            let dir = match sub {
+                Some(p) => {
+                    if p.as_os_str().is_empty()
+                        || !p
+                            .components()
+                            .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    {
+                        return Err(DriverError::invalid_spec(
+                            field,
+                            format!(
+                                "{}: not a relative path below the container's cgroup",
+                                p.display()
+                            ),
+                        ));
+                    }
+                    let dir = d.path.join(p);
+                    if !fs.exists(&dir) {
+                        return Err(DriverError::invalid_spec(
+                            field,
+                            format!("{} does not exist", dir.display()),
+                        ));
+                    }
+                    dir
+                }
+                None => d.path.clone(),
+            };
+            let path = dir.join("cgroup.procs");
+            fs.write(&path, &pid.to_string())
+                .map_err(|e| DriverError::io(format!("{field}: write {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
     /// The directory whose `cgroup.procs` lists the container's processes most reliably.
     fn procs_dir(&self) -> Option<&CgroupDir> {
         ["pids", "freezer", "memory", "devices"]
@@ -879,6 +944,50 @@ mod tests {
         assert!(!tmp.path().join("memory/engine/execdriver").exists());
         assert!(tmp.path().join("memory/engine").exists());
         cg.remove(&fs, None).unwrap();
+    }
+
+    #[test]
+    fn exec_into_sub_cgroups_and_nested_cgroups_go_with_the_container() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = v1(tmp.path());
+        let fs = FakeFs::default();
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "s").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let pids = tmp.path().join("pids/execdriver/s");
+        fs.mkdir(&pids.join("sub")).unwrap();
+        fs.mkdir(&pids.join("sub/deeper")).unwrap();
+        let sub = |cs: &[&str], p: &str| -> Vec<(Vec<String>, PathBuf)> {
+            vec![(
+                cs.iter().map(|c| (*c).to_owned()).collect(),
+                PathBuf::from(p),
+            )]
+        };
+        cg.add_to_sub(&fs, 7, &sub(&["pids"], "sub/deeper"), "f")
+            .unwrap();
+        let procs = |p: &Path| std::fs::read_to_string(p.join("cgroup.procs")).unwrap();
+        assert_eq!(procs(&pids.join("sub/deeper")), "7");
+        assert_eq!(procs(&tmp.path().join("memory/engine/execdriver/s")), "7");
+        // Refused, naming the field: escaping paths, a missing cgroup, an unknown controller.
+        for (cs, p, want) in [
+            (&["pids"][..], "../x", "not a relative path"),
+            (&["pids"][..], "/abs", "not a relative path"),
+            (&["pids"][..], "nope", "does not exist"),
+            (&["nosuch"][..], "sub", "no cgroup hierarchy"),
+            (&[][..], "sub", "does not exist"),
+        ] {
+            let e = cg
+                .add_to_sub(&fs, 8, &sub(cs, p), "exec cgroup")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("exec cgroup") && e.contains(want), "{p}: {e}");
+        }
+        // Teardown takes the container's own cgroups with it, deepest first.
+        let dirs = cg.dirs.iter().map(|d| d.path.clone());
+        for d in dirs.chain([pids.join("sub/deeper")]) {
+            std::fs::write(d.join("cgroup.procs"), "").unwrap();
+        }
+        cg.remove(&fs, None).unwrap();
+        assert!(!pids.exists());
     }
 
     #[test]
