@@ -479,6 +479,19 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             ok(rt.run(&["delete", "--force", &cg])),
         );
     }
+    // rootfsPropagation "shared" (runtime-tools): runc makes the rootfs's parent mount private
+    // so that pivot_root accepts it.
+    for propagation in ["shared", "rshared", "slave", "private"] {
+        let pr = format!("{id}-prop-{propagation}");
+        let _cleanup = Cleanup(rt, &pr);
+        let b = side_bundle(rt, bundle, &pr, &["sh", "-c", "echo in"], |spec| {
+            spec["linux"]["rootfsPropagation"] = serde_json::json!(propagation);
+        });
+        note(&format!("rootfsPropagation {propagation}"), {
+            let o = rt.run(&["run", "--bundle", &b, &pr]);
+            format!("{} {:?}", ok(o.clone()), o.stdout)
+        });
+    }
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),

@@ -682,11 +682,18 @@ impl NativeDriver {
             last_cap,
         })?;
         plan.hooks_before_pivot = oci.before_pivot();
-        if self.options.no_pivot {
+        let shared = plan.rootfs.root_propagation & libc::MS_SHARED != 0;
+        if self.options.no_pivot || shared {
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-                .map_err(|e| DriverError::io("read /proc/self/mountinfo (no_pivot)", e))?;
-            plan.rootfs.no_pivot =
-                Some(crate::plan::mounts::kernel_fs_outside(&mountinfo, &rootfs));
+                .map_err(|e| DriverError::io("read /proc/self/mountinfo", e))?;
+            if self.options.no_pivot {
+                plan.rootfs.no_pivot =
+                    Some(crate::plan::mounts::kernel_fs_outside(&mountinfo, &rootfs));
+            }
+            if shared {
+                plan.rootfs.private_parent =
+                    crate::plan::mounts::mount_point_of(&mountinfo, &rootfs);
+            }
         }
         let mut stdio = StdioFds::new(pipes, self.dev_null()?)?;
 

@@ -154,9 +154,24 @@ pub(crate) struct RootfsPlan {
     pub masked: Vec<Beneath>,
     pub readonly: Vec<Beneath>,
     pub readonly_root: bool,
+    /// With a shared `root_propagation`: the mount point holding the rootfs, made private
+    /// again before the rootfs is bound (pivot_root refuses a new root whose parent mount is
+    /// shared), as runc does.
+    pub private_parent: Option<CString>,
     /// `None`: enter the rootfs with `pivot_root`. `Some(hide)`: with `MS_MOVE` + `chroot`
     /// (`NativeOptions::no_pivot`), after detaching the host's procfs/sysfs mounts in `hide`.
     pub no_pivot: Option<Vec<CString>>,
+}
+
+/// The mount point holding `path` (the longest mount point that is a prefix of it), from a
+/// mountinfo text.
+pub(crate) fn mount_point_of(mountinfo: &str, path: &std::path::Path) -> Option<CString> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(unescape_mountinfo))
+        .filter(|point| path.starts_with(point))
+        .max_by_key(|point| std::path::Path::new(point).components().count())
+        .and_then(|p| CString::new(p).ok())
 }
 
 /// The host's procfs and sysfs mount points outside `rootfs`, from a mountinfo text: what a
@@ -595,6 +610,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
             .as_ref()
             .and_then(|r| r.readonly())
             .unwrap_or(false),
+        private_parent: None,
         no_pivot: None,
     })
 }
@@ -768,6 +784,23 @@ fn push_cgroup_mount(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_point_holding_a_path_is_the_longest_prefix() {
+        let mountinfo = "\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+30 22 0:30 / /var rw - ext4 /dev/sdb1 rw
+31 30 0:31 / /var/lib/ctr rw - tmpfs tmpfs rw
+32 22 0:32 / /variant rw - tmpfs tmpfs rw
+";
+        let at = |p: &str| {
+            mount_point_of(mountinfo, std::path::Path::new(p)).map(|c| c.into_string().unwrap())
+        };
+        assert_eq!(at("/var/lib/ctr/b/rootfs").as_deref(), Some("/var/lib/ctr"));
+        assert_eq!(at("/var/x").as_deref(), Some("/var"));
+        // A path prefix by characters is not one by components.
+        assert_eq!(at("/variable/rootfs").as_deref(), Some("/"));
+    }
 
     #[test]
     fn no_pivot_hides_the_hosts_proc_and_sys_outside_the_rootfs_deepest_first() {

@@ -715,6 +715,9 @@ fn locked_flags(fd: RawFd) -> c_ulong {
 fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
     let r = &plan.rootfs;
     mount(None, c"/", None, r.root_propagation, None).at(Step::RootPropagation, 0)?;
+    if let Some(parent) = &r.private_parent {
+        mount(None, parent, None, libc::MS_PRIVATE, None).at(Step::RootPropagation, 1)?;
+    }
     mount(
         Some(&r.rootfs),
         &r.rootfs,
