@@ -492,6 +492,32 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             format!("{} {:?}", ok(o.clone()), o.stdout)
         });
     }
+    // A profile that refuses getcwd (runtime-tools): the runtime's own cwd checks must not
+    // trip over it, with noNewPrivileges (filter loaded last) and without (loaded early).
+    for nnp in [true, false] {
+        let gc = format!("{id}-getcwd-{nnp}");
+        let _cleanup = Cleanup(rt, &gc);
+        let b = side_bundle(rt, bundle, &gc, &["echo", "ran"], |spec| {
+            spec["process"]["noNewPrivileges"] = serde_json::json!(nnp);
+            spec["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}],
+            });
+        });
+        note(
+            &format!("seccomp refusing getcwd, noNewPrivileges {nnp}"),
+            {
+                let o = rt.run(&["run", "--bundle", &b, &gc]);
+                // runc: "failed to verify if current working directory is safe".
+                format!(
+                    "{} {:?} blames the cwd check: {}",
+                    ok(o.clone()),
+                    o.stdout,
+                    o.stderr.contains("current working directory")
+                )
+            },
+        );
+    }
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),

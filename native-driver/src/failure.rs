@@ -123,12 +123,18 @@ fn process_step(p: &ProcessPlan, step: Step, i: usize, errno: i32) -> Option<Dri
         Step::Capset => "set process.capabilities".to_owned(),
         Step::Ambient => "raise process.capabilities.ambient".to_owned(),
         Step::Cwd => format!("change to process.cwd {}", p.cwd_display),
-        Step::CwdOutsideRoot => {
+        Step::CwdOutsideRoot if i == 1 => {
             return Some(DriverError::invalid_spec(
                 "process.cwd",
                 format!("{} resolves outside the container's root", p.cwd_display),
             ));
         }
+        // getcwd itself failed (a seccomp profile that refuses it, loaded before this check
+        // when noNewPrivileges is off): the cwd could not be verified, as runc says it.
+        Step::CwdOutsideRoot => format!(
+            "verify that the current working directory {} is safe (getcwd)",
+            p.cwd_display
+        ),
         Step::ExecLookup => {
             let why = if errno == libc::EACCES {
                 "found but not executable"

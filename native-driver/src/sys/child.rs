@@ -1232,10 +1232,11 @@ fn process(p: &ProcessPlan) -> Result<&CStr, Fail> {
     match getcwd(&mut buf) {
         Ok(_) if buf[0] == b'/' => {}
         Ok(_) => {
+            // arg 1: getcwd answered, with a path outside our root.
             return Err(Fail {
                 step: Step::CwdOutsideRoot,
                 errno: libc::EPERM,
-                arg: 0,
+                arg: 1,
             });
         }
         Err(e) => {
