@@ -518,6 +518,30 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             },
         );
     }
+    // Recursive mount attributes (runc 1.1, mount_setattr): "rro" makes a bind read-only,
+    // submounts included; "rnoexec" likewise for exec.
+    for opt in ["rro", "rnoexec", "ro"] {
+        let rr = format!("{id}-attr-{opt}");
+        let _cleanup = Cleanup(rt, &rr);
+        let src = rt.dir.join(format!("attr-src-{opt}"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::copy("/bin/busybox", src.join("busybox")).ok();
+        let script = "touch /tmp/x 2>/dev/null && echo writable || echo read-only; \
+                      /tmp/busybox true 2>/dev/null && echo exec || echo noexec";
+        let b = side_bundle(rt, bundle, &rr, &["sh", "-c", script], |spec| {
+            spec["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "destination": "/tmp", "type": "bind", "source": src,
+                    "options": ["rbind", opt],
+                }));
+        });
+        note(&format!("bind with {opt}"), {
+            let o = rt.run(&["run", "--bundle", &b, &rr]);
+            format!("{} {:?}", ok(o.clone()), o.stdout)
+        });
+    }
     note(
         "state of a missing container",
         ok(rt.run(&["state", "nope-missing"])),

@@ -482,6 +482,7 @@ mod tests {
             create: mounts::Create::Dir,
             remount: 0,
             propagation: 0,
+            rec_attr: (0, 0),
             verify: Some(mounts::PROC_MAGIC),
         }];
         let s = sysctls(&ok, &ns, &proc_ops).unwrap();

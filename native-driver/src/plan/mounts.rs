@@ -32,6 +32,9 @@ pub(crate) enum MountOp {
         remount: c_ulong,
         /// Propagation flags applied afterwards (MS_SHARED, MS_SLAVE, ...); 0 = none.
         propagation: c_ulong,
+        /// `MOUNT_ATTR_*` (set, clear) applied afterwards to the mount and every submount
+        /// (`mount_setattr(AT_RECURSIVE)`: "rro", "rnosuid", ...); (0, 0) = none.
+        rec_attr: (u64, u64),
         /// procfs or sysfs: the target must be a real directory (no symlink anywhere on the
         /// way) and, once mounted, must have this filesystem magic (`fstatfs`).
         verify: Option<i64>,
@@ -236,6 +239,9 @@ pub(crate) struct MountFlags {
     pub clear: c_ulong,
     pub propagation: c_ulong,
     pub bind: bool,
+    /// Recursive `MOUNT_ATTR_*` to set and to clear ("rro", "rrw", ...).
+    pub rec_set: u64,
+    pub rec_clr: u64,
     pub data: Vec<String>,
 }
 
@@ -283,6 +289,24 @@ pub(crate) fn parse_options(options: &[String], field: &str) -> Result<MountFlag
                 m.propagation |= propagation(opt).unwrap_or(0);
                 (0, 0)
             }
+            r if rec_attr(r).is_some() => {
+                let (attr, set) = rec_attr(r).unwrap_or((0, false));
+                if set {
+                    m.rec_set |= attr;
+                    m.rec_clr &= !attr;
+                } else {
+                    m.rec_clr |= attr;
+                    m.rec_set &= !attr;
+                }
+                (0, 0)
+            }
+            "ratime" | "rnoatime" | "rrelatime" | "rnorelatime" | "rstrictatime"
+            | "rnostrictatime" | "rdiratime" | "rnodiratime" => {
+                return Err(DriverError::unsupported(
+                    format!("mount option {opt:?} ({field})"),
+                    crate::NAME,
+                ));
+            }
             "remount" => {
                 return Err(DriverError::invalid_spec(
                     field,
@@ -310,6 +334,29 @@ pub(crate) fn parse_options(options: &[String], field: &str) -> Result<MountFlag
         m.clear = (m.clear | clear) & !set;
     }
     Ok(m)
+}
+
+/// A recursive mount attribute option (runc 1.1): its `MOUNT_ATTR_*` bit and whether it sets
+/// it (`rro`) or clears it (`rrw`).
+fn rec_attr(opt: &str) -> Option<(u64, bool)> {
+    const RDONLY: u64 = 0x1;
+    const NOSUID: u64 = 0x2;
+    const NODEV: u64 = 0x4;
+    const NOEXEC: u64 = 0x8;
+    const NOSYMFOLLOW: u64 = 0x0020_0000;
+    Some(match opt {
+        "rro" => (RDONLY, true),
+        "rrw" => (RDONLY, false),
+        "rnosuid" => (NOSUID, true),
+        "rsuid" => (NOSUID, false),
+        "rnodev" => (NODEV, true),
+        "rdev" => (NODEV, false),
+        "rnoexec" => (NOEXEC, true),
+        "rexec" => (NOEXEC, false),
+        "rnosymfollow" => (NOSYMFOLLOW, true),
+        "rsymfollow" => (NOSYMFOLLOW, false),
+        _ => return None,
+    })
 }
 
 /// Propagation flags of an option name or of `linux.rootfsPropagation`.
@@ -384,6 +431,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 create: Create::Dir,
                 remount: 0,
                 propagation: 0,
+                rec_attr: (0, 0),
                 verify: None,
             });
             names.push(format!("default {fstype} on {dest}"));
@@ -438,6 +486,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 create,
                 remount: opts.flags & BIND_REMOUNT_FLAGS,
                 propagation: opts.propagation,
+                rec_attr: (opts.rec_set, opts.rec_clr),
                 verify: None,
             });
         } else {
@@ -460,6 +509,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 create: Create::Dir,
                 remount: 0,
                 propagation: opts.propagation,
+                rec_attr: (opts.rec_set, opts.rec_clr),
                 verify: match typ {
                     "proc" => Some(PROC_MAGIC),
                     "sysfs" => Some(SYSFS_MAGIC),
@@ -736,6 +786,7 @@ fn push_cgroup_mount(
             create: Create::Dir,
             remount: ro | common,
             propagation: 0,
+            rec_attr: (0, 0),
             verify: None,
         });
         names.push(format!("{field} cgroup2 on {}", dest.display));
@@ -750,6 +801,7 @@ fn push_cgroup_mount(
         create: Create::Dir,
         remount: 0,
         propagation: 0,
+        rec_attr: (0, 0),
         verify: None,
     });
     names.push(format!("{field} cgroup tmpfs on {}", dest.display));
@@ -765,6 +817,7 @@ fn push_cgroup_mount(
             create: Create::Dir,
             remount: ro | common,
             propagation: 0,
+            rec_attr: (0, 0),
             verify: None,
         });
     }
@@ -784,6 +837,24 @@ fn push_cgroup_mount(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recursive_attribute_options_set_and_clear_mount_attrs() {
+        let o = |v: &[&str]| {
+            let v: Vec<String> = v.iter().map(|s| (*s).to_owned()).collect();
+            parse_options(&v, "mounts[0].options")
+        };
+        let m = o(&["rbind", "rro", "rnosuid", "rnoexec", "rexec"]).unwrap();
+        assert_eq!((m.rec_set, m.rec_clr), (0x1 | 0x2, 0x8));
+        assert!(m.data.is_empty(), "{:?}", m.data);
+        let m = o(&["rro", "rrw"]).unwrap();
+        assert_eq!((m.rec_set, m.rec_clr), (0, 0x1));
+        let e = o(&["rnoatime"]).unwrap_err().to_string();
+        assert!(
+            e.contains("rnoatime") && e.contains("mounts[0].options"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_mount_point_holding_a_path_is_the_longest_prefix() {

@@ -816,6 +816,7 @@ fn rootfs_ops(
                 create,
                 remount,
                 propagation,
+                rec_attr,
                 verify,
             } => {
                 let fd = match verify {
@@ -862,6 +863,12 @@ fn rootfs_ops(
                     }
                     let _ = close(fd);
                     res?;
+                }
+                if *rec_attr != (0, 0) {
+                    let fd = resolve_create(root, dest, *create, Step::MountTarget, i)?;
+                    let res = super::mount_setattr_recursive(fd, rec_attr.0, rec_attr.1);
+                    let _ = close(fd);
+                    res.at(Step::MountRemount, i)?;
                 }
                 if let Some(magic) = verify {
                     let fd = verified_mount(root, dest, *magic, i)?;

@@ -64,6 +64,36 @@ pub(crate) fn umount2(target: &CStr, flags: c_int) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_umount2, target.as_ptr(), flags) }).map(drop)
 }
 
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE)` setting and clearing `MOUNT_ATTR_*`
+/// on the mount at `fd` and every mount below it.
+pub(crate) fn mount_setattr_recursive(fd: RawFd, set: u64, clr: u64) -> SysResult<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is NUL-terminated and attr is a valid mount_attr of the given size.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
 pub(crate) fn chroot(path: &CStr) -> SysResult<()> {
     // SAFETY: path is NUL-terminated.
     check(unsafe { libc::syscall(libc::SYS_chroot, path.as_ptr()) }).map(drop)
