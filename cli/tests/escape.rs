@@ -17,10 +17,6 @@ use execdriver::oci_spec::runtime::Spec;
 use execdriver::{Command, Driver, ExitStatus, Hooks, Pipes};
 use execdriver_tests::{busybox_rootfs, is_root, missing, runc_like_spec, unique_id};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/escape")
-}
-
 /// What every test needs: root, busybox, a C compiler for the payloads.
 fn ready(test: &str) -> bool {
     if !is_root() {
@@ -40,27 +36,7 @@ fn ready(test: &str) -> bool {
 
 /// Builds a freestanding static payload from `tests/fixtures/escape/<name>.c`.
 fn payload(name: &str, out: &Path) {
-    let o = Proc::new("cc")
-        .args([
-            "-nostdlib",
-            "-static",
-            "-no-pie",
-            "-fno-pie",
-            "-Os",
-            "-ffreestanding",
-            "-fno-builtin",
-            "-fno-stack-protector",
-            "-o",
-        ])
-        .arg(out)
-        .arg(fixtures().join(format!("{name}.c")))
-        .output()
-        .expect("run cc");
-    assert!(
-        o.status.success(),
-        "cc {name}.c: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    execdriver_tests::freestanding_program(name, out).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A private copy of the busybox rootfs in `dir`.

@@ -1044,24 +1044,10 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     };
     // The raw system call probe of the escape suite, for the seccomp steps.
     std::fs::create_dir(dir.path().join("probe")).unwrap();
-    let cc = Command::new("cc")
-        .args([
-            "-nostdlib",
-            "-static",
-            "-no-pie",
-            "-fno-pie",
-            "-Os",
-            "-ffreestanding",
-            "-fno-builtin",
-            "-fno-stack-protector",
-            "-o",
-        ])
-        .arg(dir.path().join("probe/abi_probe"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/escape/abi_probe.c"))
-        .output();
-    match cc {
-        Ok(o) if o.status.success() => {}
-        other => return missing(test, &format!("a C compiler (cc) for the probe: {other:?}")),
+    if let Err(e) =
+        execdriver_tests::freestanding_program("abi_probe", &dir.path().join("probe/abi_probe"))
+    {
+        return missing(test, &format!("a C compiler (cc) for the probe: {e}"));
     }
     let t = scenario(&theirs, bundle, &id);
     let o = scenario(&ours, bundle, &id);

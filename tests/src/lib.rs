@@ -46,6 +46,39 @@ fn euid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
+/// Builds a freestanding static program (no libc) of the escape suite,
+/// `tests/fixtures/escape/<name>.c`, into `out` with the machine's `cc`.
+///
+/// # Errors
+/// `cc` is missing or fails; the message has its stderr.
+pub fn freestanding_program(name: &str, out: &Path) -> Result<(), String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/escape/{name}.c"));
+    let o = std::process::Command::new("cc")
+        .args([
+            "-nostdlib",
+            "-static",
+            "-no-pie",
+            "-fno-pie",
+            "-Os",
+            "-ffreestanding",
+            "-fno-builtin",
+            "-fno-stack-protector",
+            "-o",
+        ])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("run cc: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cc {name}.c: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
+}
+
 /// Whether the host has the program `bin` in one of the system's bin directories.
 pub fn have(bin: &str) -> bool {
     ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
