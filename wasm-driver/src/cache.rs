@@ -176,7 +176,11 @@ impl ModuleCache {
             mtime: meta.mtime(),
             mtime_ns: meta.mtime_nsec(),
         };
-        if let Some(hash) = lock(&self.by_meta).get(&key).copied()
+        // One lock at a time here: the guard of a let-chain's first test lives through the
+        // second, and holding `by_meta` while taking `by_hash` deadlocked against the insert
+        // below (which takes `by_hash`, then `by_meta`).
+        let known = lock(&self.by_meta).get(&key).copied();
+        if let Some(hash) = known
             && let Some(c) = lock(&self.by_hash).get(&hash).cloned()
         {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
@@ -184,7 +188,8 @@ impl ModuleCache {
         }
         let bytes = fs::read(path).map_err(|e| cant(format!("{shown}: {e}")))?;
         let hash: Hash = *blake3::hash(&bytes).as_bytes();
-        if let Some(c) = lock(&self.by_hash).get(&hash).cloned() {
+        let cached = lock(&self.by_hash).get(&hash).cloned();
+        if let Some(c) = cached {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
             lock(&self.by_meta).insert(key, hash);
             return Ok(c);
@@ -210,6 +215,7 @@ impl ModuleCache {
             }
         };
         let compiled = Arc::new(link(rt, compiled, shown)?);
+        // Lock order: `by_hash`, then `by_meta` (never the other way round).
         let mut by_hash = lock(&self.by_hash);
         if by_hash.len() >= MAX_CACHED {
             by_hash.clear();
