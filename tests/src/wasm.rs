@@ -13,28 +13,50 @@ pub fn fixtures_src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-driver/tests/fixtures")
 }
 
-/// A rootfs holding every fixture at `/<name>.wat` (copied once per test process).
+/// A rootfs holding every fixture at `/<name>.wat`: `$TMPDIR/edtest-fixtures/wasm-<hash of
+/// the fixtures>/rootfs`, built once (atomically) and reused by every test process and run —
+/// a per-process copy would be left behind by each (statics are never dropped).
 ///
 /// # Panics
 /// When the fixtures can't be copied.
 pub fn rootfs() -> &'static Path {
-    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("edtest-wasm-")
-            .tempdir()
-            .expect("tempdir");
-        let root = dir.path().join("rootfs");
-        std::fs::create_dir_all(&root).expect("rootfs");
-        for e in std::fs::read_dir(fixtures_src()).expect("fixtures") {
-            let e = e.expect("entry");
-            std::fs::copy(e.path(), root.join(e.file_name())).expect("copy fixture");
+        use std::hash::{Hash, Hasher};
+        let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures_src())
+            .expect("fixtures")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        let mut h = std::hash::DefaultHasher::new();
+        for f in &files {
+            f.file_name().hash(&mut h);
+            std::fs::read(f).expect("read fixture").hash(&mut h);
         }
-        dir
+        let base = crate::fixtures_dir();
+        let target = base.join(format!("wasm-{:016x}", h.finish()));
+        let root = target.join("rootfs");
+        if root.is_dir() {
+            return root;
+        }
+        std::fs::create_dir_all(&base).expect("fixtures dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("wasm-building-")
+            .tempdir_in(&base)
+            .expect("tempdir");
+        let building = tmp.path().join("rootfs");
+        std::fs::create_dir_all(&building).expect("rootfs");
+        for f in &files {
+            std::fs::copy(f, building.join(f.file_name().expect("name"))).expect("copy fixture");
+        }
+        // Another test process may have won the race: its copy is the same.
+        let built = tmp.keep();
+        if std::fs::rename(&built, &target).is_err() {
+            let _ = std::fs::remove_dir_all(&built);
+        }
+        root
     })
-    .path()
-    .join("rootfs")
-    .leak()
+    .as_path()
 }
 
 /// A spec running `args` in the fixture rootfs.
