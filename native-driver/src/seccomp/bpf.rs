@@ -279,13 +279,13 @@ pub(crate) fn program(
     mismatch: Action,
     bad_arch: Action,
 ) -> Result<Vec<SockFilter>, String> {
-    program_with(arches, rules, exempt, matched, mismatch, bad_arch, None)
+    program_with(arches, rules, exempt, matched, mismatch, bad_arch, &[])
 }
 
-/// [`program`], and with `enosys_above` (calls, ABIs), a call of one of those ABIs numbered
-/// above every one of those calls gets `ENOSYS` rather than `mismatch`: a system call newer than the profile looks
-/// absent, so that libc falls back to an older one — runc's stub (libcontainer/seccomp/
-/// patchbpf).
+/// [`program`], and for each `(ABI, highest call number of the profile)` in `enosys_above`, a
+/// call of that ABI numbered above it gets `ENOSYS` rather than `mismatch`: a system call newer
+/// than the profile looks absent, so that libc falls back to an older one — runc's stub
+/// (libcontainer/seccomp/patchbpf).
 pub(crate) fn program_with(
     arches: &[Arch],
     rules: &Rules,
@@ -293,15 +293,12 @@ pub(crate) fn program_with(
     matched: Action,
     mismatch: Action,
     bad_arch: Action,
-    enosys_above: Option<(&Rules, &[Arch])>,
+    enosys_above: &[(Arch, u32)],
 ) -> Result<Vec<SockFilter>, String> {
     let has = |a: Arch| a == Arch::NATIVE || arches.contains(&a);
     let stub = |e: &mut Emitter, a: Arch| {
-        if let Some((max, _)) = enosys_above
-            .filter(|(_, listed)| listed.contains(&a))
-            .and_then(|(all, _)| numbers_of(all, a).pop())
-        {
-            e.push(JMP_JGT_K, 0, 1, max);
+        if let Some((_, max)) = enosys_above.iter().find(|(arch, _)| *arch == a) {
+            e.push(JMP_JGT_K, 0, 1, *max);
             e.ret(Action::Errno(libc::ENOSYS as u16));
         }
     };

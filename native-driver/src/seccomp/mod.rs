@@ -230,30 +230,33 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
     // bad-architecture action does.
     let bad_arch = Action::KillProcess;
     let exempt = trampoline_calls()?;
-    let build =
-        |rules: &Rules, mismatch: Action, matched: Action, enosys: Option<(&Rules, &[Arch])>| {
-            bpf::program_with(&arches, rules, &exempt, matched, mismatch, bad_arch, enosys)
-                .map_err(|e| DriverError::invalid_spec(field("syscalls"), e))
+    let build = |rules: &Rules, mismatch: Action, matched: Action, enosys: &[(Arch, u32)]| {
+        bpf::program_with(&arches, rules, &exempt, matched, mismatch, bad_arch, enosys)
+            .map_err(|e| DriverError::invalid_spec(field("syscalls"), e))
+    };
+    // Above the highest call the profile names (whatever its action), per ABI it lists, a call
+    // is newer than the profile and gets ENOSYS instead of the default action, as runc does —
+    // unless the default lets calls run anyway.
+    let enosys: Vec<(Arch, u32)> = if matches!(default, Action::Allow | Action::Log) {
+        Vec::new()
+    } else {
+        let named = || {
+            allow
+                .keys()
+                .chain(by_action.iter().flat_map(|(_, rules)| rules.keys()))
         };
-    // Every call the profile names, whatever its action: above the highest of them (per ABI
-    // the profile lists), a call is newer than the profile and gets ENOSYS instead of the
-    // default action, as runc does — unless the default lets calls run anyway.
-    let mut named = allow.clone();
-    for (_, rules) in &by_action {
-        for name in rules.keys() {
-            named.entry(name.clone()).or_default();
-        }
-    }
-    let listed = listed_arches(profile);
-    let enosys = (!matches!(default, Action::Allow | Action::Log) && !listed.is_empty())
-        .then_some((&named, listed.as_slice()));
+        listed_arches(profile)
+            .into_iter()
+            .filter_map(|a| Some((a, named().filter_map(|n| a.number(n)).max()?)))
+            .collect()
+    };
     let mut programs = Vec::new();
     if default != Action::Allow {
-        programs.push(build(&allow, default, Action::Allow, enosys)?);
+        programs.push(build(&allow, default, Action::Allow, &enosys)?);
     }
     for (act, rules) in &by_action {
         if *act != default && !rules.is_empty() {
-            programs.push(build(rules, Action::Allow, *act, None)?);
+            programs.push(build(rules, Action::Allow, *act, &[])?);
         }
     }
     if programs.is_empty() {
