@@ -19,6 +19,7 @@ need() {
 }
 need ensure_busybox
 need ensure_package runc runc
+need ensure_package crun crun
 need ensure_package containerd containerd
 need ensure_package cc gcc
 need ensure_package losetup mount

@@ -35,6 +35,7 @@ fn drivers_lists_the_builtin_drivers() {
     let s = text(&out.stdout);
     assert!(s.contains("native"), "{s}");
     assert!(s.contains("wasm"), "{s}");
+    assert!(s.contains("oci"), "{s}");
 }
 
 #[test]

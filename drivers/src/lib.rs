@@ -10,12 +10,15 @@ pub use execdriver_api::*;
 /// The `native` driver (Linux namespaces + cgroups).
 #[cfg(feature = "native")]
 pub use execdriver_native as native;
+/// The `oci` driver (a runc-compatible binary: runc, crun).
+#[cfg(all(feature = "oci", target_os = "linux"))]
+pub use execdriver_oci as oci;
 /// The `wasm` driver (embedded wasmtime).
 #[cfg(feature = "wasm")]
 pub use execdriver_wasm as wasm;
 
-/// A registry with every built-in driver compiled in: `native` (feature `native`, Linux only)
-/// and `wasm` (feature `wasm`).
+/// A registry with every built-in driver compiled in: `native` (feature `native`, Linux only),
+/// `wasm` (feature `wasm`) and `oci` (feature `oci`, Linux only).
 pub fn default_registry() -> Registry {
     let mut registry = Registry::new();
     for factory in builtin_factories() {
@@ -33,6 +36,8 @@ fn builtin_factories() -> Vec<Arc<dyn DriverFactory>> {
     v.push(execdriver_native::factory());
     #[cfg(feature = "wasm")]
     v.push(execdriver_wasm::factory());
+    #[cfg(all(feature = "oci", target_os = "linux"))]
+    v.push(execdriver_oci::factory());
     v
 }
 

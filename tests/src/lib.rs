@@ -13,6 +13,7 @@ pub mod cgns;
 pub mod image;
 pub mod leaks;
 pub mod native;
+pub mod oci;
 pub mod peers;
 pub mod wasm;
 
