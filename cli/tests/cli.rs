@@ -54,7 +54,7 @@ fn unknown_driver_names_the_available_ones() {
     let err = text(&out.stderr);
     assert_eq!(
         err.trim(),
-        "execdriver: unknown driver \"nope\"; available drivers: native, wasm"
+        "execdriver: unknown driver \"nope\"; available drivers: native, oci, wasm"
     );
 }
 

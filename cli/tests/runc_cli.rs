@@ -689,7 +689,10 @@ fn features_describe_the_runtime_and_its_drivers() {
             .contains(&"user".into())
     );
     assert_eq!(f["linux"]["cgroup"]["systemd"], false);
-    assert_eq!(f["annotations"]["org.execdriver.drivers"], "native,wasm");
+    assert_eq!(
+        f["annotations"]["org.execdriver.drivers"],
+        "native,oci,wasm"
+    );
 }
 
 #[test]
