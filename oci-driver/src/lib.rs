@@ -885,7 +885,19 @@ impl Driver for OciDriver {
 
     fn list(&self) -> Result<Vec<ContainerId>> {
         let mut ids: Vec<ContainerId> = self.lock().keys().cloned().collect();
-        let text = self.query(None, &["list", "--format", "json"])?;
+        // runc's list fails when a container's directory goes away while it reads them (a
+        // concurrent delete: "stat …/<id>: no such file or directory"); such a race is retried.
+        let mut attempt = 0;
+        let text = loop {
+            match self.query(None, &["list", "--format", "json"]) {
+                Ok(text) => break text,
+                Err(e) if attempt < 10 && e.to_string().contains("no such file or directory") => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let listed: Vec<State> = serde_json::from_str::<Option<Vec<State>>>(text.trim())
             .map_err(|e| DriverError::Internal {
                 context: format!("{} list", self.binary.display()),
