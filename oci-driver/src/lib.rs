@@ -891,7 +891,12 @@ impl Driver for OciDriver {
         let text = loop {
             match self.query(None, &["list", "--format", "json"]) {
                 Ok(text) => break text,
-                Err(e) if attempt < 10 && e.to_string().contains("no such file or directory") => {
+                Err(e)
+                    if attempt < 10
+                        && e.to_string()
+                            .to_lowercase()
+                            .contains("no such file or directory") =>
+                {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(5));
                 }
