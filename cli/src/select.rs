@@ -161,17 +161,17 @@ pub fn cli_defaults(
     Ok(())
 }
 
-/// Sets the `root` option of the native driver to `<root>/native` unless the operator set one
-/// (and `--root` was not given).
+/// Sets the `root` option of the drivers that keep state on disk (`native`, `oci`) to
+/// `<root>/<driver>` unless the operator set one (and `--root` was not given).
 pub fn place_native_root(
     cfg: &mut DriverConfig,
     root: &Path,
     root_flag: bool,
 ) -> Result<(), DriverError> {
-    if cfg.driver != "native" {
+    if cfg.driver != "native" && cfg.driver != "oci" {
         return Ok(());
     }
-    let native_root = serde_json::json!(root.join("native"));
+    let native_root = serde_json::json!(root.join(&cfg.driver));
     match &mut cfg.options {
         serde_json::Value::Null => cfg.options = serde_json::json!({ "root": native_root }),
         serde_json::Value::Object(map) => {
@@ -181,7 +181,7 @@ pub fn place_native_root(
         }
         _ => {
             return Err(DriverError::InvalidOptions {
-                driver: "native".into(),
+                driver: cfg.driver.clone(),
                 reason: "options: must be an object".into(),
             });
         }

@@ -167,6 +167,40 @@ fn native_run_prints_and_exits_with_the_container_code() {
 }
 
 #[test]
+fn oci_run_with_runc_prints_and_exits_with_the_container_code() {
+    let dir = tempfile::tempdir().unwrap();
+    if !bundle(
+        dir.path(),
+        &["sh", "-c", "echo hello from $(hostname) as pid $$; exit 42"],
+        true,
+    ) {
+        return;
+    }
+    if !execdriver_tests::have("runc") {
+        missing("cli oci run", "runc is not installed");
+        return;
+    }
+    let id = format!("cli-oci-run-{}", std::process::id());
+    let root = root_args(dir.path());
+    let out = run(&[
+        "--driver",
+        "oci",
+        "run",
+        "--root",
+        &root,
+        "--bundle",
+        dir.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(out.status.code(), Some(42), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from runc as pid 1\n");
+    // The driver's state went below --root, and nothing of the container is left there.
+    let bundles = Path::new(&root).join("oci/bundles");
+    assert!(bundles.is_dir(), "{} is missing", bundles.display());
+    assert_eq!(std::fs::read_dir(&bundles).unwrap().count(), 0);
+}
+
+#[test]
 fn native_run_exits_128_plus_signal() {
     let dir = tempfile::tempdir().unwrap();
     if !bundle(dir.path(), &["sh", "-c", "kill -KILL $$"], false) {
