@@ -23,7 +23,6 @@ mod cgroup;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio as StdStdio;
@@ -456,10 +455,7 @@ const DEFAULT_CGROUP_PARENT: &str = "execdriver-oci";
 
 /// The `level: error` messages of the binary's JSON log, one per line.
 fn log_errors(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = fs::File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
+    let text = fs::read_to_string(path).unwrap_or_default();
     let mut msgs = Vec::new();
     for line in text.lines() {
         match serde_json::from_str::<serde_json::Value>(line) {
@@ -530,9 +526,10 @@ impl runc::Spawner for Spawn {
     ) -> runc::Result<(std::process::ExitStatus, u32, String, String)> {
         let mut real = std::process::Command::new(cmd.get_program());
         // The crate puts the global options first; ours follow them, before the subcommand.
-        real.args(cmd.get_args().take(global_count(&cmd)))
+        let globals = global_count(&cmd);
+        real.args(cmd.get_args().take(globals))
             .args(&self.extra)
-            .args(cmd.get_args().skip(global_count(&cmd)))
+            .args(cmd.get_args().skip(globals))
             .env_remove("NOTIFY_SOCKET");
         let streams = self
             .streams
@@ -598,10 +595,6 @@ fn pid_from_file(path: &Path) -> Result<(u32, OwnedFd)> {
     let fd = rustix::process::pidfd_open(raw, PidfdFlags::empty())
         .map_err(|e| DriverError::sys(format!("pidfd_open({pid})"), e.raw_os_error()))?;
     Ok((pid, fd))
-}
-
-fn signal_name(sig: Signal) -> u32 {
-    sig.number() as u32
 }
 
 impl Driver for OciDriver {
@@ -749,7 +742,7 @@ impl Driver for OciDriver {
             });
         }
         self.client(None, None)?
-            .kill(id.as_str(), signal_name(signal), None)
+            .kill(id.as_str(), signal.number() as u32, None)
             .map_err(|e| self.failed("kill", id, e, None))
     }
 
