@@ -66,6 +66,20 @@ fn native() -> Arc<dyn Driver> {
     execdriver_tests::native::driver().expect("native driver")
 }
 
+/// The drivers the library-level attacks run against: native, and the `oci` driver over runc
+/// and over crun — a container they run must be as safe as a native one (their absence fails
+/// under CI=true).
+fn library_drivers(test: &str) -> Vec<(String, Arc<dyn Driver>)> {
+    let mut all = vec![("native".to_owned(), native())];
+    for binary in ["runc", "crun"] {
+        match execdriver_tests::oci::driver(binary) {
+            Ok(d) => all.push((format!("oci/{binary}"), d)),
+            Err(why) => missing(test, &format!("the oci driver over {binary}: {why}")),
+        }
+    }
+    all
+}
+
 fn run(
     d: &Arc<dyn Driver>,
     bundle: &Path,
@@ -362,6 +376,75 @@ fn an_embedding_engine_never_runs_its_binary_inside_a_container() {
     assert!(!err.contains("evil loader ran"), "hook: {err}");
 }
 
+/// The oci driver over a copy of runc and of crun: the image's `#!/proc/self/exe` entrypoint
+/// makes the kernel run the runtime binary inside the container (as the init and through
+/// exec). The runtime must have made that a sealed copy of itself (CVE-2019-5736); the file on
+/// the host stays as it was.
+#[test]
+fn the_runtime_binary_survives_a_proc_self_exe_entrypoint_under_oci() {
+    let test = "the_runtime_binary_survives_a_proc_self_exe_entrypoint_under_oci";
+    if !ready(test) {
+        return;
+    }
+    for binary in ["runc", "crun"] {
+        let Some(installed) = which(binary) else {
+            missing(test, &format!("{binary} is not installed"));
+            continue;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("edtest-escape-oci-")
+            .tempdir()
+            .unwrap();
+        let copy = dir.path().join(binary);
+        std::fs::copy(&installed, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let original = std::fs::read(&copy).unwrap();
+        let d = execdriver_tests::oci::driver_over(&copy, &format!("{binary}-escape"))
+            .unwrap_or_else(|e| panic!("oci over a copy of {binary}: {e}"));
+        let bundle = evil_bundle(dir.path(), &copy, &["/entrypoint.sh"]);
+        let rootfs = bundle.join("rootfs");
+        let (r, _, err) = run(&d, &bundle, runc_like_spec(&rootfs, &["/entrypoint.sh"]));
+        assert!(
+            std::fs::read(&copy).is_ok_and(|b| b == original),
+            "{binary}: the host binary was overwritten by the init ({r:?} {err})"
+        );
+        // Through exec into a running container.
+        let id = unique_id("esc-oci");
+        let running = Command::new(
+            id.clone(),
+            &bundle,
+            runc_like_spec(&rootfs, &["sleep", "1000"]),
+        )
+        .unwrap();
+        let h = execdriver::spawn(d.clone(), running, Pipes::null(), Hooks::new()).unwrap();
+        h.wait_started().expect("started");
+        let entry = runc_like_spec(&rootfs, &["/entrypoint.sh"]);
+        let st = d.exec(
+            &id,
+            entry.process().as_ref().unwrap(),
+            Pipes::null(),
+            &Hooks::new(),
+        );
+        // Had it worked, the payload's child would keep trying for 10 s.
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end && std::fs::read(&copy).is_ok_and(|b| b == original) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d.terminate(&id).unwrap();
+        h.wait().unwrap();
+        assert!(
+            std::fs::read(&copy).is_ok_and(|b| b == original),
+            "{binary}: the host binary was overwritten through exec ({st:?})"
+        );
+    }
+}
+
+fn which(binary: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Device nodes shipped in the image.
 
@@ -432,7 +515,7 @@ fn device_nodes_in_the_image_are_refused_with_or_without_device_rules() {
         return;
     }
     let Some(lo) = Loop::new(test) else { return };
-    let d = native();
+    let drivers = library_drivers(test);
     let dir = tempfile::Builder::new()
         .prefix("edtest-escape-")
         .tempdir()
@@ -465,17 +548,19 @@ fn device_nodes_in_the_image_are_refused_with_or_without_device_rules() {
                 Some(r) => v["linux"]["resources"] = r.clone(),
             },
         );
-        let (r, out, err) = run(&d, dir.path(), spec.clone());
-        assert!(
-            r.as_ref().is_ok_and(ExitStatus::success),
-            "{case}: {r:?} {err}"
-        );
-        assert!(
-            out.contains("null-ok"),
-            "{case}: /dev/null must work: {out}"
-        );
-        for bad in ["READ-LOOP", "WROTE-LOOP", "READ-KMSG"] {
-            assert!(!out.contains(bad), "{case}: {bad}\n{out}");
+        for (name, d) in &drivers {
+            let (r, out, err) = run(d, dir.path(), spec.clone());
+            assert!(
+                r.as_ref().is_ok_and(ExitStatus::success),
+                "{name}, {case}: {r:?} {err}"
+            );
+            assert!(
+                out.contains("null-ok"),
+                "{name}, {case}: /dev/null must work: {out}"
+            );
+            for bad in ["READ-LOOP", "WROTE-LOOP", "READ-KMSG"] {
+                assert!(!out.contains(bad), "{name}, {case}: {bad}\n{out}");
+            }
         }
         // The same bundle through the CLI.
         let (code, out, err) = cli_run(dir.path(), &spec, "dev");
@@ -574,7 +659,7 @@ fn proc_and_sys_as_symlinks_are_refused_with_runcs_wording() {
     if !ready(test) {
         return;
     }
-    let d = native();
+    let drivers = library_drivers(test);
     for target in ["proc", "sys"] {
         let dir = tempfile::Builder::new()
             .prefix("edtest-escape-")
@@ -585,12 +670,19 @@ fn proc_and_sys_as_symlinks_are_refused_with_runcs_wording() {
         std::fs::remove_dir(root.join(target)).unwrap();
         std::os::unix::fs::symlink(format!("vol/{target}"), root.join(target)).unwrap();
         let spec = runc_like_spec(&root, &["true"]);
-        let (r, _, _) = run(&d, dir.path(), spec.clone());
-        let e = r.expect_err("a symlinked mount target must be refused");
-        assert!(
-            e.contains("must be mounted on ordinary directory"),
-            "/{target}: {e}"
-        );
+        for (name, d) in &drivers {
+            let (r, out, _) = run(d, dir.path(), spec.clone());
+            let e = r.expect_err(&format!(
+                "{name}: a symlinked /{target} must be refused ({out})"
+            ));
+            // crun refuses it in its own words.
+            if name != "oci/crun" {
+                assert!(
+                    e.contains("must be mounted on ordinary directory"),
+                    "{name}, /{target}: {e}"
+                );
+            }
+        }
         // The CLI says the same and fails.
         let (code, _, err) = cli_run(dir.path(), &spec, &format!("link-{target}"));
         assert_ne!(code, 0);
@@ -607,7 +699,7 @@ fn a_racing_rename_never_leaves_procfs_unmasked() {
     if !ready(test) {
         return;
     }
-    let d = native();
+    let drivers = library_drivers(test);
     // The victim's rootfs lies on a volume another container could write: the racer swaps
     // its /proc with another directory as fast as it can while victims start.
     let dir = tempfile::Builder::new()
@@ -622,7 +714,7 @@ fn a_racing_rename_never_leaves_procfs_unmasked() {
         let (a, b) = (root.join("proc"), root.join("fakeproc"));
         std::thread::spawn(move || {
             let mut swaps = 0u64;
-            let end = Instant::now() + Duration::from_secs(60);
+            let end = Instant::now() + Duration::from_secs(180);
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
                 if nix::fcntl::renameat2(
                     None,
@@ -648,22 +740,38 @@ fn a_racing_rename_never_leaves_procfs_unmasked() {
                  done; true";
     let (mut ran, mut refused) = (0, 0);
     let mut seen = Vec::new();
-    for _ in 0..60 {
-        let (r, out, _) = run(&d, dir.path(), runc_like_spec(&root, &["sh", "-c", check]));
-        match r {
-            Ok(_) => {
-                ran += 1;
-                for bad in out
-                    .lines()
-                    .filter(|l| l.starts_with("UNMASKED") || l.starts_with("WRITABLE"))
-                {
-                    seen.push(bad.to_owned());
+    let mut tally = Vec::new();
+    for (name, d) in &drivers {
+        let (ran_before, refused_before) = (ran, refused);
+        let mut caught = 0;
+        for _ in 0..60 {
+            let (r, out, _) = run(d, dir.path(), runc_like_spec(&root, &["sh", "-c", check]));
+            match r {
+                Ok(_) => {
+                    ran += 1;
+                    for bad in out
+                        .lines()
+                        .filter(|l| l.starts_with("UNMASKED") || l.starts_with("WRITABLE"))
+                    {
+                        seen.push(format!("{name}: {bad}"));
+                    }
+                }
+                Err(e) => {
+                    refused += 1;
+                    caught += usize::from(e.contains("refused before start"));
                 }
             }
-            Err(_) => refused += 1,
         }
+        tally.push(format!(
+            "{name}: {} ran, {} refused ({caught} by the oci driver's mount check)",
+            ran - ran_before,
+            refused - refused_before
+        ));
     }
     stop.store(true, Ordering::Relaxed);
+    // Refusals are the drivers catching the race (the native driver's checks, the oci
+    // driver's check of the binary's mounts before start).
+    eprintln!("racing rename: {}", tally.join("; "));
     let swaps = racer.join().unwrap();
     assert!(swaps > 0, "the racer never swapped");
     assert!(
@@ -682,7 +790,7 @@ fn seccomp_profiles_filter_x32_and_i386_calls_by_their_architectures() {
     if !ready(test) {
         return;
     }
-    let d = native();
+    let drivers = library_drivers(test);
     let dir = tempfile::Builder::new()
         .prefix("edtest-escape-abi-")
         .tempdir()
@@ -696,35 +804,50 @@ fn seccomp_profiles_filter_x32_and_i386_calls_by_their_architectures() {
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
         })
     };
-    let probe = |seccomp: &serde_json::Value, mode: &str| {
-        let spec = edit(runc_like_spec(&root, &["/abi_probe", mode]), |v| {
-            v["linux"]["seccomp"] = seccomp.clone();
-        });
-        let (r, out, err) = run(&d, dir.path(), spec);
-        (
-            r.unwrap_or_else(|e| panic!("{mode}: {e} {err}")),
-            out.trim().to_owned(),
-        )
-    };
+    for (name, d) in &drivers {
+        let probe = |seccomp: &serde_json::Value, mode: &str| {
+            let spec = edit(runc_like_spec(&root, &["/abi_probe", mode]), |v| {
+                v["linux"]["seccomp"] = seccomp.clone();
+            });
+            let (r, out, err) = run(d, dir.path(), spec);
+            (
+                r.unwrap_or_else(|e| panic!("{name}, {mode}: {e} {err}")),
+                out.trim().to_owned(),
+            )
+        };
+        abi_probes(name, probe, &profile);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn abi_probes(
+    name: &str,
+    probe: impl Fn(&serde_json::Value, &str) -> (ExitStatus, String),
+    profile: &dyn Fn(&[&str]) -> serde_json::Value,
+) {
     // Docker's shape: x86_64 with its sub-architectures. Every ABI's mkdir gets the profile's
     // errno — also x32 on a kernel without x32 (which would answer ENOSYS, -38).
     let all = profile(&["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
     for mode in ["native-mkdir", "x32-mkdir", "i386-mkdir"] {
         let (st, out) = probe(&all, mode);
-        assert!(st.success(), "{mode}: {st}");
-        assert_eq!(out, "-1", "{mode}: the profile's EPERM");
+        assert!(st.success(), "{name}, {mode}: {st}");
+        assert_eq!(out, "-1", "{name}, {mode}: the profile's EPERM");
     }
     let (st, out) = probe(&all, "i386-getpid");
     assert!(
         st.success() && out.parse::<i64>().is_ok_and(|p| p > 0),
-        "i386 getpid is allowed: {st} {out}"
+        "{name}: i386 getpid is allowed: {st} {out}"
     );
     // x86_64 alone: calls of the other ABIs are killed, as libseccomp does.
     let native_only = profile(&["SCMP_ARCH_X86_64"]);
     for mode in ["x32-mkdir", "i386-getpid"] {
         let (st, out) = probe(&native_only, mode);
-        assert_eq!(st.signal, Some(nix::libc::SIGSYS), "{mode}: {st} {out}");
+        assert_eq!(
+            st.signal,
+            Some(nix::libc::SIGSYS),
+            "{name}, {mode}: {st} {out}"
+        );
     }
     let (st, out) = probe(&native_only, "native-mkdir");
-    assert!(st.success() && out == "-1", "{st} {out}");
+    assert!(st.success() && out == "-1", "{name}: {st} {out}");
 }

@@ -78,6 +78,36 @@ impl Paths {
         }
     }
 
+    /// An fd that becomes readable when the container's memory cgroup has an OOM event: v1 an
+    /// eventfd registered through `cgroup.event_control` for `memory.oom_control`, v2 an
+    /// inotify watch of `memory.events`. `None` without a memory cgroup.
+    pub(crate) fn oom_watch(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (dir, v1) = self.memory()?;
+        if v1 {
+            let efd = rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .ok()?;
+            let control = fs::File::open(dir.join("memory.oom_control")).ok()?;
+            let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
+            fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.event_control"))
+                .and_then(|mut f| f.write_all(line.as_bytes()))
+                .ok()?;
+            Some(efd)
+        } else {
+            use rustix::fs::inotify;
+            let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                .ok()?;
+            inotify::add_watch(&fd, dir.join("memory.events"), inotify::WatchFlags::MODIFY).ok()?;
+            Some(fd)
+        }
+    }
+
     /// How many processes the kernel OOM-killed in the container so far.
     pub(crate) fn oom_kills(&self) -> u64 {
         let Some((dir, v1)) = self.memory() else {

@@ -13,13 +13,17 @@
 //!   re-parented to it and reaped by pid. Only pids this driver started are reaped.
 //! - exec is `exec --detach --pid-file`: the binary has no created state for an extra process,
 //!   so its `pre_start` hooks run once it has started.
-//! - OOM: the container's memory cgroup (found from `/proc/<init>/cgroup`) is watched for its
-//!   `oom_kill` counter (v1 `memory.oom_control`, v2 `memory.events`) while the run waits.
+//! - OOM: the container's memory cgroup (found from `/proc/<init>/cgroup`) is watched while
+//!   the run waits — v1 an eventfd on `memory.oom_control` (`cgroup.event_control`), v2
+//!   inotify on `memory.events` — and each event's `oom_kill` count is delivered.
 //! - The binary's own state (`<root>/runtime`) is the truth for `list`/`info`/`kill`/`clean`, so
 //!   another driver value on the same root (an engine after a restart) finds the containers.
 #![warn(missing_docs)]
 
 mod cgroup;
+mod console;
+mod fds;
+mod verify;
 
 use std::collections::HashMap;
 use std::fs;
@@ -33,7 +37,7 @@ use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
     Capabilities, Command, ContainerId, Driver, DriverError, DriverFactory, ExitStatus,
     HookContext, HookStage, Hooks, Info, OomNotifier, Operation, Pipes, ResourceStats, Result,
-    Signal, Status, Stdio, parse_options,
+    Signal, Status, Stdio, Terminal, parse_options,
 };
 use runc::options::{CreateOpts, DeleteOpts, ExecOpts, GlobalOpts, KillOpts};
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
@@ -188,6 +192,30 @@ impl OciDriver {
     /// `pipes` become the standard streams of the binary's process (inherited by the
     /// container's process).
     fn client(&self, log: Option<&Path>, pipes: Option<Pipes>) -> Result<runc::Runc> {
+        let (streams, preserved) = match pipes {
+            Some(p) => (Some([p.stdin, p.stdout, p.stderr]), p.extra),
+            None => (None, Vec::new()),
+        };
+        self.client_with(log, streams, preserved)
+    }
+
+    /// A client whose process gets `streams` (or captured output) and `preserved` as its fds
+    /// 3, 4, …; `pipes` for a process with a terminal (its stdio is the pty; the pipes' extra
+    /// fds still pass).
+    fn client_for(&self, log: &Path, pipes: Pipes, tty: bool) -> Result<runc::Runc> {
+        if tty {
+            self.client_with(Some(log), None, pipes.extra)
+        } else {
+            self.client(Some(log), Some(pipes))
+        }
+    }
+
+    fn client_with(
+        &self,
+        log: Option<&Path>,
+        streams: Option<[Stdio; 3]>,
+        preserved: Vec<OwnedFd>,
+    ) -> Result<runc::Runc> {
         let mut opts = GlobalOpts::new()
             .command(&self.binary)
             .root(self.root.join("runtime"))
@@ -197,7 +225,8 @@ impl OciDriver {
         }
         opts.custom_spawner(Arc::new(Spawn {
             extra: self.extra_args.clone(),
-            streams: Mutex::new(pipes.map(|p| [p.stdin, p.stdout, p.stderr])),
+            streams: Mutex::new(streams),
+            preserved: Mutex::new(preserved),
         }));
         opts.build().map_err(|e| DriverError::Internal {
             context: format!("oci: {}", self.binary.display()),
@@ -316,10 +345,12 @@ impl OciDriver {
         }
         fs::create_dir_all(&dir)
             .map_err(|e| DriverError::io(format!("create {}", dir.display()), e))?;
-        let json = serde_json::to_vec(&spec).map_err(|e| DriverError::Internal {
+        let mut value = serde_json::to_value(&spec).map_err(|e| DriverError::Internal {
             context: format!("container {}: write config.json", cmd.id),
             message: e.to_string(),
         })?;
+        default_device_rules(&mut value);
+        let json = value.to_string().into_bytes();
         let path = dir.join("config.json");
         fs::write(&path, json)
             .map_err(|e| DriverError::io(format!("write {}", path.display()), e))?;
@@ -350,23 +381,41 @@ impl OciDriver {
         cg: &cgroup::Paths,
         oom: &OomNotifier,
     ) -> Result<ExitStatus> {
+        use rustix::event::{PollFd, PollFlags};
+        // Woken by the exit or by an OOM event of the container's memory cgroup; the kill
+        // counter says how many OOM kills there were.
+        let watch = cg.oom_watch();
         let mut seen = 0;
         loop {
-            let mut fds = [rustix::event::PollFd::new(
-                pidfd,
-                rustix::event::PollFlags::IN,
-            )];
-            let timeout = rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 50_000_000,
+            let (exited, oom_event) = {
+                let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
+                if let Some(w) = &watch {
+                    fds.push(PollFd::new(w, PollFlags::IN));
+                }
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) => (
+                        !fds[0].revents().is_empty(),
+                        fds.get(1).is_some_and(|f| !f.revents().is_empty()),
+                    ),
+                    Err(rustix::io::Errno::INTR) => (false, false),
+                    Err(e) => {
+                        return Err(DriverError::sys(
+                            format!("container {id}: poll"),
+                            e.raw_os_error(),
+                        ));
+                    }
+                }
             };
-            let ready = matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0);
+            if oom_event && let Some(w) = &watch {
+                let mut drain = [0u8; 4096];
+                while rustix::io::read(w, &mut drain).is_ok_and(|n| n > 0) {}
+            }
             let kills = cg.oom_kills();
             while seen < kills {
                 oom.notify(id);
                 seen += 1;
             }
-            if ready {
+            if exited {
                 break;
             }
         }
@@ -396,6 +445,7 @@ impl OciDriver {
         cmd: &Command,
         pid: u32,
         pidfd: OwnedFd,
+        pty: Option<Arc<console::Pty>>,
         hooks: &Hooks,
     ) -> Result<ExitStatus> {
         let id = &cmd.id;
@@ -406,7 +456,8 @@ impl OciDriver {
             l.cgroup = cg.clone();
         }
         let oom = OomNotifier::new();
-        let ctx = HookContext::new(id, process, pid, &oom);
+        let ctx = HookContext::new(id, process, pid, &oom)
+            .with_terminal(pty.clone().map(|t| t as Arc<dyn Terminal>));
         if let Err(err) = hooks.run(HookStage::PreStart, &ctx) {
             let _ = self.delete(id);
             let _ = self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom);
@@ -442,6 +493,9 @@ impl OciDriver {
         cg.remove_default_parent(DEFAULT_CGROUP_PARENT);
         hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
         oom.close();
+        if let Some(t) = &pty {
+            let _ = t.close();
+        }
         started?;
         deleted.map(|()| status)
     }
@@ -452,6 +506,69 @@ const SIGKILL: i32 = 9;
 /// The cgroup (relative to the binary's own) below which containers without a
 /// `linux.cgroupsPath` go.
 const DEFAULT_CGROUP_PARENT: &str = "execdriver-oci";
+
+/// A spec without device cgroup rules gets the default a container engine gives (deny, then
+/// the standard devices, `linux.devices` and mknod), as the native driver and runc apply it
+/// themselves: crun 1.8 leaves the device cgroup open without rules, so a device node shipped
+/// in the image would reach the host's disks. Rules the spec has are left as they are.
+fn default_device_rules(spec: &mut serde_json::Value) {
+    let Some(linux) = spec.get_mut("linux").and_then(|l| l.as_object_mut()) else {
+        return;
+    };
+    let given = linux
+        .get("resources")
+        .and_then(|r| r.get("devices"))
+        .and_then(|d| d.as_array())
+        .is_some_and(|d| !d.is_empty());
+    if given {
+        return;
+    }
+    // An absent major or minor is the wildcard.
+    let rule = |kind: &str, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = serde_json::json!({"allow": true, "type": kind, "access": access});
+        if let Some(m) = major {
+            r["major"] = m.into();
+        }
+        if let Some(m) = minor {
+            r["minor"] = m.into();
+        }
+        r
+    };
+    let mut rules = vec![
+        serde_json::json!({"allow": false, "access": "rwm"}),
+        rule("c", None, None, "m"),
+        rule("b", None, None, "m"),
+    ];
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        rules.push(rule("c", Some(major), Some(minor), "rwm"));
+    }
+    rules.push(rule("c", Some(136), None, "rwm"));
+    for d in linux
+        .get("devices")
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let kind = d["type"].as_str().unwrap_or("c");
+        let kind = if kind == "u" { "c" } else { kind };
+        rules.push(rule(kind, d["major"].as_i64(), d["minor"].as_i64(), "rwm"));
+    }
+    let resources = linux
+        .entry("resources")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(r) = resources.as_object_mut() {
+        r.insert("devices".into(), serde_json::Value::Array(rules));
+    }
+}
 
 /// The `level: error` messages of the binary's JSON log, one per line.
 fn log_errors(path: &Path) -> String {
@@ -509,6 +626,9 @@ fn become_subreaper() -> Result<()> {
 struct Spawn {
     extra: Vec<String>,
     streams: Mutex<Option<[Stdio; 3]>>,
+    /// `Pipes::extra`: they become the binary's fds 3, 4, … and `--preserve-fds N` follows
+    /// the subcommand, so the container's process gets them at the same numbers.
+    preserved: Mutex<Vec<OwnedFd>>,
 }
 
 fn std_stdio(s: Stdio) -> StdStdio {
@@ -527,9 +647,20 @@ impl runc::Spawner for Spawn {
         let mut real = std::process::Command::new(cmd.get_program());
         // The crate puts the global options first; ours follow them, before the subcommand.
         let globals = global_count(&cmd);
+        let preserved = std::mem::take(
+            &mut *self
+                .preserved
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         real.args(cmd.get_args().take(globals))
             .args(&self.extra)
-            .args(cmd.get_args().skip(globals))
+            .args(cmd.get_args().skip(globals).take(1));
+        if !preserved.is_empty() {
+            real.arg("--preserve-fds").arg(preserved.len().to_string());
+            fds::pass_as_3_and_up(&mut real, &preserved);
+        }
+        real.args(cmd.get_args().skip(globals + 1))
             .env_remove("NOTIFY_SOCKET");
         let streams = self
             .streams
@@ -551,6 +682,8 @@ impl runc::Spawner for Spawn {
         let child = real
             .spawn()
             .map_err(runc::error::Error::ProcessSpawnFailed)?;
+        // The child has its copies; ours close now.
+        drop(preserved);
         let pid = child.id();
         let out = child
             .wait_with_output()
@@ -610,17 +743,14 @@ impl Driver for OciDriver {
             .with(Operation::Pids)
             .with(Operation::Update)
             .with(Operation::Oom)
+            .with(Operation::Terminal)
             .with(Operation::Signals)
             .with(Operation::Isolation)
     }
 
     fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
         execdriver_api::validate_spec(&cmd.spec)?;
-        pipes.refuse_extra(NAME)?;
-        let process = cmd.process()?;
-        if process.terminal().unwrap_or(false) {
-            return Err(DriverError::unsupported("process.terminal", NAME));
-        }
+        let tty = cmd.process()?.terminal().unwrap_or(false);
         become_subreaper()?;
         {
             let mut live = self.lock();
@@ -651,23 +781,40 @@ impl Driver for OciDriver {
             let bundle = self.write_bundle(cmd)?;
             let log = bundle.join("create.log");
             let pid_file = bundle.join("init.pid");
-            let opts = CreateOpts::new().pid_file(&pid_file);
+            let mut opts = CreateOpts::new().pid_file(&pid_file);
+            // With a terminal the container's stdio is the pty; the pipes are not used.
+            let console = tty
+                .then(|| console::ConsoleSocket::bind(&bundle, "console.sock"))
+                .transpose()?;
+            if let Some(c) = &console {
+                opts = opts.console_socket(c.path());
+            }
             if let Err(e) =
-                self.client(Some(&log), Some(pipes))?
+                self.client_for(&log, pipes, tty)?
                     .create(cmd.id.as_str(), &bundle, Some(&opts))
             {
                 let err = self.failed("create", &cmd.id, e, Some(&log));
                 let _ = self.delete(&cmd.id);
                 return Err(err);
             }
-            let (pid, pidfd) = match pid_from_file(&pid_file) {
+            let created = pid_from_file(&pid_file).and_then(|(pid, pidfd)| {
+                let pty = console.as_ref().map(|c| c.receive()).transpose()?;
+                // The image has run nothing yet: check the binary built what the spec says.
+                verify::mounts(pid, &cmd.spec).map_err(|why| DriverError::Internal {
+                    context: format!("container {}: {} create", cmd.id, self.binary.display()),
+                    message: format!("refused before start: {why}"),
+                })?;
+                Ok((pid, pidfd, pty.map(|m| Arc::new(console::Pty::new(m)))))
+            });
+            let (pid, pidfd, pty) = match created {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = self.delete(&cmd.id);
                     return Err(e);
                 }
             };
-            self.run_created(cmd, pid, pidfd, hooks)
+            drop(console);
+            self.run_created(cmd, pid, pidfd, pty, hooks)
         })();
         self.discard_bundle(&cmd.id);
         self.remove(&cmd.id);
@@ -681,10 +828,7 @@ impl Driver for OciDriver {
         pipes: Pipes,
         hooks: &Hooks,
     ) -> Result<ExitStatus> {
-        pipes.refuse_extra(NAME)?;
-        if process.terminal().unwrap_or(false) {
-            return Err(DriverError::unsupported("process.terminal", NAME));
-        }
+        let tty = process.terminal().unwrap_or(false);
         {
             let live = self.lock();
             let l = live.get(id).ok_or_else(|| DriverError::not_found(id))?;
@@ -700,15 +844,33 @@ impl Driver for OciDriver {
         let n = EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid_file = dir.join(format!("exec-{n}.pid"));
         let log = dir.join(format!("exec-{n}.log"));
-        let opts = ExecOpts::new().detach(true).pid_file(&pid_file);
+        let mut opts = ExecOpts::new().detach(true).pid_file(&pid_file);
+        let console = tty
+            .then(|| console::ConsoleSocket::bind(&dir, &format!("exec-{n}.sock")))
+            .transpose()?;
+        if let Some(c) = &console {
+            opts = opts.console_socket(c.path());
+        }
         let ran = self
-            .client(Some(&log), Some(pipes))?
+            .client_for(&log, pipes, tty)?
             .exec(id.as_str(), process, Some(&opts));
         let result = (|| {
             ran.map_err(|e| self.failed("exec", id, e, Some(&log)))?;
             let (pid, pidfd) = pid_from_file(&pid_file)?;
+            let pty = match console.as_ref().map(|c| c.receive()).transpose() {
+                Ok(m) => m.map(|m| Arc::new(console::Pty::new(m))),
+                Err(e) => {
+                    let _ =
+                        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+                    let _ =
+                        self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &OomNotifier::new());
+                    return Err(e);
+                }
+            };
+            drop(console);
             let oom = OomNotifier::new();
-            let ctx = HookContext::new(id, process, pid, &oom);
+            let ctx = HookContext::new(id, process, pid, &oom)
+                .with_terminal(pty.clone().map(|t| t as Arc<dyn Terminal>));
             if let Err(err) = hooks.run(HookStage::PreStart, &ctx) {
                 let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
                 let _ = self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom);
@@ -719,10 +881,10 @@ impl Driver for OciDriver {
                 let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
             }
             let status = self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom)?;
-            hooks.run_all(
-                HookStage::PostStop,
-                &HookContext::new(id, process, pid, &oom).with_exit(status),
-            );
+            hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
+            if let Some(t) = &pty {
+                let _ = t.close();
+            }
             started.map(|()| status)
         })();
         let _ = fs::remove_file(&pid_file);
@@ -1006,6 +1168,25 @@ mod tests {
         let s: State = serde_json::from_str(crun).unwrap();
         assert_eq!(status_of(&s), Status::Stopped);
         assert_eq!(s.annotations.unwrap()["k"], "v");
+    }
+
+    #[test]
+    fn device_rules_default_to_deny_and_given_ones_stay() {
+        let mut bare = serde_json::json!({"linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}});
+        default_device_rules(&mut bare);
+        let rules = bare["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(
+            rules[0],
+            serde_json::json!({"allow": false, "access": "rwm"})
+        );
+        assert!(rules.iter().any(|r| r["major"] == 1 && r["minor"] == 3));
+        assert!(rules.iter().any(|r| r["major"] == 10 && r["minor"] == 229));
+        // The host's block devices are not among them.
+        assert!(!rules.iter().any(|r| r["type"] == "b" && r["access"] != "m"));
+        let mut given = serde_json::json!({"linux": {"resources": {"devices": [{"allow": true, "access": "rwm"}]}}});
+        let before = given.clone();
+        default_device_rules(&mut given);
+        assert_eq!(given, before);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn argv(program: &Program) -> Vec<String> {
         Program::OomHog => sh("x=0123456789abcdef; while :; do x=$x$x; done"),
         Program::PathExists(p) => vec!["test".to_owned(), "-e".to_owned(), p.clone()],
         Program::EngineBinary => vec!["/proc/self/exe".to_owned(), "--help".to_owned()],
+        Program::Terminal => sh("stty size; read x; stty size; echo got:$x"),
         other => sh(&format!("echo 'no fixture for {other:?}' >&2; exit 99")),
     }
 }
@@ -40,6 +41,11 @@ impl Fixture for NativeFixture {
         let args = argv(program);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         busybox_command(id, &args, |spec| {
+            if *program == Program::Terminal
+                && let Some(p) = spec.process_mut()
+            {
+                with_terminal(p);
+            }
             if *program == Program::OomHog {
                 let mem = LinuxMemoryBuilder::default()
                     .limit(32 * 1024 * 1024_i64)
@@ -64,11 +70,27 @@ impl Fixture for NativeFixture {
         })?;
         let args = argv(program);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        runc_like_spec(rootfs, &args)
+        let mut process = runc_like_spec(rootfs, &args)
             .process()
             .clone()
-            .ok_or_else(|| DriverError::invalid_spec("process", "missing"))
+            .ok_or_else(|| DriverError::invalid_spec("process", "missing"))?;
+        if *program == Program::Terminal {
+            with_terminal(&mut process);
+        }
+        Ok(process)
     }
+}
+
+/// `process.terminal` with the kit's console size (24x80).
+fn with_terminal(p: &mut Process) {
+    p.set_terminal(Some(true));
+    p.set_console_size(Some(
+        execdriver_api::oci_spec::runtime::BoxBuilder::default()
+            .height(24_u64)
+            .width(80_u64)
+            .build()
+            .expect("console size"),
+    ));
 }
 
 /// A state root private to this test process, under [`fixtures_dir`](crate::fixtures_dir);

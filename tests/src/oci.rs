@@ -51,13 +51,29 @@ pub fn driver(binary: &str) -> Result<Arc<dyn Driver>, String> {
     if !crate::have(binary) {
         return Err(format!("{binary} is not installed"));
     }
-    let program = if binary == "crun" {
-        crun_program()?
+    driver_over(std::path::Path::new(binary), binary)
+}
+
+/// The `oci` driver over the program at `binary` (a copy of runc or crun, say), its state in
+/// a root named after `name`; a crun is wrapped as [`driver`] does on a hybrid host.
+///
+/// # Errors
+/// Not root, no busybox, or the binary doesn't run.
+pub fn driver_over(binary: &std::path::Path, name: &str) -> Result<Arc<dyn Driver>, String> {
+    if !is_root() {
+        return Err("the oci driver's containers need root".into());
+    }
+    busybox_rootfs()?;
+    let is_crun = binary
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("crun"));
+    let program = if is_crun {
+        crun_program(binary)?
     } else {
-        PathBuf::from(binary)
+        binary.to_path_buf()
     };
     let options =
-        execdriver_api::serde_json::json!({ "binary": program, "root": state_root(binary) });
+        execdriver_api::serde_json::json!({ "binary": program, "root": state_root(name) });
     execdriver::oci::factory()
         .create(&options)
         .map_err(|e| e.to_string())
@@ -68,12 +84,7 @@ pub fn driver(binary: &str) -> Result<Arc<dyn Driver>, String> {
 /// every crun command runs in a private mount namespace where that cgroup2 mount is covered by
 /// an empty tmpfs, as the runc differential tests run it. The host stays as it is; on a
 /// v1-only or v2-only host this is crun itself.
-fn crun_program() -> Result<PathBuf, String> {
-    static PROGRAM: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    PROGRAM.get_or_init(write_crun_program).clone()
-}
-
-fn write_crun_program() -> Result<PathBuf, String> {
+fn crun_program(crun: &std::path::Path) -> Result<PathBuf, String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     let hybrid: Vec<String> = mountinfo
         .lines()
@@ -84,18 +95,28 @@ fn write_crun_program() -> Result<PathBuf, String> {
         })
         .collect();
     if hybrid.is_empty() {
-        return Ok(PathBuf::from("crun"));
+        return Ok(crun.to_path_buf());
     }
     let covers: String = hybrid
         .iter()
         .map(|p| format!("umount -l {p} && mount -t tmpfs none {p} && "))
         .collect();
     let script = format!(
-        "#!/bin/sh\nexec unshare --mount --propagation private sh -c '{covers}exec crun \"$@\"' crun \"$@\"\n"
+        "#!/bin/sh\nexec unshare --mount --propagation private sh -c '{covers}exec \"$0\" \"$@\"' {} \"$@\"\n",
+        crun.display()
     );
-    // The same host gives the same script: one file, replaced atomically.
-    let path = crate::fixtures_dir().join("crun-hybrid.sh");
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    // The same host and crun give the same script: one file per crun, replaced atomically.
+    let tag: u64 = crun
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let path = crate::fixtures_dir().join(format!("crun-hybrid-{tag:016x}.sh"));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
     std::fs::write(&tmp, script).map_err(|e| e.to_string())?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))

@@ -119,6 +119,12 @@ pub static CHECKS: &[Check] = &[
         run: exec_into_running,
     },
     Check {
+        name: "terminal",
+        requires: &[Operation::Terminal],
+        description: "process.terminal gives run (and exec) a pty in every hook context: the console size, input, resize, output, hangup at exit",
+        run: terminal,
+    },
+    Check {
         name: "clean_then_reuse",
         requires: &[],
         description: "clean is idempotent and an id can be reused right after its run returned",
@@ -672,6 +678,105 @@ fn pids_while_running(kit: &Kit) -> CheckResult {
     let pids = pids.map_err(e)?;
     ensure!(pids.contains(&pid), "pids {pids:?} lack init pid {pid}");
     Ok(())
+}
+
+/// Hooks that take the pty in `pre_start`; a thread reads what the program writes and, once
+/// its first line (the size) is complete, resizes the pty to 40x120 and types `hello`. The
+/// thread returns everything read until the terminal hung up.
+fn terminal_hooks() -> (Hooks, Arc<Mutex<Option<std::thread::JoinHandle<String>>>>) {
+    let output = Arc::new(Mutex::new(None));
+    let slot = output.clone();
+    let hooks = Hooks::new()
+        .on_pre_start(move |ctx| {
+            let term = ctx
+                .terminal()
+                .ok_or("no terminal in the pre_start context")?
+                .clone();
+            let mut reader = term.reader()?;
+            let mut writer = term.writer()?;
+            let reading = std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let mut buf = [0u8; 1024];
+                let mut typed = false;
+                // EIO once the last process on the terminal is gone.
+                while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    all.extend_from_slice(&buf[..n]);
+                    if !typed && all.contains(&b'\n') {
+                        typed = true;
+                        let _ = term.resize(40, 120);
+                        let _ = writer.write_all(b"hello\n");
+                    }
+                }
+                String::from_utf8_lossy(&all).replace('\r', "")
+            });
+            *slot.lock().map_err(|_| "poisoned")? = Some(reading);
+            Ok(())
+        })
+        .on_start(|ctx| {
+            ctx.terminal().ok_or("no terminal in the start context")?;
+            Ok(())
+        });
+    (hooks, output)
+}
+
+fn terminal_output(
+    slot: &Arc<Mutex<Option<std::thread::JoinHandle<String>>>>,
+) -> Result<String, String> {
+    let reading = slot.lock().map_err(|_| "poisoned")?.take();
+    let reading = reading.ok_or("the pre_start hook never ran")?;
+    reading
+        .join()
+        .map_err(|_| "the reader panicked".to_string())
+}
+
+fn terminal_dialogue_ok(what: &str, out: &str) -> CheckResult {
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    ensure!(
+        lines.first() == Some(&"24 80"),
+        "{what}: the console size is not 24x80 at start: {out:?}"
+    );
+    ensure!(
+        lines.contains(&"40 120"),
+        "{what}: the resize to 40x120 did not reach the program: {out:?}"
+    );
+    ensure!(
+        lines.contains(&"got:hello"),
+        "{what}: the typed line did not reach the program: {out:?}"
+    );
+    Ok(())
+}
+
+fn terminal(kit: &Kit) -> CheckResult {
+    let (hooks, output) = terminal_hooks();
+    let st = run(kit, &Program::Terminal, Pipes::null(), &hooks)?;
+    let out = terminal_output(&output)?;
+    ensure!(
+        st.success(),
+        "run with a terminal exited with {st}: {out:?}"
+    );
+    terminal_dialogue_ok("run", &out)?;
+    if !kit.driver.capabilities().supports(Operation::Exec) {
+        return Ok(());
+    }
+    let (handle, _) = start(kit, &Program::RunForever, Pipes::null(), Hooks::new())?;
+    let id = handle.id().clone();
+    let checked = (|| {
+        let p = kit.fixture.exec_process(&Program::Terminal).map_err(e)?;
+        let (hooks, output) = terminal_hooks();
+        let st = kit.driver.exec(&id, &p, Pipes::null(), &hooks).map_err(e)?;
+        let out = terminal_output(&output)?;
+        ensure!(
+            st.success(),
+            "exec with a terminal exited with {st}: {out:?}"
+        );
+        terminal_dialogue_ok("exec", &out)
+    })();
+    let _ = kit.driver.terminate(&id);
+    let _ = handle.wait();
+    checked
 }
 
 fn exec_into_running(kit: &Kit) -> CheckResult {

@@ -60,6 +60,10 @@ pub enum Program {
     /// the program, resolved in the container — with the argument `--help` (for drivers with
     /// [`Operation::Isolation`]: it must never run, so stdout stays empty).
     EngineBinary,
+    /// With `process.terminal = true` and a console size of 24 rows by 80 columns: print the
+    /// terminal's size as `rows cols`, read one line from the terminal, print the size again
+    /// and `got:<line>`, then exit 0 (for drivers with [`Operation::Terminal`]).
+    Terminal,
 }
 
 /// A driver's test fixtures: how each [`Program`] runs on it.
@@ -260,7 +264,8 @@ macro_rules! conformance_tests {
             kill_with_sigterm, terminate, info_and_list_while_running, pause_and_unpause,
             stats_while_running, pids_while_running, exec_into_running, clean_then_reuse,
             concurrent_runs, duplicate_live_id_rejected, unknown_id_not_found,
-            invalid_ids_rejected, host_files_out_of_reach, engine_binary_never_runs, oom_killed);
+            invalid_ids_rejected, host_files_out_of_reach, engine_binary_never_runs, oom_killed,
+            terminal);
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {
         $(

@@ -1,0 +1,118 @@
+//! The `oci` driver beyond the conformance kit, over runc and over crun: fds passed as 3, 4, …
+//! (`--preserve-fds`) to run and exec, a failing binary's words in the error. Root and both
+//! binaries; a failure under CI=true without them.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use execdriver_api::{Driver, Hooks, Pipes};
+use execdriver_tests::{busybox_command, busybox_rootfs, missing, runc_like_spec, unique_id};
+
+fn drivers(test: &str) -> Vec<(&'static str, Arc<dyn Driver>)> {
+    let mut all = Vec::new();
+    for binary in ["runc", "crun"] {
+        match execdriver_tests::oci::driver(binary) {
+            Ok(d) => all.push((binary, d)),
+            Err(why) => missing(test, &format!("oci over {binary}: {why}")),
+        }
+    }
+    all
+}
+
+/// Two pipes' write ends as `Pipes::extra` (fds 3 and 4 in the process); what the process
+/// wrote to each.
+fn with_two_extra(f: impl FnOnce(Pipes)) -> (String, String) {
+    let (mut r3, w3) = std::io::pipe().unwrap();
+    let (mut r4, w4) = std::io::pipe().unwrap();
+    let pipes = Pipes {
+        extra: vec![w3.into(), w4.into()],
+        ..Pipes::null()
+    };
+    f(pipes);
+    let (mut a, mut b) = (String::new(), String::new());
+    r3.read_to_string(&mut a).unwrap();
+    r4.read_to_string(&mut b).unwrap();
+    (a, b)
+}
+
+#[test]
+fn extra_fds_reach_run_and_exec_as_3_and_4() {
+    let test = "extra_fds_reach_run_and_exec_as_3_and_4";
+    for (name, d) in drivers(test) {
+        let id = unique_id("oci-fds");
+        let cmd =
+            busybox_command(&id, &["sh", "-c", "echo three >&3; echo four >&4"], |_| {}).unwrap();
+        let (a, b) = with_two_extra(|pipes| {
+            let st = d.run(&cmd, pipes, &Hooks::new()).unwrap();
+            assert!(st.success(), "{name}: {st}");
+        });
+        assert_eq!(
+            (a.as_str(), b.as_str()),
+            ("three\n", "four\n"),
+            "{name}: run"
+        );
+
+        let id = unique_id("oci-fds");
+        let cmd = busybox_command(&id, &["sleep", "1000"], |_| {}).unwrap();
+        let h = execdriver_api::spawn(d.clone(), cmd, Pipes::null(), Hooks::new()).unwrap();
+        h.wait_started().expect("started");
+        let p = runc_like_spec(
+            busybox_rootfs().unwrap(),
+            &["sh", "-c", "echo e3 >&3; echo e4 >&4"],
+        )
+        .process()
+        .clone()
+        .unwrap();
+        let (a, b) = with_two_extra(|pipes| {
+            let st = d.exec(&id, &p, pipes, &Hooks::new()).unwrap();
+            assert!(st.success(), "{name}: exec {st}");
+        });
+        d.terminate(&id).unwrap();
+        h.wait().unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("e3\n", "e4\n"), "{name}: exec");
+    }
+}
+
+#[test]
+fn the_binarys_words_are_in_the_error_and_nothing_is_left() {
+    let test = "the_binarys_words_are_in_the_error_and_nothing_is_left";
+    for (name, d) in drivers(test) {
+        let id = unique_id("oci-bad");
+        let cmd = busybox_command(&id, &["/no/such/program"], |_| {}).unwrap();
+        let (pipes, cap) = Pipes::capture().unwrap();
+        let e = d
+            .run(&cmd, pipes, &Hooks::new())
+            .expect_err("a missing program fails the run")
+            .to_string();
+        let _ = cap.wait_strings();
+        assert!(
+            e.contains("/no/such/program") || e.contains("no such file"),
+            "{name}: {e}"
+        );
+        assert!(!d.list().unwrap().contains(&id), "{name}: {id} left behind");
+        // The id is free again.
+        let again = busybox_command(&id, &["true"], |_| {}).unwrap();
+        let st = d.run(&again, Pipes::null(), &Hooks::new()).unwrap();
+        assert!(st.success(), "{name}: reuse {st}");
+    }
+}
+
+#[test]
+fn a_terminal_process_still_gets_its_extra_fds() {
+    let test = "a_terminal_process_still_gets_its_extra_fds";
+    for (name, d) in drivers(test) {
+        let id = unique_id("oci-ttyfd");
+        let cmd = busybox_command(&id, &["sh", "-c", "tty >&3; echo x >&4"], |spec| {
+            if let Some(p) = spec.process_mut() {
+                p.set_terminal(Some(true));
+            }
+        })
+        .unwrap();
+        let (a, b) = with_two_extra(|pipes| {
+            let st = d.run(&cmd, pipes, &Hooks::new()).unwrap();
+            assert!(st.success(), "{name}: {st}");
+        });
+        assert!(a.starts_with("/dev/pts/"), "{name}: {a:?}");
+        assert_eq!(b, "x\n", "{name}");
+    }
+}
