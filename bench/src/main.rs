@@ -185,12 +185,32 @@ fn run(args: &Args, root: bool) -> Result<bool, String> {
     } else {
         None
     };
+    let (runc, crun) = (peers::runc(), peers::crun());
+    // The oci driver over each peer binary, for `Driver::run` through it.
+    let oci = |peer: &Option<peers::Peer>| -> Result<Option<std::sync::Arc<dyn execdriver::Driver>>, String> {
+        match peer {
+            Some(p) if root => {
+                let options = serde_json::json!({
+                    "binary": p.path,
+                    "root": work.join("state").join(format!("oci-{}", p.name)),
+                });
+                execdriver::oci::factory()
+                    .create(&options)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Ok(None),
+        }
+    };
+    let (oci_runc, oci_crun) = (oci(&runc)?, oci(&crun)?);
     let ctx = Ctx {
         smoke: args.smoke,
         work: work.clone(),
         execdriver,
-        runc: peers::runc(),
-        crun: peers::crun(),
+        runc,
+        crun,
+        oci_runc,
+        oci_crun,
         wasmtime: peers::wasmtime(&work),
         rootfs,
         native,

@@ -27,6 +27,9 @@ pub struct Ctx {
     pub rootfs: Option<PathBuf>,
     /// The in-library native driver.
     pub native: Option<Arc<dyn Driver>>,
+    /// The in-library `oci` driver over runc and over crun.
+    pub oci_runc: Option<Arc<dyn Driver>>,
+    pub oci_crun: Option<Arc<dyn Driver>>,
 }
 
 impl Ctx {
@@ -154,6 +157,25 @@ pub fn lifecycle(ctx: &Ctx, net: bool) -> Result<Table, String> {
         let d = t.elapsed();
         st.success().then_some(d).ok_or_else(|| st.to_string())
     }));
+    for (name, driver) in [("crun", &ctx.oci_crun), ("runc", &ctx.oci_runc)] {
+        let Some(driver) = driver.clone() else {
+            continue;
+        };
+        let id = ContainerId::new(format!("{tag}-oci-{name}")).map_err(|e| e.to_string())?;
+        let b = bundle.clone();
+        cs.push(Contender::new(
+            format!("Driver::run via oci + {name} (in-library)"),
+            move || {
+                let cmd = Cmd::from_bundle(id.clone(), &b).map_err(|e| e.to_string())?;
+                let t = Instant::now();
+                let st = driver
+                    .run(&cmd, Pipes::null(), &Hooks::new())
+                    .map_err(|e| e.to_string())?;
+                let d = t.elapsed();
+                st.success().then_some(d).ok_or_else(|| st.to_string())
+            },
+        ));
+    }
     let r = rootfs.clone();
     cs.push(Contender::new(
         "bare Rust floor (clone + pivot_root + /proc + exec)",
