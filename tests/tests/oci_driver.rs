@@ -116,3 +116,37 @@ fn a_terminal_process_still_gets_its_extra_fds() {
         assert_eq!(b, "x\n", "{name}");
     }
 }
+
+/// An engine restart: a second driver value on the same root (what a restarted engine creates)
+/// finds a container the first one started, through the binary's own state — list, info with
+/// its pid, pids, stats, kill — and terminate and clean remove it.
+#[test]
+fn a_restarted_engine_finds_and_ends_the_containers_of_the_last_one() {
+    let test = "a_restarted_engine_finds_and_ends_the_containers_of_the_last_one";
+    for (name, first) in drivers(test) {
+        let id = unique_id("oci-restart");
+        let cmd = busybox_command(&id, &["sleep", "1000"], |_| {}).unwrap();
+        let h = execdriver_api::spawn(first.clone(), cmd, Pipes::null(), Hooks::new()).unwrap();
+        let pid = h.wait_started().expect("started");
+        let second = execdriver_tests::oci::driver(name).unwrap();
+        assert!(second.list().unwrap().contains(&id), "{name}: list");
+        let info = second.info(&id).unwrap();
+        assert_eq!(info.status, execdriver_api::Status::Running, "{name}");
+        assert_eq!(info.pid, Some(pid), "{name}: the init's pid");
+        assert!(second.pids(&id).unwrap().contains(&pid), "{name}: pids");
+        second.stats(&id).unwrap();
+        // The second value ends it; the first sees its run end by the signal.
+        second.terminate(&id).unwrap();
+        let st = h.wait().unwrap();
+        assert_eq!(st.signal, Some(9), "{name}: {st}");
+        second.clean(&id).unwrap();
+        assert!(
+            !second.list().unwrap().contains(&id),
+            "{name}: still listed"
+        );
+        assert!(matches!(
+            second.info(&id),
+            Err(execdriver_api::DriverError::NotFound { .. })
+        ));
+    }
+}

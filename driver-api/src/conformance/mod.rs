@@ -262,10 +262,9 @@ macro_rules! conformance_tests {
             exit_codes, stdout_and_stderr, stdin, hook_order_and_pid, failing_pre_start_aborts,
             panicking_pre_start_aborts, failing_start_hook_kills, kill_with_sigkill,
             kill_with_sigterm, terminate, info_and_list_while_running, pause_and_unpause,
-            stats_while_running, pids_while_running, exec_into_running, clean_then_reuse,
+            stats_while_running, pids_while_running, exec_into_running, terminal, clean_then_reuse,
             concurrent_runs, duplicate_live_id_rejected, unknown_id_not_found,
-            invalid_ids_rejected, host_files_out_of_reach, engine_binary_never_runs, oom_killed,
-            terminal);
+            invalid_ids_rejected, host_files_out_of_reach, engine_binary_never_runs, oom_killed);
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {
         $(
