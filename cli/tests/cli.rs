@@ -200,6 +200,50 @@ fn oci_run_with_runc_prints_and_exits_with_the_container_code() {
     assert_eq!(std::fs::read_dir(&bundles).unwrap().count(), 0);
 }
 
+/// The operator's config pins the oci driver and its binary (crun); a binary that isn't there
+/// is a clear error naming the option, and nothing is left.
+#[test]
+fn the_operator_config_pins_oci_with_crun() {
+    let dir = tempfile::tempdir().unwrap();
+    if !bundle(dir.path(), &["sh", "-c", "echo pinned; exit 7"], true) {
+        return;
+    }
+    if !execdriver_tests::have("crun") {
+        missing("cli oci config", "crun is not installed");
+        return;
+    }
+    let crun = execdriver_tests::oci::crun_binary().unwrap();
+    let config = dir.path().join("operator.json");
+    let root = root_args(dir.path());
+    let id = format!("cli-oci-pin-{}", std::process::id());
+    let run_with = |options: serde_json::Value| {
+        let text = serde_json::json!({"driver": "oci", "options": options}).to_string();
+        std::fs::write(&config, text).unwrap();
+        run(&[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--root",
+            &root,
+            "--bundle",
+            dir.path().to_str().unwrap(),
+            &id,
+        ])
+    };
+    let out = run_with(serde_json::json!({ "binary": crun }));
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "pinned\n");
+    // crun's state directory under the driver's root is where the container lived.
+    let state = Path::new(&root).join("oci/runtime");
+    assert!(state.is_dir(), "{} is missing", state.display());
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+
+    let out = run_with(serde_json::json!({"binary": "/nonexistent/crun"}));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("binary: /nonexistent/crun not found"), "{err}");
+}
+
 #[test]
 fn native_run_exits_128_plus_signal() {
     let dir = tempfile::tempdir().unwrap();

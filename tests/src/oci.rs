@@ -79,6 +79,15 @@ pub fn driver_over(binary: &std::path::Path, name: &str) -> Result<Arc<dyn Drive
         .map_err(|e| e.to_string())
 }
 
+/// The program to give the `oci` driver as crun on this host: crun itself, or on a hybrid host
+/// the wrapper [`driver`] uses.
+///
+/// # Errors
+/// When the wrapper can't be written.
+pub fn crun_binary() -> Result<PathBuf, String> {
+    crun_program(std::path::Path::new("crun"))
+}
+
 /// crun 1.8 refuses a hybrid cgroup layout ("cgroups in hybrid mode not supported"): on such a
 /// host (this one: v1 controllers, hugetlb on the cgroup2 mount at /sys/fs/cgroup/unified)
 /// every crun command runs in a private mount namespace where that cgroup2 mount is covered by
