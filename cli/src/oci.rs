@@ -278,6 +278,13 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> serde_json::Value {
             ],
         },
     });
+    // As runc 1.1: on a cgroup-v2-only host the example has a cgroup namespace too.
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces is an array")
+            .push(serde_json::json!({"type": "cgroup"}));
+    }
     if rootless {
         let linux = &mut spec["linux"];
         linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);

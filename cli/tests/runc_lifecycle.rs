@@ -778,7 +778,7 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             id,
             "sh",
             "-c",
-            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight",
         ]);
         format!(
             "{} read={:?}",
@@ -1104,9 +1104,15 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
         get("exec --detach --console-socket --process (tty)"),
         "code=0 master=true pts=true"
     );
+    // v1: cpu.shares as given; v2: its cpu.weight (runc's conversion: 512 → 20).
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     assert_eq!(
         get("update --resources -"),
-        r#"code=0 read=["100663296", "512"]"#
+        if v2 {
+            r#"code=0 read=["100663296", "20"]"#
+        } else {
+            r#"code=0 read=["100663296", "512"]"#
+        }
     );
     assert!(
         get("events --stats").starts_with(
@@ -1118,7 +1124,7 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
 }
 
 /// `spec` writes the document `runc spec` writes, as far as callers build on it: the same
-/// namespaces and the same mounts (runc 1.1 has no cgroup namespace in it).
+/// namespaces and the same mounts (runc 1.1 adds a cgroup namespace only on a v2-only host).
 #[test]
 fn spec_matches_runcs_namespaces_and_mounts() {
     let test = "spec_matches_runcs_namespaces_and_mounts";

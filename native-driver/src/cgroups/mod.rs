@@ -723,6 +723,9 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'retry,
                 Err(source) => return Err(CgroupError::Create { path: cur, source }),
             }
+            if !leaf && fs.is_marked(&cur) {
+                delegate_v2(fs, &cur);
+            }
             // Fill every level, not only the ones we made: a concurrent creator of a shared
             // parent may not have filled it yet.
             if d.controllers.iter().any(|c| c == "cpuset") {
@@ -743,6 +746,25 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
         path: d.path.clone(),
         source: io::Error::other("parent cgroup kept disappearing"),
     })
+}
+
+/// cgroup v2: a parent we made hands every controller it has on to its children (as runc
+/// does for the levels it creates), so that a container's cgroup has `pids.current`,
+/// `memory.current`, `cpu.stat` … for its statistics even without limits. A write refused
+/// (the level holds processes of someone else's) is left to `enable_v2`, which names the
+/// file when a limit needs that controller. Not a v2 directory: nothing to do.
+fn delegate_v2(fs: &dyn CgroupFs, level: &Path) {
+    let Ok(available) = fs.read(&level.join("cgroup.controllers")) else {
+        return;
+    };
+    let file = level.join("cgroup.subtree_control");
+    let enabled = fs.read(&file).unwrap_or_default();
+    let enabled: Vec<&str> = enabled.split_whitespace().collect();
+    for c in available.split_whitespace() {
+        if !enabled.contains(&c) {
+            let _ = fs.write(&file, &format!("+{c}"));
+        }
+    }
 }
 
 /// A new v1 cpuset cgroup starts with no cpus or memory nodes; give it its parent's.
@@ -1155,6 +1177,35 @@ mod tests {
         expect("engine/execdriver/c/memory.swap.max", "1048576");
         expect("engine/execdriver/c/cpu.max", "20000 100000");
         expect("engine/execdriver/c/pids.max", "8");
+    }
+
+    #[test]
+    fn v2_parents_we_made_delegate_every_controller_they_have() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, fs) = v2_fixture(tmp.path(), "cpu memory pids\n");
+        // Our shared parent, as the kernel fills it: the engine's delegated controllers.
+        let parent = tmp.path().join("engine/execdriver");
+        std::fs::create_dir_all(&parent).unwrap();
+        std::fs::write(parent.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        std::fs::write(parent.join("cgroup.subtree_control"), "memory\n").unwrap();
+        fs.marks.lock().unwrap().insert(parent.clone());
+        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        cg.create(&fs).unwrap();
+        let writes = fs.writes.lock().unwrap().clone();
+        let file = parent.join("cgroup.subtree_control");
+        let to_parent: Vec<&str> = writes
+            .iter()
+            .filter(|(p, _)| *p == file)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        // No limits at all, and still: pids.current, cpu.stat for the statistics.
+        assert_eq!(to_parent, ["+cpu", "+pids"], "{writes:?}");
+        assert!(
+            !writes
+                .iter()
+                .any(|(p, _)| p.ends_with("engine/cgroup.subtree_control")),
+            "the engine's own cgroup is never written: {writes:?}"
+        );
     }
 
     #[test]
