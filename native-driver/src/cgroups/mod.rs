@@ -215,7 +215,7 @@ impl Cgroup {
     /// removed again.
     pub fn create(&self, fs: &dyn CgroupFs) -> Result<()> {
         for (i, d) in self.dirs.iter().enumerate() {
-            if let Err(e) = create_dir(fs, d) {
+            if let Err(e) = create_dir(fs, d, self.v2) {
                 for done in &self.dirs[..i] {
                     let _ = remove_dir(fs, done, None);
                 }
@@ -703,7 +703,8 @@ fn collect_procs(fs: &dyn CgroupFs, dir: &Path, out: &mut Vec<u32>, depth: usize
     Ok(())
 }
 
-fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
+/// `v2`: parents we made delegate their controllers ([`delegate_v2`]); v1 has no such file.
+fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir, v2: bool) -> Result<()> {
     let rel = d.path.strip_prefix(&d.stop).map_err(|_| {
         CgroupError::BadPath(d.path.display().to_string(), "is not below its hierarchy")
     })?;
@@ -723,7 +724,7 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'retry,
                 Err(source) => return Err(CgroupError::Create { path: cur, source }),
             }
-            if !leaf && fs.is_marked(&cur) {
+            if v2 && !leaf && fs.is_marked(&cur) {
                 delegate_v2(fs, &cur);
             }
             // Fill every level, not only the ones we made: a concurrent creator of a shared
@@ -752,7 +753,7 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir) -> Result<()> {
 /// does for the levels it creates), so that a container's cgroup has `pids.current`,
 /// `memory.current`, `cpu.stat` … for its statistics even without limits. A write refused
 /// (the level holds processes of someone else's) is left to `enable_v2`, which names the
-/// file when a limit needs that controller. Not a v2 directory: nothing to do.
+/// file when a limit needs that controller.
 fn delegate_v2(fs: &dyn CgroupFs, level: &Path) {
     let Ok(available) = fs.read(&level.join("cgroup.controllers")) else {
         return;
