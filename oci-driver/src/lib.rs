@@ -797,19 +797,33 @@ impl Driver for OciDriver {
                 let _ = self.delete(&cmd.id);
                 return Err(err);
             }
-            let created = pid_from_file(&pid_file).and_then(|(pid, pidfd)| {
+            let (pid, pidfd) = match pid_from_file(&pid_file) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = self.delete(&cmd.id);
+                    return Err(e);
+                }
+            };
+            let checked = (|| {
                 let pty = console.as_ref().map(|c| c.receive()).transpose()?;
                 // The image has run nothing yet: check the binary built what the spec says.
                 verify::mounts(pid, &cmd.spec).map_err(|why| DriverError::Internal {
                     context: format!("container {}: {} create", cmd.id, self.binary.display()),
                     message: format!("refused before start: {why}"),
                 })?;
-                Ok((pid, pidfd, pty.map(|m| Arc::new(console::Pty::new(m)))))
-            });
-            let (pid, pidfd, pty) = match created {
-                Ok(p) => p,
+                Ok(pty.map(|m| Arc::new(console::Pty::new(m))))
+            })();
+            let pty = match checked {
+                Ok(pty) => pty,
                 Err(e) => {
+                    // The init is our child by now: reaped, not left a zombie.
                     let _ = self.delete(&cmd.id);
+                    let _ = self.wait_exit(
+                        &cmd.id,
+                        &pidfd,
+                        &cgroup::Paths::default(),
+                        &OomNotifier::new(),
+                    );
                     return Err(e);
                 }
             };

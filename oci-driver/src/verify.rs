@@ -74,6 +74,14 @@ fn clean(path: &Path) -> PathBuf {
     out
 }
 
+fn is_bind(m: &execdriver_api::oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
 /// What the spec says about kernel filesystems, in container paths.
 struct Expected {
     proc: Vec<PathBuf>,
@@ -93,11 +101,13 @@ impl Expected {
             // No mount namespace of its own: the tree is the host's (or another's).
             return None;
         }
+        // Where a filesystem of type `t` may appear: its own mounts, and bind mounts (a
+        // rootless spec binds the host's /sys; a bind of procfs or sysfs shows as that type).
         let of_type = |t: &str| -> Vec<PathBuf> {
             spec.mounts()
                 .iter()
                 .flatten()
-                .filter(|m| m.typ().as_deref() == Some(t))
+                .filter(|m| m.typ().as_deref() == Some(t) || is_bind(m))
                 .map(|m| clean(m.destination()))
                 .collect()
         };
@@ -240,6 +250,31 @@ mod tests {
         let mut absent = expected();
         absent.masked = vec![PathBuf::from("/proc/no-such-entry-here")];
         assert_eq!(check(&parse(&unmasked), &absent), Ok(()));
+    }
+
+    #[test]
+    fn a_bind_of_the_hosts_sys_is_where_the_spec_binds_it() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "ro"]}
+            ],
+            "linux": {"namespaces": [{"type": "mount"}]}
+        }))
+        .unwrap();
+        let expected = Expected::of(&spec).unwrap();
+        let tree = "\
+1 0 0:1 / / rw - overlay o rw
+2 1 0:2 / /proc rw - proc proc rw
+3 1 0:3 / /sys ro - sysfs sysfs rw
+4 3 0:4 / /sys/fs/cgroup ro - tmpfs tmpfs rw
+";
+        assert_eq!(check(&parse(tree), &expected), Ok(()));
+        // A sysfs anywhere else is still refused.
+        let moved = tree.replace(" /sys ro", " /elsewhere ro");
+        assert!(check(&parse(&moved), &expected).is_err());
     }
 
     #[test]
