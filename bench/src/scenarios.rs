@@ -146,35 +146,33 @@ pub fn lifecycle(ctx: &Ctx, net: bool) -> Result<Table, String> {
     let native = ctx.native.clone().ok_or("no native driver")?;
     let rootfs = ctx.rootfs.clone().ok_or("no rootfs")?;
     let mut cs = run_contenders(ctx, &bundle, tag);
-    let lib_id = ContainerId::new(format!("{tag}-lib")).map_err(|e| e.to_string())?;
-    let b = bundle.clone();
-    cs.push(Contender::new("Driver::run (in-library)", move || {
-        let cmd = Cmd::from_bundle(lib_id.clone(), &b).map_err(|e| e.to_string())?;
-        let t = Instant::now();
-        let st = native
-            .run(&cmd, Pipes::null(), &Hooks::new())
-            .map_err(|e| e.to_string())?;
-        let d = t.elapsed();
-        st.success().then_some(d).ok_or_else(|| st.to_string())
-    }));
+    let mut in_library = vec![("Driver::run (in-library)".to_owned(), "lib", native)];
     for (name, driver) in [("crun", &ctx.oci_crun), ("runc", &ctx.oci_runc)] {
-        let Some(driver) = driver.clone() else {
-            continue;
-        };
-        let id = ContainerId::new(format!("{tag}-oci-{name}")).map_err(|e| e.to_string())?;
+        if let Some(d) = driver.clone() {
+            let label = format!("Driver::run via oci + {name} (in-library)");
+            in_library.push((
+                label,
+                if name == "crun" {
+                    "oci-crun"
+                } else {
+                    "oci-runc"
+                },
+                d,
+            ));
+        }
+    }
+    for (label, suffix, driver) in in_library {
+        let id = ContainerId::new(format!("{tag}-{suffix}")).map_err(|e| e.to_string())?;
         let b = bundle.clone();
-        cs.push(Contender::new(
-            format!("Driver::run via oci + {name} (in-library)"),
-            move || {
-                let cmd = Cmd::from_bundle(id.clone(), &b).map_err(|e| e.to_string())?;
-                let t = Instant::now();
-                let st = driver
-                    .run(&cmd, Pipes::null(), &Hooks::new())
-                    .map_err(|e| e.to_string())?;
-                let d = t.elapsed();
-                st.success().then_some(d).ok_or_else(|| st.to_string())
-            },
-        ));
+        cs.push(Contender::new(label, move || {
+            let cmd = Cmd::from_bundle(id.clone(), &b).map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            let st = driver
+                .run(&cmd, Pipes::null(), &Hooks::new())
+                .map_err(|e| e.to_string())?;
+            let d = t.elapsed();
+            st.success().then_some(d).ok_or_else(|| st.to_string())
+        }));
     }
     let r = rootfs.clone();
     cs.push(Contender::new(
