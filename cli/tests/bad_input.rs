@@ -671,7 +671,7 @@ fn native_cases() -> Vec<Case> {
             "seccomp",
         ),
         c(
-            "seccomp notify",
+            "seccomp notify without a listenerPath",
             set(
                 "/linux/seccomp",
                 json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),

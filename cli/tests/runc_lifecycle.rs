@@ -1159,3 +1159,289 @@ fn spec_matches_runcs_namespaces_and_mounts() {
     };
     assert_eq!(shape(env!("CARGO_BIN_EXE_execdriver")), shape(&runc));
 }
+
+/// runc's `seccomp-notify.bats`, case for case, through runc and through execdriver with the
+/// same agent (`execdriver_tests::seccomp_agent`, shaped like runc's contrib seccompagent:
+/// `mkdir P` makes `P-<metadata>`, chmod calls fail with ENOMEDIUM, the rest continue).
+fn notify_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, String)> {
+    use execdriver_tests::seccomp_agent::Agent;
+    let mut out = Vec::new();
+    let sock = rt.dir.join(format!("{}-agent.sock", rt.name));
+    let agent = Agent::start(&sock).expect("start the seccomp agent");
+    let sock = sock.to_str().unwrap().to_owned();
+    let profile = |nnp: bool, calls: &[&str], path: &str| {
+        let (calls, path) = (
+            calls.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
+            path.to_owned(),
+        );
+        move |spec: &mut serde_json::Value| {
+            spec["process"]["noNewPrivileges"] = serde_json::json!(nnp);
+            spec["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": path,
+                "listenerMetadata": "bar",
+                "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": calls, "action": "SCMP_ACT_NOTIFY"}],
+            });
+        }
+    };
+    let id = |n: &str| format!("edtest-ntf{tag}-{n}");
+    // A foreground `run`: its code and all it printed.
+    let run = |name: &str, script: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let id = id(name);
+        let b = side_bundle(rt, bundle, &id, &["sh", "-c", script], edit);
+        let _c = Cleanup(rt, &id);
+        let o = rt.run(&["run", "--bundle", &b, &id]);
+        (o.code, format!("{}{}", o.stdout, o.stderr))
+    };
+    let class = |code: i32| if code == 0 { "code=0" } else { "code!=0" };
+    let made = "mkdir /dev/shm/foo && stat /dev/shm/foo-bar";
+    for nnp in [false, true] {
+        let (code, _) = run(&format!("run{nnp}"), made, &profile(nnp, &["mkdir"], &sock));
+        out.push((
+            format!("run, mkdir notified, noNewPrivileges {nnp}"),
+            class(code).into(),
+        ));
+        let what = agent.states().last().map(|s| {
+            let keys: Vec<&str> = s
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "keys={keys:?} fds={} metadata={} status={} pid-is-init={}",
+                s["fds"],
+                s["metadata"],
+                s["state"]["status"],
+                s["pid"] == s["state"]["pid"]
+            )
+        });
+        out.push((
+            format!("the agent's process state (run, noNewPrivileges {nnp})"),
+            what.unwrap_or_else(|| "none".into()),
+        ));
+    }
+    for nnp in [false, true] {
+        let cid = id(&format!("exec{nnp}"));
+        let b = side_bundle(
+            rt,
+            bundle,
+            &cid,
+            &["sleep", "1000"],
+            profile(nnp, &["mkdir"], &sock),
+        );
+        let _c = Cleanup(rt, &cid);
+        let before = agent.states().len();
+        let d = rt.run(&["run", "--detach", "--bundle", &b, &cid]);
+        // The init's own state first (the agent takes it in the background), then the exec's.
+        agent.wait_states(before + 1);
+        let e = rt.run(&["exec", &cid, "sh", "-c", made]);
+        let status = agent.wait_states(before + 2).get(before + 1).map(|s| {
+            format!(
+                "status={} pid-is-init={}",
+                s["state"]["status"],
+                s["pid"] == s["state"]["pid"]
+            )
+        });
+        out.push((
+            format!("exec, mkdir notified, noNewPrivileges {nnp}"),
+            format!(
+                "run={} exec={} {}",
+                class(d.code),
+                class(e.code),
+                status.unwrap_or_else(|| "no state".into())
+            ),
+        ));
+    }
+    for nnp in [false, true] {
+        let (code, _) = run(
+            &format!("imp{nnp}"),
+            "/bin/true",
+            &profile(nnp, &["execve", "openat", "open", "read", "close"], &sock),
+        );
+        out.push((
+            format!("important calls notified, noNewPrivileges {nnp}"),
+            class(code).into(),
+        ));
+    }
+    let before = agent.states().len();
+    let (code, _) = run(
+        "nolisten",
+        "mkdir /dev/shm/foo && stat /dev/shm/foo",
+        &|spec| {
+            spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock, "listenerMetadata": "bar"});
+        },
+    );
+    out.push((
+        "a listenerPath without notify rules".into(),
+        format!(
+            "{} agent-contacted={}",
+            class(code),
+            agent.states().len() > before
+        ),
+    ));
+    for (name, path) in [
+        ("empty", ""),
+        ("wrong", "/some-non-existing-listener-path.sock"),
+        ("abstract", "@mysocketishere"),
+    ] {
+        let (code, _) = run(name, "/bin/true", &profile(false, &["mkdir"], path));
+        out.push((
+            format!("notify with a listenerPath {path:?}"),
+            class(code).into(),
+        ));
+    }
+    {
+        let gone = rt.dir.join(format!("{}-gone.sock", rt.name));
+        let _once = Agent::one_mkdir(&gone).expect("start the seccomp agent");
+        let (code, text) = run(
+            "gone",
+            "mkdir /dev/shm/foo && stat /dev/shm/foo-bar && mkdir /dev/shm/baz",
+            &profile(false, &["mkdir"], gone.to_str().unwrap()),
+        );
+        out.push((
+            "the agent lets go: the next notified mkdir".into(),
+            format!(
+                "{} enosys={}",
+                class(code),
+                text.contains("mkdir")
+                    && text.contains("/dev/shm/baz")
+                    && text.contains("Function not implemented")
+            ),
+        ));
+    }
+    let none = rt.dir.join(format!("{}-none.sock", rt.name));
+    let (code, text) = run(
+        "noagent",
+        "/bin/true",
+        &profile(false, &["mkdir"], none.to_str().unwrap()),
+    );
+    out.push((
+        "no agent at listenerPath".into(),
+        format!(
+            "{} words={}",
+            class(code),
+            text.contains("failed to connect with seccomp agent")
+        ),
+    ));
+    let (code, text) = run(
+        "chmod",
+        "touch /dev/shm/foo && chmod 777 /dev/shm/foo",
+        &profile(false, &["chmod", "fchmod", "fchmodat"], &sock),
+    );
+    out.push((
+        "chmod answered ENOMEDIUM by the agent".into(),
+        format!(
+            "{} words={}",
+            class(code),
+            text.contains("chmod")
+                && text.contains("/dev/shm/foo")
+                && text.contains("No medium found")
+        ),
+    ));
+    let (code, text) = run("write", "/bin/true", &profile(false, &["write"], &sock));
+    out.push((
+        "notify write".into(),
+        format!(
+            "{} words={}",
+            class(code),
+            text.contains("SCMP_ACT_NOTIFY cannot be used for the write syscall")
+        ),
+    ));
+    let (code, text) = run("hook", "/bin/true", &|spec| {
+        profile(false, &["mkdir"], &sock)(spec);
+        spec["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "n=$(ls /proc/self/fd/ | wc -l); [ $n -eq 4 ] || { echo fds=$n; ls -l /proc/self/fd; exit 1; }"]}]});
+    });
+    out.push((
+        "a startContainer hook's fds".into(),
+        format!(
+            "{} {}",
+            class(code),
+            if code == 0 {
+                String::new()
+            } else {
+                text.lines().next().unwrap_or_default().to_owned()
+            }
+        ),
+    ));
+    out
+}
+
+#[test]
+fn runc_and_execdriver_agree_on_seccomp_notify() {
+    let test = "runc_and_execdriver_agree_on_seccomp_notify";
+    if !is_root() {
+        return missing(test, "needs root");
+    }
+    let Some(runc) = runc() else {
+        return missing(test, "runc is not installed (apt-get install runc)");
+    };
+    let rootfs = match busybox_rootfs() {
+        Ok(r) => r,
+        Err(e) => return missing(test, &e),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
+    let bundle_dir = dir.path().join("bundle");
+    std::fs::create_dir(&bundle_dir).unwrap();
+    std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
+    let bundle = bundle_dir.to_str().unwrap();
+    let tag = std::process::id().to_string();
+    let theirs = Runtime {
+        name: "runc",
+        bin: runc,
+        root: dir.path().join("runc-root"),
+        dir: dir.path().to_path_buf(),
+    };
+    let ours = Runtime {
+        name: "execdriver",
+        bin: env!("CARGO_BIN_EXE_execdriver").to_owned(),
+        root: dir.path().join("ed-root"),
+        dir: dir.path().to_path_buf(),
+    };
+    let t = notify_cases(&theirs, bundle, &tag);
+    let o = notify_cases(&ours, bundle, &tag);
+    let mut report = String::new();
+    let mut differ = 0;
+    for (a, b) in t.iter().zip(&o) {
+        let mark = if a.1 == b.1 { "  " } else { "!!" };
+        differ += usize::from(a.1 != b.1);
+        report.push_str(&format!(
+            "{mark} {:<55} runc: {:<40} execdriver: {}\n",
+            a.0, a.1, b.1
+        ));
+    }
+    eprintln!("{report}");
+    assert_eq!(t.len(), o.len());
+    assert_eq!(differ, 0, "the runtimes differ:\n{report}");
+    // What runc's suite expects (not two runtimes failing alike).
+    let get = |step: &str| o.iter().find(|(s, _)| s == step).unwrap().1.clone();
+    for nnp in [false, true] {
+        assert_eq!(
+            get(&format!("run, mkdir notified, noNewPrivileges {nnp}")),
+            "code=0"
+        );
+        assert_eq!(
+            get(&format!("exec, mkdir notified, noNewPrivileges {nnp}")),
+            "run=code=0 exec=code=0 status=\"running\" pid-is-init=false"
+        );
+        assert_eq!(
+            get(&format!("important calls notified, noNewPrivileges {nnp}")),
+            "code=0"
+        );
+    }
+    assert_eq!(
+        get("a listenerPath without notify rules"),
+        "code=0 agent-contacted=false"
+    );
+    assert_eq!(
+        get("the agent lets go: the next notified mkdir"),
+        "code!=0 enosys=true"
+    );
+    assert_eq!(get("no agent at listenerPath"), "code!=0 words=true");
+    assert_eq!(
+        get("chmod answered ENOMEDIUM by the agent"),
+        "code!=0 words=true"
+    );
+    assert_eq!(get("notify write"), "code!=0 words=true");
+    assert_eq!(get("a startContainer hook's fds"), "code=0 ");
+}

@@ -905,7 +905,19 @@ impl NativeDriver {
             }
             Ok(())
         };
-        let terminal = await_ready(&chan, id, Some(&plan), &plan.process, &mut before_pivot)?;
+        let setup = SetUp {
+            pidfd: init_fd,
+            pid,
+            state: oci_state(&state, "creating"),
+        };
+        let terminal = await_ready(
+            &chan,
+            id,
+            Some(&plan),
+            &plan.process,
+            setup,
+            &mut before_pivot,
+        )?;
         Ok(Launched {
             launch,
             chan,
@@ -1118,7 +1130,12 @@ impl NativeDriver {
             .map_err(|e| DriverError::sys(format!("container {id}: exec: pidfd_open"), e))?;
         guard.children.push(owned(pidfd));
         chan.go().map_err(io_err)?;
-        let terminal = await_ready(&chan, id, None, &plan, &mut || Ok(()))?;
+        let setup = SetUp {
+            pidfd: guard.children.last().expect("just pushed"),
+            pid,
+            state: oci_state(&st, "running"),
+        };
+        let terminal = await_ready(&chan, id, None, &plan, setup, &mut || Ok(()))?;
 
         // The container's OOM events, for this process's hooks.
         let oom = OomNotifier::new();
@@ -1389,13 +1406,22 @@ impl NativeDriver {
     }
 }
 
+/// A process being set up, for its seccomp agent: its pidfd and pid, and its container's
+/// state document.
+struct SetUp<'a> {
+    pidfd: &'a OwnedFd,
+    pid: i32,
+    state: String,
+}
+
 /// After the last GO of setup: waits for READY, taking the pty master on the way when the
-/// process has a terminal.
+/// process has a terminal, and handing the seccomp listener to the agent when it has one.
 fn await_ready(
     chan: &Channel,
     id: &ContainerId,
     plan: Option<&Plan>,
     process: &ProcessPlan,
+    setup: SetUp<'_>,
     before_pivot: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Option<Arc<Pty>>> {
     let mut terminal: Option<Arc<Pty>> = None;
@@ -1408,6 +1434,24 @@ fn await_ready(
             Some((m, Some(fd))) if m.kind == kind::PTY => terminal = Some(Arc::new(Pty::new(fd))),
             Some((m, _)) if m.kind == kind::HOOKS => {
                 before_pivot()?;
+                chan.go()
+                    .map_err(|e| DriverError::io(format!("container {id}: setup"), e))?;
+            }
+            Some((m, _)) if m.kind == kind::SECCOMP => {
+                let Some((_, listener)) = process.seccomp.as_ref().and_then(|s| s.notify.as_ref())
+                else {
+                    return Err(DriverError::Internal {
+                        context: format!("container {id}"),
+                        message: "a seccomp listener came without a listenerPath".into(),
+                    });
+                };
+                crate::seccomp::agent::hand_over(
+                    listener,
+                    setup.pidfd.as_raw_fd(),
+                    m.arg as RawFd,
+                    setup.pid,
+                    &setup.state,
+                )?;
                 chan.go()
                     .map_err(|e| DriverError::io(format!("container {id}: setup"), e))?;
             }

@@ -108,6 +108,9 @@ fn process_step(p: &ProcessPlan, step: Step, i: usize, errno: i32) -> Option<Dri
         }
         Step::Terminal => format!("set up the terminal (process.terminal), step {i}"),
         Step::Seccomp => format!("install seccomp filter #{i} (linux.seccomp)"),
+        Step::SeccompAgent => {
+            "report the seccomp listener to the engine (linux.seccomp.listenerPath)".to_owned()
+        }
         Step::Rlimit => format!(
             "set process.rlimits[{i}] {}",
             p.rlimit_names

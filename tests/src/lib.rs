@@ -15,6 +15,7 @@ pub mod leaks;
 pub mod native;
 pub mod oci;
 pub mod peers;
+pub mod seccomp_agent;
 pub mod wasm;
 
 /// Whether tests run under CI (`CI=true`), where missing prerequisites are failures.

@@ -26,6 +26,9 @@ pub(crate) enum Action {
     Log,
     KillThread,
     KillProcess,
+    /// `SECCOMP_RET_USER_NOTIF`: the call waits for the listener's answer (ENOSYS when no
+    /// listener is left).
+    Notify,
 }
 
 impl Action {
@@ -38,6 +41,7 @@ impl Action {
             Self::Trap => 0x0003_0000,
             Self::KillThread => 0,
             Self::KillProcess => 0x8000_0000,
+            Self::Notify => 0x7fc0_0000,
         }
     }
 }

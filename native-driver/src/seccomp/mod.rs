@@ -17,8 +17,14 @@
 //!
 //! Where a profile sets a rule action that is *less* severe than the default for a syscall
 //! (say `ERRNO` under a `KILL` default), the stricter default wins — never the other way round.
-//! `SCMP_ACT_TRACE` and `SCMP_ACT_NOTIFY` are refused.
+//!
+//! `SCMP_ACT_NOTIFY` rules are allowed by the default filter and answered by a filter of their
+//! own, installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`: its listener fd goes to the agent at
+//! `listenerPath` with the container's state (OCI `ContainerProcessState`), as runc does. A
+//! stricter rule of another action for the same call still wins (the kernel keeps the most
+//! severe answer, and `USER_NOTIF` is below `ERRNO`). `SCMP_ACT_TRACE` is refused.
 
+pub(crate) mod agent;
 pub(crate) mod bpf;
 mod compat_syscalls;
 pub mod default;
@@ -41,6 +47,33 @@ pub(crate) struct SeccompPlan {
     pub fprogs: Vec<SockFprog>,
     /// `SECCOMP_FILTER_FLAG_*` for `seccomp(2)`.
     pub flags: u32,
+    /// The program (index into `fprogs`) that answers `SCMP_ACT_NOTIFY`, installed with a new
+    /// listener, and the agent that gets the listener.
+    pub notify: Option<(usize, Listener)>,
+}
+
+/// Where a container's seccomp listener fd goes: `linux.seccomp.listenerPath` and
+/// `listenerMetadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listener {
+    /// A filesystem path, or an abstract socket name after `@`.
+    pub path: String,
+    pub metadata: String,
+}
+
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+pub(crate) const FLAG_NEW_LISTENER: u32 = 8;
+
+impl SeccompPlan {
+    /// The flags program `index` is installed with: a new listener for the notify program
+    /// when `with_listener` (a hook's copy of the filter has none: its notified calls get
+    /// ENOSYS, as when the agent is gone).
+    pub fn flags_of(&self, index: usize, with_listener: bool) -> u32 {
+        match &self.notify {
+            Some((i, _)) if *i == index && with_listener => self.flags | FLAG_NEW_LISTENER,
+            _ => self.flags,
+        }
+    }
 }
 
 /// The kernel's `struct sock_fprog`.
@@ -77,7 +110,8 @@ fn action(
         A::ScmpActTrap => Action::Trap,
         A::ScmpActKill | A::ScmpActKillThread => Action::KillThread,
         A::ScmpActKillProcess => Action::KillProcess,
-        A::ScmpActTrace | A::ScmpActNotify => {
+        A::ScmpActNotify => Action::Notify,
+        A::ScmpActTrace => {
             // The spec's own name for it (SCMP_ACT_NOTIFY), not Rust's.
             let name = serde_json::to_value(a)
                 .ok()
@@ -91,8 +125,10 @@ fn action(
     })
 }
 
+/// Actions the default filter lets through, so that their own filter decides: allow and log,
+/// and notify (the listener answers).
 fn allow_like(a: &Action) -> bool {
-    matches!(a, Action::Allow | Action::Log)
+    matches!(a, Action::Allow | Action::Log | Action::Notify)
 }
 
 /// The ABIs besides the native one that the profile's `architectures` ask to filter. Others
@@ -133,9 +169,6 @@ fn listed_arches(profile: &LinuxSeccomp) -> Vec<Arch> {
 
 /// Compiles `profile`. `None` when it filters nothing (allow by default, no other rule).
 pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, DriverError> {
-    if profile.listener_path().is_some() {
-        return Err(DriverError::unsupported(field("listenerPath"), crate::NAME));
-    }
     let default_errno = profile.default_errno_ret().unwrap_or(libc::EPERM as u32);
     let default = action(
         profile.default_action(),
@@ -143,6 +176,14 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
         default_errno,
         "defaultAction",
     )?;
+    if default == Action::Notify {
+        // Every call of the engine's init after loading would wait for the agent, which only
+        // gets the listener through such calls.
+        return Err(DriverError::invalid_spec(
+            field("defaultAction"),
+            "SCMP_ACT_NOTIFY cannot be used as default action",
+        ));
+    }
     let mut flags = 0u32;
     for f in profile.flags().iter().flatten() {
         flags |= match f {
@@ -165,6 +206,13 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
     for (i, sc) in profile.syscalls().iter().flatten().enumerate() {
         let f = format!("syscalls[{i}]");
         let act = action(sc.action(), sc.errno_ret(), default_errno, &f)?;
+        if act == Action::Notify && sc.names().iter().any(|n| n == "write") {
+            // The init reports the listener to the engine with a write (as runc's does).
+            return Err(DriverError::invalid_spec(
+                field(&f),
+                "SCMP_ACT_NOTIFY cannot be used for the write syscall",
+            ));
+        }
         let mut conds = Vec::new();
         for (j, arg) in sc.args().iter().flatten().enumerate() {
             let af = field(&format!("{f}.args[{j}]"));
@@ -211,12 +259,12 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
             for rule in &rules {
                 add_rule(target, name, rule.clone());
             }
-            if act == Action::Log {
+            if matches!(act, Action::Log | Action::Notify) {
                 let pos = by_action
                     .iter()
-                    .position(|(a, _)| *a == Action::Log)
+                    .position(|(a, _)| *a == act)
                     .unwrap_or_else(|| {
-                        by_action.push((Action::Log, Rules::new()));
+                        by_action.push((act, Rules::new()));
                         by_action.len() - 1
                     });
                 for rule in &rules {
@@ -254,11 +302,20 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
     if default != Action::Allow {
         programs.push(build(&allow, default, Action::Allow, &enosys)?);
     }
+    let mut notify_program = None;
     for (act, rules) in &by_action {
         if *act != default && !rules.is_empty() {
+            if *act == Action::Notify {
+                notify_program = Some(programs.len());
+            }
             programs.push(build(rules, Action::Allow, *act, &[])?);
         }
     }
+    let notify = match notify_program {
+        Some(i) => Some((i, listener(profile)?)),
+        // A listener path without notify rules is not connected to (as runc).
+        None => None,
+    };
     if programs.is_empty() {
         return Ok(None);
     }
@@ -273,7 +330,34 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
         programs,
         fprogs,
         flags,
+        notify,
     }))
+}
+
+/// The agent of a profile with notify rules: `listenerPath` is required, absolute or an
+/// abstract name (`@name`).
+fn listener(profile: &LinuxSeccomp) -> Result<Listener, DriverError> {
+    let path = profile
+        .listener_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if path.is_empty() {
+        return Err(DriverError::invalid_spec(
+            field("listenerPath"),
+            "SCMP_ACT_NOTIFY rules need a seccomp agent: listenerPath is empty",
+        ));
+    }
+    if !(path.starts_with('/') || path.len() > 1 && path.starts_with('@')) {
+        return Err(DriverError::invalid_spec(
+            field("listenerPath"),
+            format!("{path:?} is neither an absolute path nor an abstract socket name (@name)"),
+        ));
+    }
+    Ok(Listener {
+        path,
+        metadata: profile.listener_metadata().clone().unwrap_or_default(),
+    })
 }
 
 /// The two calls the exec trampoline makes after the filter is installed, allowed by every
@@ -390,8 +474,16 @@ mod tests {
                 "linux.seccomp.syscalls[0].args[0]: index 9",
             ),
             (
-                r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x"}"#,
-                "linux.seccomp.listenerPath",
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+                "linux.seccomp.listenerPath: SCMP_ACT_NOTIFY rules need a seccomp agent",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "run/x", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+                "linux.seccomp.listenerPath: \"run/x\" is neither",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x", "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+                "linux.seccomp.syscalls[0]: SCMP_ACT_NOTIFY cannot be used for the write syscall",
             ),
         ] {
             let e = compile(&profile(json)).unwrap_err().to_string();
@@ -399,22 +491,63 @@ mod tests {
         }
     }
 
+    /// What the kernel answers for call `nr` (x86_64, zero arguments) under `plan`'s filters.
+    fn verdict_of(plan: &SeccompPlan, nr: u32) -> u32 {
+        const X86_64: u32 = 0xc000_003e;
+        // As the kernel combines filters: the most restrictive action wins, and among equal
+        // actions the most recently installed filter's (the last one).
+        let action = |r: u32| (r & 0xffff_0000) as i32;
+        plan.programs
+            .iter()
+            .rev()
+            .fold(Action::Allow.ret(), |ret, p| {
+                let cur = bpf::run(p, X86_64, nr, [0; 6]);
+                if action(cur) < action(ret) { cur } else { ret }
+            })
+    }
+
+    #[test]
+    fn notify_rules_reach_the_listener_under_any_default_but_a_stricter_rule_wins() {
+        let nr = |n: &str| Arch::NATIVE.number(n).unwrap();
+        let plan = compile(&profile(r#"{"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": "/run/agent.sock", "listenerMetadata": "bar",
+            "syscalls": [{"names": ["read", "write", "exit_group", "mkdir", "chmod"], "action": "SCMP_ACT_ALLOW"},
+                         {"names": ["mkdir", "chmod", "rmdir"], "action": "SCMP_ACT_NOTIFY"},
+                         {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 123}]}"#))
+            .unwrap()
+            .unwrap();
+        let (index, listener) = plan.notify.clone().unwrap();
+        assert_eq!(
+            listener,
+            Listener {
+                path: "/run/agent.sock".into(),
+                metadata: "bar".into()
+            }
+        );
+        assert_eq!(plan.flags_of(index, true), FLAG_NEW_LISTENER);
+        assert_eq!(plan.flags_of(index, false), 0);
+        assert_eq!(plan.flags_of(0, true), 0);
+        assert_eq!(verdict_of(&plan, nr("mkdir")), Action::Notify.ret());
+        // Only a notify rule names it: the default filter lets it through to the agent.
+        assert_eq!(verdict_of(&plan, nr("rmdir")), Action::Notify.ret());
+        assert_eq!(verdict_of(&plan, nr("chmod")), Action::Errno(123).ret());
+        assert_eq!(verdict_of(&plan, nr("read")), Action::Allow.ret());
+        assert_eq!(verdict_of(&plan, nr("getpid")), Action::Errno(1).ret());
+
+        // A listener path without notify rules: no listener (runc does not connect).
+        let plain = compile(&profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#))
+            .unwrap()
+            .unwrap();
+        assert!(plain.notify.is_none());
+        let abstract_name = compile(&profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "@agent", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#))
+            .unwrap()
+            .unwrap();
+        assert_eq!(abstract_name.notify.unwrap().1.path, "@agent");
+    }
+
     #[test]
     fn calls_newer_than_the_profile_get_enosys_as_in_runc() {
-        const X86_64: u32 = 0xc000_003e;
-        let verdict = |json: &str, nr: u32| {
-            let plan = compile(&profile(json)).unwrap().unwrap();
-            // As the kernel combines filters: the most restrictive action wins, and among
-            // equal actions the most recently installed filter's (the last one).
-            let action = |r: u32| (r & 0xffff_0000) as i32;
-            plan.programs
-                .iter()
-                .rev()
-                .fold(Action::Allow.ret(), |ret, p| {
-                    let cur = bpf::run(p, X86_64, nr, [0; 6]);
-                    if action(cur) < action(ret) { cur } else { ret }
-                })
-        };
+        let verdict =
+            |json: &str, nr: u32| verdict_of(&compile(&profile(json)).unwrap().unwrap(), nr);
         let allowlist = r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}, {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5}]}"#;
         assert_eq!(verdict(allowlist, 0), Action::Allow.ret(), "read");
         // getpid (39) is below the highest named call (getppid, 110): the default, EPERM.

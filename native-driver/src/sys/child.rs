@@ -49,6 +49,10 @@ pub(crate) mod kind {
     /// Child → parent: mounts are done, `pivot_root` is next — run the OCI hooks that come
     /// before it, then GO.
     pub const HOOKS: u32 = 7;
+    /// Child → parent: the seccomp filter is loaded and its listener is my fd `arg` — copy it
+    /// (`pidfd_getfd`) to the agent, then GO. Sent with `write`, the one call a notify rule
+    /// may not name.
+    pub const SECCOMP: u32 = 8;
 }
 
 pub(crate) const MSG_LEN: usize = std::mem::size_of::<Msg>();
@@ -133,12 +137,13 @@ pub(crate) enum Step {
     SpecialVerify,
     // New steps go last: the trampoline's C source has the numbers of some.
     MoveRoot,
+    SeccompAgent,
 }
 
 impl Step {
     pub fn from_u32(n: u32) -> Option<Self> {
         use Step::*;
-        const ALL: [Step; 46] = [
+        const ALL: [Step; 47] = [
             Sync,
             Stdio,
             CloseFds,
@@ -185,6 +190,7 @@ impl Step {
             SpecialTarget,
             SpecialVerify,
             MoveRoot,
+            SeccompAgent,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -421,7 +427,14 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
     if let Some(size) = p.terminal {
         terminal(sync, p, size)?;
     }
-    let program = process(p)?;
+    let program = process(sync, p)?;
+    // A filter with a listener is loaded before READY, while the engine is there to hand the
+    // listener to the agent (runc loads it before its start wait too); otherwise as late as
+    // possible, after the start signal.
+    let late = p.seccomp.as_ref().filter(|_| !p.seccomp_early);
+    if let Some(sc) = late.filter(|sc| sc.notify.is_some()) {
+        install_seccomp(sync, sc)?;
+    }
 
     if let Some(fifo) = a.plan.and_then(|plan| plan.exec_fifo) {
         // Created, not started: outlive the creator and wait for `start` to write a byte
@@ -464,8 +477,8 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
     }
     reset_signal_dispositions();
     set_sigmask(false);
-    if let (Some(sc), false) = (&p.seccomp, p.seccomp_early) {
-        install_seccomp(sc)?;
+    if let Some(sc) = late.filter(|sc| sc.notify.is_none()) {
+        install_seccomp(sync, sc)?;
     }
     Ok(program)
 }
@@ -507,9 +520,19 @@ fn die_of(sig: c_int) -> ! {
     super::exit(128 + sig)
 }
 
-fn install_seccomp(sc: &crate::seccomp::SeccompPlan) -> Result<(), Fail> {
+/// Loads the filters; the notify one's listener goes to the engine (which copies it to the
+/// agent) and is closed here once the engine says GO, so that the agent holds the only copy
+/// (when it goes, notified calls get ENOSYS instead of waiting forever).
+fn install_seccomp(sync: RawFd, sc: &crate::seccomp::SeccompPlan) -> Result<(), Fail> {
     for (i, prog) in sc.fprogs.iter().enumerate() {
-        super::seccomp_install(prog, sc.flags).at(Step::Seccomp, i)?;
+        let fd = super::seccomp_install(prog, sc.flags_of(i, true)).at(Step::Seccomp, i)?;
+        if matches!(sc.notify, Some((n, _)) if n == i) {
+            let mut m = Msg::new(kind::SECCOMP);
+            m.arg = fd as u32;
+            send(sync, m).at(Step::SeccompAgent, 0)?;
+            wait_go(sync)?;
+            let _ = close(fd);
+        }
     }
     Ok(())
 }
@@ -551,7 +574,9 @@ fn terminal(sync: RawFd, p: &ProcessPlan, size: Option<(u16, u16)>) -> Result<()
         })();
         let _ = close(slave);
         res?;
-        super::send_with_fd(sync, &Msg::new(kind::PTY).to_bytes(), master).at(Step::Terminal, 8)
+        super::send_with_fd(sync, &Msg::new(kind::PTY).to_bytes(), master)
+            .map(drop)
+            .at(Step::Terminal, 8)
     })();
     let _ = close(master);
     res
@@ -1164,7 +1189,7 @@ fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
 }
 
 /// Limits, user, capabilities, cwd; returns the program path found in the container.
-fn process(p: &ProcessPlan) -> Result<&CStr, Fail> {
+fn process(sync: RawFd, p: &ProcessPlan) -> Result<&CStr, Fail> {
     for (i, r) in p.rlimits.iter().enumerate() {
         prlimit(r.resource, r.soft, r.hard).at(Step::Rlimit, i)?;
     }
@@ -1172,7 +1197,7 @@ fn process(p: &ProcessPlan) -> Result<&CStr, Fail> {
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).at(Step::NoNewPrivs, 0)?;
     }
     if let (Some(sc), true) = (&p.seccomp, p.seccomp_early) {
-        install_seccomp(sc)?;
+        install_seccomp(sync, sc)?;
     }
     let caps = &p.caps;
     {
@@ -1293,11 +1318,11 @@ mod tests {
 
     #[test]
     fn every_step_number_maps_back() {
-        for n in 1..=46 {
+        for n in 1..=47 {
             let s = Step::from_u32(n).expect("step");
             assert_eq!(s as u32, n);
         }
         assert!(Step::from_u32(0).is_none());
-        assert!(Step::from_u32(47).is_none());
+        assert!(Step::from_u32(48).is_none());
     }
 }

@@ -786,8 +786,8 @@ pub(crate) fn fchown(fd: RawFd, uid: u32, gid: u32) -> SysResult<()> {
 }
 
 /// Sends `bytes` and the fd `pass` over the unix socket `sock` (`SCM_RIGHTS`), building every
-/// structure on the stack.
-pub(crate) fn send_with_fd(sock: RawFd, bytes: &[u8], pass: RawFd) -> SysResult<()> {
+/// structure on the stack. Returns how many bytes went (a stream socket may take fewer).
+pub(crate) fn send_with_fd(sock: RawFd, bytes: &[u8], pass: RawFd) -> SysResult<usize> {
     // cmsghdr (len, level, type) is 16 bytes on 64-bit Linux, then one int, padded to 24.
     let mut control = [0u64; 3];
     let cmsg_len: usize = 16 + std::mem::size_of::<c_int>();
@@ -807,11 +807,12 @@ pub(crate) fn send_with_fd(sock: RawFd, bytes: &[u8], pass: RawFd) -> SysResult<
     msg.msg_controllen = std::mem::size_of_val(&control);
     // SAFETY: msg and what it points to are valid for the call.
     check(unsafe { libc::syscall(libc::SYS_sendmsg, sock, &raw const msg, libc::MSG_NOSIGNAL) })
-        .map(drop)
+        .map(|n| n as usize)
 }
 
-/// Installs a seccomp filter: `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`.
-pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> SysResult<()> {
+/// Installs a seccomp filter: `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`. Returns the
+/// listener fd with `SECCOMP_FILTER_FLAG_NEW_LISTENER` (close-on-exec), else 0.
+pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> SysResult<RawFd> {
     const SECCOMP_SET_MODE_FILTER: c_ulong = 1;
     // SAFETY: prog is a sock_fprog whose filter points into a program the plan keeps alive.
     check(unsafe {
@@ -822,7 +823,13 @@ pub(crate) fn seccomp_install(prog: &crate::seccomp::SockFprog, flags: u32) -> S
             prog as *const _,
         )
     })
-    .map(drop)
+    .map(|fd| fd as RawFd)
+}
+
+/// A copy of fd `target` of the process behind `pidfd` (`pidfd_getfd`), close-on-exec.
+pub(crate) fn pidfd_getfd(pidfd: RawFd, target: RawFd) -> SysResult<RawFd> {
+    // SAFETY: plain integer arguments; flags must be 0.
+    check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, target, 0) }).map(|fd| fd as RawFd)
 }
 
 /// Starts `path` (with `argv`/`envp`, stdin from `stdin`) inside the namespaces `flags` of the
@@ -879,11 +886,13 @@ pub(crate) fn spawn_in_namespaces(
                 Ok(Forked::Child) => {
                     reset_signal_dispositions();
                     set_sigmask(false);
+                    // A hook's filter has no listener: its notified calls get ENOSYS.
                     if let Some(sc) = seccomp
                         && sc
                             .fprogs
                             .iter()
-                            .any(|prog| seccomp_install(prog, sc.flags).is_err())
+                            .enumerate()
+                            .any(|(i, prog)| seccomp_install(prog, sc.flags_of(i, false)).is_err())
                     {
                         exit(125);
                     }
