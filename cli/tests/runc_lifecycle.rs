@@ -1445,3 +1445,61 @@ fn runc_and_execdriver_agree_on_seccomp_notify() {
     assert_eq!(get("notify write"), "code!=0 words=true");
     assert_eq!(get("a startContainer hook's fds"), "code=0 ");
 }
+
+/// A `/dev` tmpfs with `ro`: runc makes it read-only only after its devices, links and
+/// `/dev/pts` are in place; the container sees the same `/dev` under both runtimes.
+#[test]
+fn runc_and_execdriver_agree_on_a_read_only_dev() {
+    let test = "runc_and_execdriver_agree_on_a_read_only_dev";
+    if !is_root() {
+        return missing(test, "needs root");
+    }
+    let Some(runc) = runc() else {
+        return missing(test, "runc is not installed (apt-get install runc)");
+    };
+    let rootfs = match busybox_rootfs() {
+        Ok(r) => r,
+        Err(e) => return missing(test, &e),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = "touch /dev/foo 2>/dev/null; echo touch=$?; \
+        for p in null zero tty ptmx pts/ptmx fd stdin shm; do [ -e /dev/$p ] && echo has=$p; done; \
+        awk '$5 == \"/dev\" { split($6, o, \",\"); print \"dev=\" o[1] }' /proc/self/mountinfo";
+    let mut spec = serde_json::to_value(runc_like_spec(rootfs, &["sh", "-c", script])).unwrap();
+    for m in spec["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/dev" {
+            m["options"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!("ro"));
+        }
+    }
+    spec["linux"]["cgroupsPath"] =
+        serde_json::json!(format!("/edtest-rodev-{}", std::process::id()));
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let id = format!("edtest-rodev-{}", std::process::id());
+    let mut outs = Vec::new();
+    for (name, bin) in [
+        ("runc", runc),
+        ("execdriver", env!("CARGO_BIN_EXE_execdriver").to_owned()),
+    ] {
+        let rt = Runtime {
+            name,
+            bin,
+            root: dir.path().join(format!("{name}-root")),
+            dir: dir.path().to_path_buf(),
+        };
+        let _c = Cleanup(&rt, &id);
+        let o = rt.run(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+        outs.push(format!("code={} {}{}", o.code, o.stdout, o.stderr));
+    }
+    assert_eq!(outs[0], outs[1], "runc, then execdriver");
+    assert!(outs[1].starts_with("code=0 touch=1\n"), "{}", outs[1]);
+    assert!(
+        outs[1].contains("has=pts/ptmx") && outs[1].contains("dev=ro"),
+        "{}",
+        outs[1]
+    );
+}

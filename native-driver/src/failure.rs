@@ -89,6 +89,7 @@ pub(crate) fn describe(plan: Option<&Plan>, p: &ProcessPlan, msg: &Msg) -> Drive
             r.readonly.get(i).map(|c| c.path.to_string_lossy().into_owned()).unwrap_or_default()
         ),
         Step::ReadonlyRoot => "make the root read-only (root.readonly)".to_owned(),
+        Step::ReadonlyDev => "make /dev read-only (its mount's \"ro\" option)".to_owned(),
         other => format!("container setup ({other:?})"),
     };
     DriverError::sys(op, errno)

@@ -157,6 +157,9 @@ pub(crate) struct RootfsPlan {
     pub masked: Vec<Beneath>,
     pub readonly: Vec<Beneath>,
     pub readonly_root: bool,
+    /// The spec mounts `/dev` read-only (not a bind): it is mounted writable, and made
+    /// read-only once its devices, links and `/dev/pts` are in place, as runc does.
+    pub readonly_dev: bool,
     /// With a shared `root_propagation`: the mount point holding the rootfs, made private
     /// again before the rootfs is bound (pivot_root refuses a new root whose parent mount is
     /// shared), as runc does.
@@ -439,6 +442,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
     }
 
     let mut dev_is_bind = false;
+    let mut readonly_dev = false;
     for (i, m) in mounts.iter().enumerate() {
         let field = format!("mounts[{i}]");
         let dest = InRootPath::parse(m.destination(), &format!("{field}.destination"))?;
@@ -476,6 +480,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
             };
             if dest.display == "/dev" {
                 dev_is_bind = true;
+                readonly_dev = false;
             }
             ops.push(MountOp::Mount {
                 source: Some(cpath(&source, &format!("{field}.source"))?),
@@ -500,11 +505,17 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
                 .source()
                 .as_deref()
                 .map_or_else(|| typ.to_owned(), |s| s.display().to_string());
+            let mut flags = opts.flags & !libc::MS_REC;
+            if dest.display == "/dev" {
+                // A later /dev mount replaces an earlier one: the last one decides.
+                readonly_dev = flags & libc::MS_RDONLY != 0;
+                flags &= !libc::MS_RDONLY;
+            }
             ops.push(MountOp::Mount {
                 source: Some(cstring(&source, &format!("{field}.source"))?),
                 dest,
                 fstype: Some(cstring(typ, &format!("{field}.type"))?),
-                flags: opts.flags & !libc::MS_REC,
+                flags,
                 data: data_cstring(&opts.data, &field)?,
                 create: Create::Dir,
                 remount: 0,
@@ -660,6 +671,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
             .as_ref()
             .and_then(|r| r.readonly())
             .unwrap_or(false),
+        readonly_dev,
         private_parent: None,
         no_pivot: None,
     })
@@ -955,6 +967,21 @@ mod tests {
         );
         let p = plan(&spec, &[]).unwrap();
         assert_eq!(p.ops.len(), 2);
+        assert!(!p.readonly_dev);
+    }
+
+    #[test]
+    fn a_read_only_dev_is_mounted_writable_and_made_read_only_last() {
+        let spec = spec_with_mounts(
+            r#"[{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","ro"]},
+                {"destination":"/dev/pts","type":"devpts","source":"devpts"}]"#,
+        );
+        let p = plan(&spec, &[]).unwrap();
+        assert!(p.readonly_dev);
+        let MountOp::Mount { flags, .. } = &p.ops[0] else {
+            panic!("{:?}", p.ops[0]);
+        };
+        assert_eq!(*flags, libc::MS_NOSUID);
     }
 
     #[test]

@@ -138,12 +138,13 @@ pub(crate) enum Step {
     // New steps go last: the trampoline's C source has the numbers of some.
     MoveRoot,
     SeccompAgent,
+    ReadonlyDev,
 }
 
 impl Step {
     pub fn from_u32(n: u32) -> Option<Self> {
         use Step::*;
-        const ALL: [Step; 47] = [
+        const ALL: [Step; 48] = [
             Sync,
             Stdio,
             CloseFds,
@@ -191,6 +192,7 @@ impl Step {
             SpecialVerify,
             MoveRoot,
             SeccompAgent,
+            ReadonlyDev,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -1172,6 +1174,24 @@ fn link(root: RawFd, l: &LinkOp, i: usize) -> Result<(), Fail> {
 /// After `pivot_root`: the read-only root.
 fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
     let r = &plan.rootfs;
+    if r.readonly_dev {
+        let fd = open(
+            c"/dev",
+            libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            0,
+        )
+        .at(Step::ReadonlyDev, 0)?;
+        let keep = locked_flags(fd);
+        let _ = close(fd);
+        mount(
+            None,
+            c"/dev",
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+            None,
+        )
+        .at(Step::ReadonlyDev, 0)?;
+    }
     if r.readonly_root {
         let fd = open(c"/", libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyRoot, 0)?;
         let keep = locked_flags(fd);
@@ -1318,11 +1338,11 @@ mod tests {
 
     #[test]
     fn every_step_number_maps_back() {
-        for n in 1..=47 {
+        for n in 1..=48 {
             let s = Step::from_u32(n).expect("step");
             assert_eq!(s as u32, n);
         }
         assert!(Step::from_u32(0).is_none());
-        assert!(Step::from_u32(48).is_none());
+        assert!(Step::from_u32(49).is_none());
     }
 }
