@@ -23,6 +23,44 @@ fn runc() -> Option<String> {
         .map(|p| (*p).to_owned())
 }
 
+/// runc, the busybox rootfs, root: what the differential tests need (`None` after reporting
+/// what is missing).
+fn prerequisites(test: &str) -> Option<(String, &'static Path)> {
+    if !is_root() {
+        missing(test, "needs root");
+        return None;
+    }
+    let Some(runc) = runc() else {
+        missing(test, "runc is not installed (apt-get install runc)");
+        return None;
+    };
+    match busybox_rootfs() {
+        Ok(r) => Some((runc, r)),
+        Err(e) => {
+            missing(test, &e);
+            None
+        }
+    }
+}
+
+/// runc and execdriver, each with a state root of its own in `dir`.
+fn runtimes(runc: String, dir: &Path) -> (Runtime, Runtime) {
+    let rt = |name, bin, root: &str| Runtime {
+        name,
+        bin,
+        root: dir.join(root),
+        dir: dir.to_path_buf(),
+    };
+    (
+        rt("runc", runc, "runc-root"),
+        rt(
+            "execdriver",
+            env!("CARGO_BIN_EXE_execdriver").to_owned(),
+            "ed-root",
+        ),
+    )
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
@@ -1001,15 +1039,8 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
 #[test]
 fn runc_and_execdriver_agree_on_the_lifecycle() {
     let test = "runc_and_execdriver_agree_on_the_lifecycle";
-    if !is_root() {
-        return missing(test, "needs root");
-    }
-    let Some(runc) = runc() else {
-        return missing(test, "runc is not installed (apt-get install runc)");
-    };
-    let rootfs = match busybox_rootfs() {
-        Ok(r) => r,
-        Err(e) => return missing(test, &e),
+    let Some((runc, rootfs)) = prerequisites(test) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let mut spec = serde_json::to_value(runc_like_spec(rootfs, &["sleep", "1000"])).unwrap();
@@ -1030,18 +1061,7 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     let bundle = bundle_dir.to_str().unwrap();
     let id = format!("edtest-life-{}", std::process::id());
 
-    let theirs = Runtime {
-        name: "runc",
-        bin: runc,
-        root: dir.path().join("runc-root"),
-        dir: dir.path().to_path_buf(),
-    };
-    let ours = Runtime {
-        name: "execdriver",
-        bin: env!("CARGO_BIN_EXE_execdriver").to_owned(),
-        root: dir.path().join("ed-root"),
-        dir: dir.path().to_path_buf(),
-    };
+    let (theirs, ours) = runtimes(runc, dir.path());
     // The raw system call probe of the escape suite, for the seccomp steps.
     std::fs::create_dir(dir.path().join("probe")).unwrap();
     if let Err(e) =
@@ -1369,15 +1389,8 @@ fn notify_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, String)> 
 #[test]
 fn runc_and_execdriver_agree_on_seccomp_notify() {
     let test = "runc_and_execdriver_agree_on_seccomp_notify";
-    if !is_root() {
-        return missing(test, "needs root");
-    }
-    let Some(runc) = runc() else {
-        return missing(test, "runc is not installed (apt-get install runc)");
-    };
-    let rootfs = match busybox_rootfs() {
-        Ok(r) => r,
-        Err(e) => return missing(test, &e),
+    let Some((runc, rootfs)) = prerequisites(test) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
@@ -1386,18 +1399,7 @@ fn runc_and_execdriver_agree_on_seccomp_notify() {
     std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
     let bundle = bundle_dir.to_str().unwrap();
     let tag = std::process::id().to_string();
-    let theirs = Runtime {
-        name: "runc",
-        bin: runc,
-        root: dir.path().join("runc-root"),
-        dir: dir.path().to_path_buf(),
-    };
-    let ours = Runtime {
-        name: "execdriver",
-        bin: env!("CARGO_BIN_EXE_execdriver").to_owned(),
-        root: dir.path().join("ed-root"),
-        dir: dir.path().to_path_buf(),
-    };
+    let (theirs, ours) = runtimes(runc, dir.path());
     let t = notify_cases(&theirs, bundle, &tag);
     let o = notify_cases(&ours, bundle, &tag);
     let mut report = String::new();
@@ -1451,15 +1453,8 @@ fn runc_and_execdriver_agree_on_seccomp_notify() {
 #[test]
 fn runc_and_execdriver_agree_on_a_read_only_dev() {
     let test = "runc_and_execdriver_agree_on_a_read_only_dev";
-    if !is_root() {
-        return missing(test, "needs root");
-    }
-    let Some(runc) = runc() else {
-        return missing(test, "runc is not installed (apt-get install runc)");
-    };
-    let rootfs = match busybox_rootfs() {
-        Ok(r) => r,
-        Err(e) => return missing(test, &e),
+    let Some((runc, rootfs)) = prerequisites(test) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let script = "touch /dev/foo 2>/dev/null; echo touch=$?; \
@@ -1481,16 +1476,8 @@ fn runc_and_execdriver_agree_on_a_read_only_dev() {
     std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
     let id = format!("edtest-rodev-{}", std::process::id());
     let mut outs = Vec::new();
-    for (name, bin) in [
-        ("runc", runc),
-        ("execdriver", env!("CARGO_BIN_EXE_execdriver").to_owned()),
-    ] {
-        let rt = Runtime {
-            name,
-            bin,
-            root: dir.path().join(format!("{name}-root")),
-            dir: dir.path().to_path_buf(),
-        };
+    let (theirs, ours) = runtimes(runc, dir.path());
+    for rt in [theirs, ours] {
         let _c = Cleanup(&rt, &id);
         let o = rt.run(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
         outs.push(format!("code={} {}{}", o.code, o.stdout, o.stderr));

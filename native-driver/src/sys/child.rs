@@ -1171,41 +1171,31 @@ fn link(root: RawFd, l: &LinkOp, i: usize) -> Result<(), Fail> {
     res.at(Step::Link, i)
 }
 
-/// After `pivot_root`: the read-only root.
+/// After `pivot_root`: a read-only `/dev` and root.
 fn finish_rootfs(plan: &Plan) -> Result<(), Fail> {
     let r = &plan.rootfs;
     if r.readonly_dev {
-        let fd = open(
-            c"/dev",
-            libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            0,
-        )
-        .at(Step::ReadonlyDev, 0)?;
-        let keep = locked_flags(fd);
-        let _ = close(fd);
-        mount(
-            None,
-            c"/dev",
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
-            None,
-        )
-        .at(Step::ReadonlyDev, 0)?;
+        remount_readonly(c"/dev", Step::ReadonlyDev)?;
     }
     if r.readonly_root {
-        let fd = open(c"/", libc::O_PATH | libc::O_CLOEXEC, 0).at(Step::ReadonlyRoot, 0)?;
-        let keep = locked_flags(fd);
-        let _ = close(fd);
-        mount(
-            None,
-            c"/",
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
-            None,
-        )
-        .at(Step::ReadonlyRoot, 0)?;
+        remount_readonly(c"/", Step::ReadonlyRoot)?;
     }
     Ok(())
+}
+
+/// Makes the mount at `path` read-only (a bind remount, keeping its locked flags).
+fn remount_readonly(path: &CStr, step: Step) -> Result<(), Fail> {
+    let fd = open(path, libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0).at(step, 0)?;
+    let keep = locked_flags(fd);
+    let _ = close(fd);
+    mount(
+        None,
+        path,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+        None,
+    )
+    .at(step, 0)
 }
 
 /// Limits, user, capabilities, cwd; returns the program path found in the container.
