@@ -908,7 +908,8 @@ impl NativeDriver {
         let setup = SetUp {
             pidfd: init_fd,
             pid,
-            state: oci_state(&state, "creating"),
+            state: &state,
+            status: "creating",
         };
         let terminal = await_ready(
             &chan,
@@ -1133,7 +1134,8 @@ impl NativeDriver {
         let setup = SetUp {
             pidfd: guard.children.last().expect("just pushed"),
             pid,
-            state: oci_state(&st, "running"),
+            state: &st,
+            status: "running",
         };
         let terminal = await_ready(&chan, id, None, &plan, setup, &mut || Ok(()))?;
 
@@ -1407,11 +1409,12 @@ impl NativeDriver {
 }
 
 /// A process being set up, for its seccomp agent: its pidfd and pid, and its container's
-/// state document.
+/// state with the status the agent is told (the document is only made when an agent needs it).
 struct SetUp<'a> {
     pidfd: &'a OwnedFd,
     pid: i32,
-    state: String,
+    state: &'a State,
+    status: &'static str,
 }
 
 /// After the last GO of setup: waits for READY, taking the pty master on the way when the
@@ -1450,7 +1453,7 @@ fn await_ready(
                     setup.pidfd.as_raw_fd(),
                     m.arg as RawFd,
                     setup.pid,
-                    &setup.state,
+                    &oci_state(setup.state, setup.status),
                 )?;
                 chan.go()
                     .map_err(|e| DriverError::io(format!("container {id}: setup"), e))?;
