@@ -1490,3 +1490,291 @@ fn runc_and_execdriver_agree_on_a_read_only_dev() {
         outs[1]
     );
 }
+
+/// Runs `script` in a private mount + cgroup namespace like the runtimes (so `/sys/fs/cgroup`
+/// is this process's own cgroup); returns its stdout.
+fn sh_in_cgroupns(script: &str) -> String {
+    let argv = in_private_cgroupns(script, false);
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// runc's "warn about a non-empty cgroup" and "refuse pre-existing frozen cgroup" cases, and
+/// what the first container's teardown does to the second one in a shared cgroup.
+fn shared_cgroup_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let id = |n: &str| format!("edtest-shcg{tag}-{n}");
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // Directories named `name` in every hierarchy (one on v2).
+    let dirs = |name: &str| {
+        sh_in_cgroupns(&format!(
+            "for d in /sys/fs/cgroup/{name} /sys/fs/cgroup/*/{name}; do [ -d $d ] && echo $d; done"
+        ))
+        .lines()
+        .count()
+    };
+    let warned = |o: &Out| o.stderr.contains("container's cgroup is not empty");
+
+    let shared = format!("edtest-shcg{tag}-{}", rt.name);
+    let b = side_bundle(rt, bundle, &id("shared"), &["sleep", "1000"], |s| {
+        s["linux"]["cgroupsPath"] = serde_json::json!(format!("/{shared}"));
+    });
+    let ids: Vec<String> = ["ct1", "ct2", "ct3", "fr1", "fr2"].map(id).into();
+    let _c: Vec<Cleanup<'_>> = ids.iter().map(|i| Cleanup(rt, i)).collect();
+    let o = rt.run(&["run", "-d", "--bundle", &b, &id("ct1")]);
+    out.push(("run -d ct1".into(), format!("code={}", o.code)));
+    let o = rt.run(&["run", "-d", "--bundle", &b, &id("ct2")]);
+    out.push((
+        "run -d ct2 in ct1's cgroup".into(),
+        format!("code={} warned={}", o.code, warned(&o)),
+    ));
+    let o = rt.run(&["create", "--bundle", &b, &id("ct3")]);
+    out.push((
+        "create ct3 in ct1's cgroup".into(),
+        format!("code={} warned={}", o.code, warned(&o)),
+    ));
+    rt.run(&["delete", "--force", &id("ct1")]);
+    out.push((
+        "ct2 after ct1's delete --force".into(),
+        rt.wait_status(&id("ct2"), "running"),
+    ));
+    out.push((
+        "ct3 after ct1's delete --force".into(),
+        rt.status(&id("ct3")),
+    ));
+    rt.run(&["delete", "--force", &id("ct3")]);
+    rt.run(&["delete", "--force", &id("ct2")]);
+    out.push((
+        "cgroup dirs left after every delete".into(),
+        dirs(&shared).to_string(),
+    ));
+
+    // A cgroup made and frozen beforehand.
+    let frozen = format!("edtest-frcg{tag}-{}", rt.name);
+    let (dir, file, value) = if v2 {
+        (format!("/sys/fs/cgroup/{frozen}"), "cgroup.freeze", "1")
+    } else {
+        (
+            format!("/sys/fs/cgroup/freezer/{frozen}"),
+            "freezer.state",
+            "FROZEN",
+        )
+    };
+    sh_in_cgroupns(&format!("mkdir {dir} && echo {value} > {dir}/{file}"));
+    let b = side_bundle(rt, bundle, &id("frozen"), &["true"], |s| {
+        s["linux"]["cgroupsPath"] = serde_json::json!(format!("/{frozen}"));
+    });
+    let words = |o: &Out| o.stderr.contains("container's cgroup unexpectedly frozen");
+    let o = rt.run(&["run", "-d", "--bundle", &b, &id("fr1")]);
+    out.push((
+        "run -d into a frozen cgroup".into(),
+        format!("code={} words={}", o.code, words(&o)),
+    ));
+    let o = rt.run(&["create", "--bundle", &b, &id("fr2")]);
+    out.push((
+        "create into a frozen cgroup".into(),
+        format!("code={} words={}", o.code, words(&o)),
+    ));
+    let state = sh_in_cgroupns(&format!("cat {dir}/{file}"));
+    out.push((
+        "the frozen cgroup afterwards".into(),
+        format!("dirs={} {file}={}", dirs(&frozen), state.trim()),
+    ));
+    sh_in_cgroupns(&format!("rmdir {dir}"));
+    out.push((
+        "frozen cgroup removed by the test".into(),
+        dirs(&frozen).to_string(),
+    ));
+    out
+}
+
+/// A `cgroupsPath` that exists already is joined, as runc does: a second container in a
+/// running one's cgroup starts (warning that it is not empty) and survives the first's
+/// `delete --force`; a frozen one is refused in runc's words and left as it was.
+#[test]
+fn runc_and_execdriver_agree_on_existing_cgroups() {
+    let test = "runc_and_execdriver_agree_on_existing_cgroups";
+    let Some((runc, rootfs)) = prerequisites(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
+    let bundle_dir = dir.path().join("bundle");
+    std::fs::create_dir(&bundle_dir).unwrap();
+    std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
+    let bundle = bundle_dir.to_str().unwrap();
+    let tag = std::process::id().to_string();
+    let (theirs, ours) = runtimes(runc, dir.path());
+    let t = shared_cgroup_cases(&theirs, bundle, &tag);
+    let o = shared_cgroup_cases(&ours, bundle, &tag);
+    let mut report = String::new();
+    let mut differ = 0;
+    for (a, b) in t.iter().zip(&o) {
+        let mark = if a.1 == b.1 { "  " } else { "!!" };
+        differ += usize::from(a.1 != b.1);
+        report.push_str(&format!(
+            "{mark} {:<40} runc: {:<30} execdriver: {}\n",
+            a.0, a.1, b.1
+        ));
+    }
+    eprintln!("{report}");
+    assert_eq!(t.len(), o.len());
+    assert_eq!(differ, 0, "the runtimes differ:\n{report}");
+    let get = |step: &str| o.iter().find(|(s, _)| s == step).unwrap().1.clone();
+    assert_eq!(get("run -d ct2 in ct1's cgroup"), "code=0 warned=true");
+    assert_eq!(get("ct2 after ct1's delete --force"), "running");
+    assert_eq!(get("cgroup dirs left after every delete"), "0");
+    assert_eq!(get("run -d into a frozen cgroup"), "code=1 words=true");
+}
+
+/// runc's `userns.bats` bind cases: in a user namespace, bind sources below a directory the
+/// mapped root may not enter (mode 0700, owned by the host's root) still mount, for `run` and
+/// for a later `exec`, because the runtime opens them on the host's side.
+fn userns_bind_cases(rt: &Runtime, dir: &Path, tag: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let id = |n: &str| format!("edtest-usb{tag}-{n}");
+    let b = dir.join("bundle");
+    let bind = |src: &str, dst: &str| {
+        serde_json::json!({
+            "source": dir.join(src).join("dir"), "destination": dst,
+            "type": "bind", "options": ["bind"],
+        })
+    };
+    let write = |args: &[&str], mounts: &[serde_json::Value], name: &str| {
+        let mut spec = serde_json::to_value(runc_like_spec(&b.join("rootfs"), args)).unwrap();
+        spec["root"]["path"] = serde_json::json!("rootfs");
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        spec["linux"]["uidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65534}]);
+        spec["linux"]["gidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 200000, "size": 65534}]);
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}", id(name)));
+        spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .extend(mounts.iter().cloned());
+        std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    };
+    for (name, src) in [
+        ("simple", "source-accessible"),
+        ("inaccessible", "source-inaccessible-1"),
+    ] {
+        write(
+            &["stat", "-c", "%n", "/tmp/mount-1/foo.txt"],
+            &[bind(src, "/tmp/mount-1")],
+            name,
+        );
+        let ct = id(name);
+        let _c = Cleanup(rt, &ct);
+        let o = rt.run(&["run", "--bundle", b.to_str().unwrap(), &ct]);
+        out.push((
+            format!("run, a bind from {src}"),
+            format!("code={} {}", o.code, o.stdout.trim()),
+        ));
+    }
+    write(
+        &["sleep", "1000"],
+        &[
+            bind("source-inaccessible-1", "/tmp/mount-1"),
+            bind("source-inaccessible-2", "/tmp/mount-2"),
+        ],
+        "exec",
+    );
+    let ct = id("exec");
+    let _c = Cleanup(rt, &ct);
+    let o = rt.run(&["run", "-d", "--bundle", b.to_str().unwrap(), &ct]);
+    out.push((
+        "run -d, two inaccessible binds".into(),
+        format!("code={}", o.code),
+    ));
+    let o = rt.run(&[
+        "exec",
+        &ct,
+        "stat",
+        "-c",
+        "%n",
+        "/tmp/mount-1/foo.txt",
+        "/tmp/mount-2/foo.txt",
+    ]);
+    out.push((
+        "exec stat into both".into(),
+        format!(
+            "code={} {}",
+            o.code,
+            o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+    ));
+    // Nothing of the host's side reaches the container: its fds are 0, 1, 2 only.
+    let o = rt.run(&["exec", &ct, "ls", "/proc/self/fd"]);
+    out.push((
+        "fds of an exec'd process".into(),
+        format!(
+            "code={} {}",
+            o.code,
+            o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+    ));
+    out
+}
+
+#[test]
+fn runc_and_execdriver_agree_on_userns_bind_sources() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "runc_and_execdriver_agree_on_userns_bind_sources";
+    let Some((runc, _)) = prerequisites(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The mapped root must reach the bundle (not the 0700 sources).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rootfs = dir.path().join("bundle/rootfs");
+    execdriver_tests::build_rootfs(&execdriver_tests::busybox().unwrap(), &rootfs).unwrap();
+    for d in ["tmp/mount-1", "tmp/mount-2"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let chown = Command::new("chown")
+        .args(["-R", "100000:200000"])
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    for (src, mode) in [
+        ("source-accessible", 0o755),
+        ("source-inaccessible-1", 0o700),
+        ("source-inaccessible-2", 0o700),
+    ] {
+        let d = dir.path().join(src);
+        std::fs::create_dir_all(d.join("dir")).unwrap();
+        std::fs::write(d.join("dir/foo.txt"), "").unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let tag = std::process::id().to_string();
+    let (theirs, ours) = runtimes(runc, dir.path());
+    let t = userns_bind_cases(&theirs, dir.path(), &tag);
+    let o = userns_bind_cases(&ours, dir.path(), &tag);
+    let mut report = String::new();
+    for (a, b) in t.iter().zip(&o) {
+        let mark = if a.1 == b.1 { "  " } else { "!!" };
+        report.push_str(&format!(
+            "{mark} {:<35} runc: {:<45} execdriver: {}\n",
+            a.0, a.1, b.1
+        ));
+    }
+    eprintln!("{report}");
+    assert_eq!(t, o, "the runtimes differ:\n{report}");
+    assert_eq!(
+        o[1].1, "code=0 /tmp/mount-1/foo.txt",
+        "an inaccessible source mounts"
+    );
+    assert_eq!(
+        o[3].1, "code=0 /tmp/mount-1/foo.txt /tmp/mount-2/foo.txt",
+        "{report}"
+    );
+}

@@ -255,9 +255,7 @@ impl Launch<'_> {
             // The driver-wide set is locked only to merge into it: kill_all and the removal's
             // retries can take seconds, and other teardowns must not queue behind them.
             let mut kept = BTreeSet::new();
-            let r = cg
-                .kill_all(fs)
-                .and_then(|()| cg.remove(fs, Some(&mut kept)));
+            let r = cg.end(fs).and_then(|()| cg.remove(fs, Some(&mut kept)));
             lock(&self.driver.kept_parents).extend(kept);
             if let Err(e) = r {
                 tracing::error!(id = %self.id, err = %e, "failed to remove the container's cgroup");
@@ -408,6 +406,17 @@ impl StdioFds {
         Ok(this)
     }
 
+    /// A new fd number above the extra fds' targets (a copy of `placeholder`, held until after
+    /// the clone), for the child to put something else at.
+    fn reserve(&mut self, placeholder: RawFd) -> Result<RawFd> {
+        let min = 3 + self.extra.len() as RawFd;
+        let owned = dup_above(placeholder, min)
+            .map_err(|e| DriverError::io("prepare the child's fds", e))?;
+        let raw = owned.as_raw_fd();
+        self.held.push(owned);
+        Ok(raw)
+    }
+
     /// `fd`, or a copy of it above the extra fds' targets (held until after the clone).
     fn lift(&mut self, fd: RawFd) -> Result<RawFd> {
         let min = 3 + self.extra.len() as RawFd;
@@ -506,9 +515,7 @@ impl Driver for NativeDriver {
         if let Some(fd) = &pidfd {
             let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
         }
-        st.cgroup
-            .kill_all(&*self.fs)
-            .map_err(|e| cgroup_error(id, e))?;
+        st.cgroup.end(&*self.fs).map_err(|e| cgroup_error(id, e))?;
         if let Some(fd) = pidfd {
             wait_exit(&fd, Duration::from_secs(10))
                 .map_err(|e| DriverError::sys(format!("container {id}: wait for exit"), e))?;
@@ -539,9 +546,7 @@ impl Driver for NativeDriver {
                     status,
                 });
             }
-            st.cgroup
-                .kill_all(&*self.fs)
-                .map_err(|e| cgroup_error(id, e))?;
+            st.cgroup.end(&*self.fs).map_err(|e| cgroup_error(id, e))?;
             let mut kept = BTreeSet::new();
             let r = st.cgroup.remove(&*self.fs, Some(&mut kept));
             lock(&self.kept_parents).extend(kept);
@@ -673,7 +678,7 @@ impl NativeDriver {
             id.as_str(),
         )
         .map_err(|e| DriverError::invalid_spec("linux.cgroupsPath", e.to_string()))?;
-        let cgroup = Cgroup::plan(layout, &placement).map_err(|e| cgroup_error(id, e))?;
+        let mut cgroup = Cgroup::plan(layout, &placement).map_err(|e| cgroup_error(id, e))?;
         let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
         let mut plan = Plan::build(&PlanInputs {
             command: cmd,
@@ -730,7 +735,7 @@ impl NativeDriver {
         } else {
             None
         };
-        cgroup.create(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+        cgroup.create_for(&*self.fs, id)?;
         launch.cgroup = Some(cgroup.clone());
         // Always, with or without `linux.resources`: the device rules (deny-all, the spec's,
         // runc's defaults) apply to every container.
@@ -776,6 +781,18 @@ impl NativeDriver {
         if let Some(f) = plan.exec_fifo {
             plan.exec_fifo = Some(stdio.lift(f)?);
         }
+        if plan.ns.new_user {
+            // Every bind source gets an fd number of its own, which the intermediate's helper
+            // fills in with the host's credentials (`child::SourceHelper`).
+            let binds: Vec<bool> = plan.rootfs.binds().collect();
+            if binds.contains(&true) {
+                let null = self.dev_null()?;
+                plan.rootfs.source_fds = binds
+                    .into_iter()
+                    .map(|b| if b { stdio.reserve(null) } else { Ok(-1) })
+                    .collect::<Result<_>>()?;
+            }
+        }
         let argv = TrampolineArgv::new(
             Some(sync),
             &plan.process.candidates,
@@ -793,7 +810,7 @@ impl NativeDriver {
                 argv: &argv,
             },
         };
-        let intermediate = !plan.ns.joins.is_empty();
+        let intermediate = !plan.ns.joins.is_empty() || !plan.rootfs.source_fds.is_empty();
         let (pid0, pidfd0) = fork(&args, intermediate)
             .map_err(|e| DriverError::sys(format!("container {id}: clone3"), e))?;
         launch.children.push(pidfd0);

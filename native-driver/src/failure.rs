@@ -90,6 +90,10 @@ pub(crate) fn describe(plan: Option<&Plan>, p: &ProcessPlan, msg: &Msg) -> Drive
         ),
         Step::ReadonlyRoot => "make the root read-only (root.readonly)".to_owned(),
         Step::ReadonlyDev => "make /dev read-only (its mount's \"ro\" option)".to_owned(),
+        Step::BindSource => match r.op_names.get(i) {
+            Some(name) => format!("open the source of {name} on the host's side"),
+            None => "open the bind sources on the host's side (user namespace)".to_owned(),
+        },
         other => format!("container setup ({other:?})"),
     };
     DriverError::sys(op, errno)

@@ -34,16 +34,16 @@ impl HostedCgroup {
     /// rules and moves `pid` into it. On failure nothing is left.
     ///
     /// # Errors
-    /// `InvalidSpec` for a bad `linux.cgroupsPath` or resource value; `Sys` for a refused write
-    /// (an existing leaf is `EEXIST`).
+    /// `InvalidSpec` for a bad `linux.cgroupsPath` (a frozen existing one too) or resource
+    /// value; `Sys` for a refused write.
     pub fn join(
         id: &ContainerId,
         spec: &Spec,
         parent: &str,
         pid: u32,
     ) -> Result<Self, DriverError> {
-        let cgroup = plan(id, spec, parent)?;
-        cgroup.create(&RealFs).map_err(|e| cgroup_error(id, e))?;
+        let mut cgroup = plan(id, spec, parent)?;
+        cgroup.create_for(&RealFs, id)?;
         let none = LinuxResources::default();
         let res = spec
             .linux()

@@ -357,6 +357,7 @@ mod tests {
                 controllers: vec!["memory".into()],
                 path: dir.clone(),
                 stop: tmp.path().join("memory"),
+                joined: false,
             }],
         };
         let watcher = OomWatcher::new(Arc::new(FakeFs::default()));
@@ -401,6 +402,7 @@ mod tests {
                 controllers: vec![],
                 path: dir.clone(),
                 stop: tmp.path().to_owned(),
+                joined: false,
             }],
         };
         let watcher = OomWatcher::new(Arc::new(FakeFs::default()));
@@ -444,6 +446,7 @@ mod tests {
                 controllers: vec![],
                 path: dir.clone(),
                 stop: tmp.path().to_owned(),
+                joined: false,
             }],
         };
         let watcher = OomWatcher::new(Arc::new(FakeFs::default()));

@@ -142,38 +142,59 @@ fn state_root_unwritable_or_full() {
 }
 
 fn cgroup_creation_fails() {
-    // Someone else holds the container's cgroup in one hierarchy: creating it fails, and the
-    // directories made in the other hierarchies are removed again.
+    // The container's cgroup exists, frozen, in the freezer hierarchy (the one v2 hierarchy):
+    // joining it is refused, the directories made in the other hierarchies are removed again
+    // and the frozen one is left as it was found.
     let parent = format!("edtest-fault-{}", std::process::id());
     let id = unique_id("fault");
-    let own = own_cgroup_dir();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let own = own_cgroup_dir(if v2 { "" } else { "freezer" });
     let squatter = own.join(&parent).join(id.as_str());
     std::fs::create_dir_all(&squatter).unwrap();
+    let (file, value) = if v2 {
+        ("cgroup.freeze", "1")
+    } else {
+        ("freezer.state", "FROZEN")
+    };
+    std::fs::write(squatter.join(file), value).unwrap();
     let d = native_on(
         &state_root(),
         serde_json::json!({ "cgroup_parent": parent }),
     )
     .unwrap();
     let r = run_busybox(&*d, &id, &["true"], &Hooks::new(), |_| {});
+    let left_frozen = std::fs::read_to_string(squatter.join(file)).unwrap_or_default();
+    let others = if v2 {
+        Vec::new()
+    } else {
+        ["memory", "pids", "cpu,cpuacct"]
+            .iter()
+            .map(|c| own_cgroup_dir(c).join(&parent).join(id.as_str()))
+            .filter(|p| p.exists())
+            .collect()
+    };
     let _ = std::fs::remove_dir(&squatter);
     let _ = std::fs::remove_dir(own.join(&parent));
     let msg = r.unwrap_err().to_string();
     assert!(
-        msg.contains("cgroup")
-            && msg.contains(squatter.to_str().unwrap())
-            && msg.contains("File exists"),
+        msg.contains("linux.cgroupsPath") && msg.contains("container's cgroup unexpectedly frozen"),
         "{msg}"
     );
+    assert_eq!(left_frozen.trim(), value);
+    assert!(others.is_empty(), "left behind: {others:?}");
 }
 
-/// This process's cgroup directory in the memory hierarchy (v1) or the unified one (v2).
-fn own_cgroup_dir() -> PathBuf {
+/// This process's cgroup directory in the v1 hierarchy of `controller` (the unified one for
+/// `""` and on v2 hosts).
+fn own_cgroup_dir(controller: &str) -> PathBuf {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
         let (_, ctrl, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-        if ctrl.split(',').any(|c| c == "memory") {
-            return Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
+        if !controller.is_empty() && ctrl == controller {
+            return Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(path.trim_start_matches('/'));
         }
     }
     let path = text

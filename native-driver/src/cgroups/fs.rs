@@ -19,6 +19,10 @@ pub(crate) trait CgroupFs: Send + Sync {
     fn mark(&self, path: &Path) -> io::Result<()>;
     /// Whether [`mark`](Self::mark) was set on the directory.
     fn is_marked(&self, path: &Path) -> bool;
+    /// Marks a container's cgroup as shared: a second container joined it.
+    fn mark_shared(&self, path: &Path) -> io::Result<()>;
+    /// Whether [`mark_shared`](Self::mark_shared) was set on the directory.
+    fn is_shared(&self, path: &Path) -> bool;
     /// Loads `program` as a cgroup v2 device filter and attaches it to the directory.
     fn attach_device_filter(
         &self,
@@ -32,6 +36,7 @@ pub(crate) trait CgroupFs: Send + Sync {
 pub(crate) struct RealFs;
 
 const MARK: &std::ffi::CStr = c"trusted.execdriver";
+const SHARED: &std::ffi::CStr = c"trusted.execdriver.shared";
 
 impl CgroupFs for RealFs {
     fn read(&self, path: &Path) -> io::Result<String> {
@@ -77,6 +82,15 @@ impl CgroupFs for RealFs {
         crate::plan::paths::cpath(path, "cgroup").is_ok_and(|p| crate::sys::has_xattr(&p, MARK))
     }
 
+    fn mark_shared(&self, path: &Path) -> io::Result<()> {
+        let p = crate::plan::paths::cpath(path, "cgroup").map_err(io::Error::other)?;
+        crate::sys::setxattr(&p, SHARED, b"1").map_err(io::Error::from_raw_os_error)
+    }
+
+    fn is_shared(&self, path: &Path) -> bool {
+        crate::plan::paths::cpath(path, "cgroup").is_ok_and(|p| crate::sys::has_xattr(&p, SHARED))
+    }
+
     fn attach_device_filter(
         &self,
         dir: &Path,
@@ -105,6 +119,7 @@ pub(crate) mod fake {
     #[derive(Default)]
     pub(crate) struct FakeFs {
         pub marks: Mutex<HashSet<PathBuf>>,
+        pub shared: Mutex<HashSet<PathBuf>>,
         pub writes: Mutex<Vec<(PathBuf, String)>>,
         pub filters: Mutex<Vec<(PathBuf, usize)>>,
         /// (file name, errno): the next write to such a file fails with errno, once.
@@ -168,6 +183,15 @@ pub(crate) mod fake {
 
         fn is_marked(&self, path: &Path) -> bool {
             self.marks.lock().unwrap().contains(path)
+        }
+
+        fn mark_shared(&self, path: &Path) -> io::Result<()> {
+            self.shared.lock().unwrap().insert(path.to_owned());
+            Ok(())
+        }
+
+        fn is_shared(&self, path: &Path) -> bool {
+            self.shared.lock().unwrap().contains(path)
         }
 
         fn attach_device_filter(

@@ -79,6 +79,11 @@ pub(crate) struct CgroupDir {
     pub path: PathBuf,
     /// Where to stop removing empty ancestors (the engine's own cgroup, or the hierarchy root).
     pub stop: PathBuf,
+    /// The leaf existed before the container was created (a shared or pre-created
+    /// `cgroupsPath`, as runc allows): it is joined, never emptied by force, and removed only
+    /// when nothing else is left in it.
+    #[serde(default)]
+    pub joined: bool,
 }
 
 /// A container's cgroup across hierarchies.
@@ -162,6 +167,7 @@ impl Cgroup {
                         controllers: Vec::new(),
                         path,
                         stop,
+                        joined: false,
                     }],
                 })
             }
@@ -180,6 +186,7 @@ impl Cgroup {
                             controllers: h.controllers.clone(),
                             path,
                             stop,
+                            joined: false,
                         }
                     })
                     .collect();
@@ -210,17 +217,115 @@ impl Cgroup {
             .collect()
     }
 
-    /// Creates every directory (and missing marked ancestors). A leaf that already exists is an
-    /// error: another container (or someone else) owns it. On failure, what was created is
-    /// removed again.
-    pub fn create(&self, fs: &dyn CgroupFs) -> Result<()> {
-        for (i, d) in self.dirs.iter().enumerate() {
-            if let Err(e) = create_dir(fs, d, self.v2) {
-                for done in &self.dirs[..i] {
-                    let _ = remove_dir(fs, done, None);
+    /// Creates every directory (and missing marked ancestors). A leaf that already exists is
+    /// joined, as runc does (another container shares it, or the operator made it): see
+    /// [`check_joined`](Self::check_joined) and [`share_joined`](Self::share_joined). On
+    /// failure, what was created is removed again.
+    pub fn create(&mut self, fs: &dyn CgroupFs) -> Result<()> {
+        let v2 = self.v2;
+        for i in 0..self.dirs.len() {
+            match create_dir(fs, &self.dirs[i], v2) {
+                Ok(joined) => self.dirs[i].joined = joined,
+                Err(e) => {
+                    for done in self.dirs[..i].iter().filter(|d| !d.joined) {
+                        let _ = remove_dir(fs, done, None);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    /// Marks the joined leaves shared, so that no container's teardown empties them by force
+    /// (the first container's does not know about the second).
+    pub fn share_joined(&self, fs: &dyn CgroupFs) {
+        for d in self.dirs.iter().filter(|d| d.joined) {
+            if let Err(e) = fs.mark_shared(&d.path) {
+                tracing::warn!(path = %d.path.display(), err = %e, "can't mark a shared cgroup");
+            }
+        }
+    }
+
+    /// Removes what [`create`](Self::create) made, leaving joined leaves as they were found.
+    pub fn remove_created(&self, fs: &dyn CgroupFs) {
+        for d in self.dirs.iter().filter(|d| !d.joined) {
+            let _ = remove_dir(fs, d, None);
+        }
+    }
+
+    /// [`create`](Self::create) for container `id`, with runc's checks of a cgroup that was
+    /// there before it: a frozen one is refused (and left as it was found), processes already
+    /// in it are warned about, and joined leaves are marked shared.
+    ///
+    /// # Errors
+    /// `InvalidSpec` for `linux.cgroupsPath` when frozen; `Sys` when a directory can't be made.
+    pub fn create_for(
+        &mut self,
+        fs: &dyn CgroupFs,
+        id: &execdriver_api::ContainerId,
+    ) -> std::result::Result<(), DriverError> {
+        self.create(fs)
+            .map_err(|e| crate::driver::cgroup_error(id, e))?;
+        if !self.dirs.iter().any(|d| d.joined) {
+            return Ok(());
+        }
+        match self.check_joined(fs) {
+            Err(msg) => {
+                self.remove_created(fs);
+                return Err(DriverError::invalid_spec("linux.cgroupsPath", msg));
+            }
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                id = %id,
+                "container's cgroup is not empty: {n} process(es) found"
+            ),
+        }
+        self.share_joined(fs);
+        Ok(())
+    }
+
+    /// What a joined cgroup holds before the container enters it, as runc checks it: `Err`
+    /// with runc's words when it is frozen (the container would never run); else the number
+    /// of processes already in it (runc warns about them).
+    pub fn check_joined(&self, fs: &dyn CgroupFs) -> std::result::Result<usize, String> {
+        if self.freezer_dir().is_some_and(|d| d.joined) {
+            let frozen = self.is_frozen(fs)
+                || (self.v2
+                    && self.dirs.first().is_some_and(|d| {
+                        fs.read(&d.path.join("cgroup.freeze"))
+                            .is_ok_and(|t| t.trim() == "1")
+                    }));
+            if frozen {
+                return Err("container's cgroup unexpectedly frozen".to_owned());
+            }
+        }
+        match self.procs_dir() {
+            Some(d) if d.joined => {
+                let mut pids = Vec::new();
+                let _ = collect_procs(fs, &d.path, &mut pids, 0);
+                Ok(pids.len())
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Whether another container (or someone else) uses this cgroup too: it was joined, or a
+    /// later container joined it.
+    pub fn is_shared(&self, fs: &dyn CgroupFs) -> bool {
+        self.dirs.iter().any(|d| d.joined || fs.is_shared(&d.path))
+    }
+
+    /// Ends what is left of a container whose init was killed: [`kill_all`](Self::kill_all)
+    /// for a cgroup of its own; for a shared one, nothing but a thaw (the init's SIGKILL must
+    /// take effect, and with a pid namespace of its own the kernel ends the rest) — the other
+    /// processes in it are not the container's to kill.
+    pub fn end(&self, fs: &dyn CgroupFs) -> Result<()> {
+        if !self.is_shared(fs) {
+            return self.kill_all(fs);
+        }
+        if self.is_frozen(fs) {
+            let _ = self.freeze(fs, false);
         }
         Ok(())
     }
@@ -386,6 +491,11 @@ impl Cgroup {
     ) -> Result<()> {
         let mut first = None;
         for d in &self.dirs {
+            if (d.joined || fs.is_shared(&d.path)) && in_use(fs, &d.path) {
+                // Someone else's processes: the last one out removes it.
+                tracing::debug!(path = %d.path.display(), "shared cgroup still in use; left");
+                continue;
+            }
             if let Err(e) = remove_dir(fs, d, keep.as_deref_mut()) {
                 first.get_or_insert(e);
             }
@@ -703,8 +813,16 @@ fn collect_procs(fs: &dyn CgroupFs, dir: &Path, out: &mut Vec<u32>, depth: usize
     Ok(())
 }
 
+/// Whether processes are in `dir` or below it.
+fn in_use(fs: &dyn CgroupFs, dir: &Path) -> bool {
+    let mut pids = Vec::new();
+    let _ = collect_procs(fs, dir, &mut pids, 0);
+    !pids.is_empty()
+}
+
+/// Makes `d` and its missing ancestors; `Ok(true)` when the leaf was there already (joined).
 /// `v2`: parents we made delegate their controllers ([`delegate_v2`]); v1 has no such file.
-fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir, v2: bool) -> Result<()> {
+fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir, v2: bool) -> Result<bool> {
     let rel = d.path.strip_prefix(&d.stop).map_err(|_| {
         CgroupError::BadPath(d.path.display().to_string(), "is not below its hierarchy")
     })?;
@@ -713,6 +831,7 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir, v2: bool) -> Result<()> {
     'retry: for _ in 0..20 {
         let mut cur = d.stop.clone();
         let comps: Vec<_> = rel.components().collect();
+        let mut joined = false;
         for (i, c) in comps.iter().enumerate() {
             cur.push(c);
             let leaf = i + 1 == comps.len();
@@ -720,7 +839,7 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir, v2: bool) -> Result<()> {
                 Ok(()) => {
                     let _ = fs.mark(&cur);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !leaf => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => joined = leaf,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'retry,
                 Err(source) => return Err(CgroupError::Create { path: cur, source }),
             }
@@ -741,7 +860,7 @@ fn create_dir(fs: &dyn CgroupFs, d: &CgroupDir, v2: bool) -> Result<()> {
                 }
             }
         }
-        return Ok(());
+        return Ok(joined);
     }
     Err(CgroupError::Create {
         path: d.path.clone(),
@@ -929,7 +1048,8 @@ mod tests {
     fn v1_dirs_sit_under_each_hierarchys_own_cgroup() {
         let tmp = tempfile::tempdir().unwrap();
         let layout = v1(tmp.path());
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c1").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "c1").unwrap()).unwrap();
         let paths: Vec<_> = cg
             .dirs
             .iter()
@@ -951,8 +1071,9 @@ mod tests {
             std::fs::read_to_string(tmp.path().join("cpuset/execdriver/c1/cpuset.cpus")).unwrap(),
             "0-1"
         );
-        // Creating the same leaf twice is refused.
-        assert!(matches!(cg.create(&fs), Err(CgroupError::Create { .. })));
+        // Creating the same leaf again joins it (runc's shared cgroupsPath).
+        cg.create(&fs).unwrap();
+        assert!(cg.dirs.iter().all(|d| d.joined));
         cg.add(&fs, 42).unwrap();
         assert_eq!(cg.procs(&fs).unwrap(), [42]);
         std::fs::write(tmp.path().join("pids/execdriver/c1/cgroup.procs"), "").unwrap();
@@ -974,7 +1095,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = v1(tmp.path());
         let fs = FakeFs::default();
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "s").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "s").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let pids = tmp.path().join("pids/execdriver/s");
         fs.mkdir(&pids.join("sub")).unwrap();
@@ -1020,7 +1142,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = v1(tmp.path());
         let fs = FakeFs::default();
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "k").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "k").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         std::fs::remove_file(tmp.path().join("pids/execdriver/k/cgroup.procs")).unwrap();
         cg.kill_all(&fs).unwrap();
@@ -1033,8 +1156,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = v1(tmp.path());
         let fs = FakeFs::default();
-        let a = Cgroup::plan(&layout, &Placement::new("execdriver", None, "a").unwrap()).unwrap();
-        let b = Cgroup::plan(&layout, &Placement::new("execdriver", None, "b").unwrap()).unwrap();
+        let mut a =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "a").unwrap()).unwrap();
+        let mut b =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "b").unwrap()).unwrap();
         a.create(&fs).unwrap();
         b.create(&fs).unwrap();
         a.remove(&fs, None).unwrap();
@@ -1044,11 +1169,83 @@ mod tests {
 
         // An operator-made parent (no mark) survives.
         std::fs::create_dir_all(tmp.path().join("pids/ops")).unwrap();
-        let c = Cgroup::plan(&layout, &Placement::new("ops", None, "c").unwrap()).unwrap();
+        let mut c = Cgroup::plan(&layout, &Placement::new("ops", None, "c").unwrap()).unwrap();
         c.create(&fs).unwrap();
         c.remove(&fs, None).unwrap();
         assert!(tmp.path().join("pids/ops").exists());
         assert!(!tmp.path().join("pids/ops/c").exists());
+    }
+
+    /// A pid no process can have (above the kernel's largest `pid_max`): killing it by mistake
+    /// harms nothing.
+    const NO_SUCH_PID: &str = "1999999999\n";
+
+    #[test]
+    fn an_existing_leaf_is_joined_and_left_to_its_last_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = v1(tmp.path());
+        let fs = FakeFs::default();
+        let id = execdriver_api::ContainerId::new("b").unwrap();
+        let place = Placement::new("", Some(Path::new("/shared")), "x").unwrap();
+        let mut a = Cgroup::plan(&layout, &place).unwrap();
+        a.create(&fs).unwrap();
+        assert!(a.dirs.iter().all(|d| !d.joined) && !a.is_shared(&fs));
+        let procs = tmp.path().join("pids/shared/cgroup.procs");
+        std::fs::write(&procs, NO_SUCH_PID).unwrap();
+
+        // A second container joins it: counted, marked shared for both.
+        let mut b = Cgroup::plan(&layout, &place).unwrap();
+        b.create_for(&fs, &id).unwrap();
+        assert!(b.dirs.iter().all(|d| d.joined));
+        assert_eq!(b.check_joined(&fs), Ok(1));
+        assert!(a.is_shared(&fs) && b.is_shared(&fs));
+
+        // The first one's teardown kills nothing and leaves the busy leaf.
+        a.end(&fs).unwrap();
+        a.remove(&fs, None).unwrap();
+        assert!(procs.exists());
+        // The last one out removes it.
+        std::fs::write(&procs, "").unwrap();
+        b.end(&fs).unwrap();
+        b.remove(&fs, None).unwrap();
+        assert!(!tmp.path().join("pids/shared").exists());
+    }
+
+    #[test]
+    fn a_frozen_existing_leaf_is_refused_and_left_as_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut layout = one_v1_hierarchy(tmp.path(), "freezer");
+        if let (
+            Layout::V1 { hierarchies, .. },
+            Layout::V1 {
+                hierarchies: more, ..
+            },
+        ) = (&mut layout, v1(tmp.path()))
+        {
+            hierarchies.extend(more);
+        }
+        let fs = FakeFs::default();
+        let leaf = tmp.path().join("freezer/ct");
+        std::fs::create_dir(&leaf).unwrap();
+        std::fs::write(leaf.join("cgroup.procs"), "").unwrap();
+        std::fs::write(leaf.join("freezer.state"), "FROZEN\n").unwrap();
+        let place = Placement::new("", Some(Path::new("/ct")), "x").unwrap();
+        let mut c = Cgroup::plan(&layout, &place).unwrap();
+        let id = execdriver_api::ContainerId::new("c").unwrap();
+        let err = c.create_for(&fs, &id).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid spec: linux.cgroupsPath: container's cgroup unexpectedly frozen"
+        );
+        assert!(leaf.join("freezer.state").exists() && !fs.is_shared(&leaf));
+        assert!(!tmp.path().join("pids/ct").exists());
+        assert!(!tmp.path().join("memory/ct").exists());
+        // Thawed, it is joined.
+        std::fs::write(leaf.join("freezer.state"), "THAWED\n").unwrap();
+        let mut c = Cgroup::plan(&layout, &place).unwrap();
+        c.create_for(&fs, &id).unwrap();
+        assert!(c.dir_of("freezer").unwrap().joined && fs.is_shared(&leaf));
+        assert!(!c.dir_of("pids").unwrap().joined);
     }
 
     #[test]
@@ -1057,7 +1254,7 @@ mod tests {
         let layout = v1(tmp.path());
         let fs = FakeFs::default();
         let mut kept = BTreeSet::new();
-        let a = Cgroup::plan(&layout, &Placement::new("ed/nest", None, "a").unwrap()).unwrap();
+        let mut a = Cgroup::plan(&layout, &Placement::new("ed/nest", None, "a").unwrap()).unwrap();
         a.create(&fs).unwrap();
         a.remove(&fs, Some(&mut kept)).unwrap();
         assert!(!tmp.path().join("pids/ed/nest/a").exists());
@@ -1065,7 +1262,7 @@ mod tests {
         // Both marked levels of every hierarchy are kept.
         assert_eq!(kept.len(), 2 * layout_hierarchies(&layout));
         // Another container of another driver sits in the parent: it survives remove_kept.
-        let b = Cgroup::plan(&layout, &Placement::new("ed/nest", None, "b").unwrap()).unwrap();
+        let mut b = Cgroup::plan(&layout, &Placement::new("ed/nest", None, "b").unwrap()).unwrap();
         b.create(&fs).unwrap();
         remove_kept(&fs, &kept);
         assert!(tmp.path().join("pids/ed/nest/b").exists());
@@ -1075,7 +1272,7 @@ mod tests {
         // Once empty, remove_kept removes them, deepest first; an unmarked one stays.
         std::fs::create_dir_all(tmp.path().join("pids/ops")).unwrap();
         let mut kept = BTreeSet::new();
-        let c = Cgroup::plan(&layout, &Placement::new("ops/x", None, "c").unwrap()).unwrap();
+        let mut c = Cgroup::plan(&layout, &Placement::new("ops/x", None, "c").unwrap()).unwrap();
         c.create(&fs).unwrap();
         c.remove(&fs, Some(&mut kept)).unwrap();
         assert!(tmp.path().join("pids/ops/x").exists());
@@ -1099,7 +1296,8 @@ mod tests {
         // Another container created the shared parent but has not filled it yet.
         std::fs::create_dir(tmp.path().join("cpuset/execdriver")).unwrap();
         std::fs::write(tmp.path().join("cpuset/execdriver/cpuset.cpus"), "").unwrap();
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         for dir in ["cpuset/execdriver", "cpuset/execdriver/c"] {
             let cpus = std::fs::read_to_string(tmp.path().join(dir).join("cpuset.cpus")).unwrap();
@@ -1135,7 +1333,8 @@ mod tests {
     fn v2_apply_enables_controllers_only_in_cgroups_we_made() {
         let tmp = tempfile::tempdir().unwrap();
         let (layout, fs) = v2_fixture(tmp.path(), "cpu memory pids\n");
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let leaf = tmp.path().join("engine/execdriver/c");
         for f in ["memory.max", "memory.swap.max", "cpu.max", "pids.max"] {
@@ -1190,7 +1389,8 @@ mod tests {
         std::fs::write(parent.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
         std::fs::write(parent.join("cgroup.subtree_control"), "memory\n").unwrap();
         fs.marks.lock().unwrap().insert(parent.clone());
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let writes = fs.writes.lock().unwrap().clone();
         let file = parent.join("cgroup.subtree_control");
@@ -1213,7 +1413,8 @@ mod tests {
     fn v2_apply_refuses_controllers_the_engine_cgroup_does_not_delegate() {
         let tmp = tempfile::tempdir().unwrap();
         let (layout, fs) = v2_fixture(tmp.path(), "pids\n");
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let err = cg
             .apply(&fs, &res(r#"{"memory": {"limit": 1048576}}"#), Some(&[]))
@@ -1230,7 +1431,8 @@ mod tests {
     fn v2_freeze_and_status() {
         let tmp = tempfile::tempdir().unwrap();
         let (layout, fs) = v2_fixture(tmp.path(), "");
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "c").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let leaf = tmp.path().join("engine/execdriver/c");
         std::fs::write(leaf.join("cgroup.freeze"), "0").unwrap();
@@ -1251,7 +1453,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = one_v1_hierarchy(tmp.path(), "cpu");
         let fs = FakeFs::default();
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "q").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "q").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let dir = tmp.path().join("cpu/execdriver/q");
         fs.fail_once
@@ -1285,7 +1488,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = one_v1_hierarchy(tmp.path(), "blkio");
         let fs = FakeFs::default();
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "b").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "b").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let dir = tmp.path().join("blkio/execdriver/b");
         std::fs::write(dir.join("blkio.bfq.weight"), "100\n").unwrap();
@@ -1321,7 +1525,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = v1(tmp.path());
         let fs = FakeFs::default();
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "m").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "m").unwrap()).unwrap();
         cg.create(&fs).unwrap();
         let dir = tmp.path().join("memory/engine/execdriver/m");
         std::fs::write(dir.join("memory.limit_in_bytes"), "").unwrap();
@@ -1368,7 +1573,8 @@ mod tests {
             mount: tmp.path().to_owned(),
             own: PathBuf::from("user.slice/engine"),
         };
-        let cg = Cgroup::plan(&layout, &Placement::new("execdriver", None, "x").unwrap()).unwrap();
+        let mut cg =
+            Cgroup::plan(&layout, &Placement::new("execdriver", None, "x").unwrap()).unwrap();
         assert!(cg.v2);
         assert_eq!(
             cg.dirs[0].path,

@@ -225,6 +225,7 @@ mod tests {
                 controllers: vec![],
                 path: dir.to_owned(),
                 stop: dir.parent().unwrap().to_owned(),
+                joined: false,
             }],
         }
     }
@@ -343,6 +344,7 @@ mod tests {
             controllers: vec![c.into()],
             path: dir(c),
             stop: PathBuf::from("/"),
+            joined: false,
         };
         let cg = Cgroup {
             v2: false,

@@ -167,6 +167,22 @@ pub(crate) struct RootfsPlan {
     /// `None`: enter the rootfs with `pivot_root`. `Some(hide)`: with `MS_MOVE` + `chroot`
     /// (`NativeOptions::no_pivot`), after detaching the host's procfs/sysfs mounts in `hide`.
     pub no_pivot: Option<Vec<CString>>,
+    /// With a new user namespace: per op, the fd number (reserved by the engine, filled in
+    /// before the init is cloned) that holds the op's bind source, opened with the host's
+    /// credentials inside the container's mount namespace — the mapped root may not be able to
+    /// reach it (runc opens bind sources on the host's side too). -1 for ops that are no bind;
+    /// empty without a user namespace.
+    pub source_fds: Vec<std::os::fd::RawFd>,
+}
+
+impl RootfsPlan {
+    /// Per op, whether it binds a host path (what [`source_fds`](Self::source_fds) covers).
+    pub fn binds(&self) -> impl Iterator<Item = bool> + '_ {
+        self.ops.iter().map(|op| {
+            matches!(op, MountOp::Mount { source: Some(_), fstype: None, flags, .. }
+                if flags & libc::MS_BIND != 0)
+        })
+    }
 }
 
 /// The mount point holding `path` (the longest mount point that is a prefix of it), from a
@@ -674,6 +690,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
         readonly_dev,
         private_parent: None,
         no_pivot: None,
+        source_fds: Vec::new(),
     })
 }
 

@@ -139,12 +139,13 @@ pub(crate) enum Step {
     MoveRoot,
     SeccompAgent,
     ReadonlyDev,
+    BindSource,
 }
 
 impl Step {
     pub fn from_u32(n: u32) -> Option<Self> {
         use Step::*;
-        const ALL: [Step; 48] = [
+        const ALL: [Step; 49] = [
             Sync,
             Stdio,
             CloseFds,
@@ -193,6 +194,7 @@ impl Step {
             MoveRoot,
             SeccompAgent,
             ReadonlyDev,
+            BindSource,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -343,12 +345,173 @@ fn intermediate_steps(a: &ChildArgs<'_>) -> Result<(), Fail> {
         setns(fd, j.nstype).at(Step::JoinNamespace, i)?;
         let _ = close(fd);
     }
-    if ns.new_flags != 0 {
-        unshare(ns.new_flags).at(Step::Unshare, 0)?;
+    // Bind sources are opened by a helper that keeps the host's credentials: it must exist
+    // before the user namespace does.
+    let helper = if ns.new_user && !plan.rootfs.source_fds.is_empty() {
+        Some(SourceHelper::spawn(plan)?)
+    } else {
+        None
+    };
+    let r = (|| {
+        if ns.new_flags != 0 {
+            unshare(ns.new_flags).at(Step::Unshare, 0)?;
+        }
+        if ns.new_user {
+            send(a.sync, Msg::new(kind::MAPS)).at(Step::Sync, 0)?;
+            wait_go(a.sync)?;
+        }
+        Ok(())
+    })();
+    match helper {
+        Some(h) if r.is_ok() => h.open_sources(),
+        Some(h) => {
+            h.dismiss();
+            r
+        }
+        None => r,
     }
-    if ns.new_user {
-        send(a.sync, Msg::new(kind::MAPS)).at(Step::Sync, 0)?;
-        wait_go(a.sync)?;
+}
+
+/// A process that shares the intermediate's fd table but not its credentials: cloned before
+/// the user namespace is created, it stays the host's root. Once the container's mount
+/// namespace exists it joins it and opens every bind source there (`O_PATH`, following the
+/// path as `mount` would, past directories the container's mapped root may not enter), each
+/// at the fd number the engine reserved for it in `RootfsPlan::source_fds`; the init binds
+/// from `/proc/self/fd/<n>`. runc 1.1 opens bind sources on the host's side the same way.
+struct SourceHelper {
+    pid: i32,
+    go_r: RawFd,
+    go_w: RawFd,
+    res_r: RawFd,
+    res_w: RawFd,
+}
+
+/// The helper's answer when every source is open.
+const SOURCES_OPEN: u32 = u32::MAX;
+
+impl SourceHelper {
+    fn spawn(plan: &Plan) -> Result<Self, Fail> {
+        let (go_r, go_w) = super::pipe2(libc::O_CLOEXEC).at(Step::BindSource, usize::MAX)?;
+        let (res_r, res_w) = super::pipe2(libc::O_CLOEXEC).at(Step::BindSource, usize::MAX)?;
+        // SAFETY: the helper runs only this module's code on the plan and ends in exit.
+        let forked = unsafe {
+            super::clone3(super::CloneArgs {
+                flags: libc::CLONE_FILES as u64,
+                exit_signal: libc::SIGCHLD as u64,
+            })
+        };
+        match forked {
+            Ok(super::Forked::Child) => source_helper(plan, go_r, res_w),
+            Ok(super::Forked::Parent { pid, .. }) => Ok(Self {
+                pid,
+                go_r,
+                go_w,
+                res_r,
+                res_w,
+            }),
+            Err(e) => Err(Fail {
+                step: Step::BindSource,
+                errno: e,
+                arg: u32::MAX,
+            }),
+        }
+    }
+
+    /// Lets the helper open the sources in this process's (new) mount namespace; returns its
+    /// answer once it has exited.
+    fn open_sources(self) -> Result<(), Fail> {
+        let at = |errno, arg| Fail {
+            step: Step::BindSource,
+            errno,
+            arg,
+        };
+        let ns = match open(c"/proc/self/ns/mnt", libc::O_RDONLY | libc::O_CLOEXEC, 0) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.dismiss();
+                return Err(at(e, u32::MAX));
+            }
+        };
+        let sent = write(self.go_w, &ns.to_ne_bytes());
+        // Closing our ends closes the helper's too (one table): a helper that did not get the
+        // fd number sees EOF and exits.
+        let _ = close(self.go_w);
+        let _ = close(self.go_r);
+        let waited = super::waitid_pid(self.pid);
+        let _ = close(ns);
+        let _ = close(self.res_w);
+        let mut b = [0u8; 8];
+        let got = read(self.res_r, &mut b);
+        let _ = close(self.res_r);
+        sent.map_err(|e| at(e, u32::MAX))?;
+        waited.map_err(|e| at(e, u32::MAX))?;
+        match got {
+            Ok(8) => {
+                let (mut i, mut e) = ([0u8; 4], [0u8; 4]);
+                i.copy_from_slice(&b[..4]);
+                e.copy_from_slice(&b[4..]);
+                match u32::from_ne_bytes(i) {
+                    SOURCES_OPEN => Ok(()),
+                    i => Err(at(i32::from_ne_bytes(e), i)),
+                }
+            }
+            Ok(_) => Err(at(libc::EPIPE, u32::MAX)),
+            Err(e) => Err(at(e, u32::MAX)),
+        }
+    }
+
+    /// Ends a helper that will not be needed (a failure before it ran).
+    fn dismiss(self) {
+        let _ = close(self.go_w);
+        let _ = super::waitid_pid(self.pid);
+        for fd in [self.go_r, self.res_r, self.res_w] {
+            let _ = close(fd);
+        }
+    }
+}
+
+/// The helper: wait for the mount namespace's fd number, join it, open the sources, answer
+/// `(index, errno)` (`SOURCES_OPEN` when all are open) and exit.
+fn source_helper(plan: &Plan, go_r: RawFd, res_w: RawFd) -> ! {
+    let _ = prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
+    let mut b = [0u8; 4];
+    let got = loop {
+        match read(go_r, &mut b) {
+            Err(libc::EINTR) => continue,
+            r => break r,
+        }
+    };
+    if got != Ok(4) {
+        super::exit(1);
+    }
+    let (i, errno) = match open_sources_in(plan, i32::from_ne_bytes(b)) {
+        Ok(()) => (SOURCES_OPEN, 0),
+        Err((i, e)) => (i, e),
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&i.to_ne_bytes());
+    out[4..].copy_from_slice(&errno.to_ne_bytes());
+    let _ = write(res_w, &out);
+    super::exit(0)
+}
+
+fn open_sources_in(plan: &Plan, mnt_ns: RawFd) -> Result<(), (u32, Errno)> {
+    setns(mnt_ns, libc::CLONE_NEWNS).map_err(|e| (u32::MAX, e))?;
+    let r = &plan.rootfs;
+    for (i, (op, slot)) in r.ops.iter().zip(&r.source_fds).enumerate() {
+        let (
+            MountOp::Mount {
+                source: Some(src), ..
+            },
+            true,
+        ) = (op, *slot >= 0)
+        else {
+            continue;
+        };
+        let fd = open(src, libc::O_PATH | libc::O_CLOEXEC, 0).map_err(|e| (i as u32, e))?;
+        let moved = dup3(fd, *slot, libc::O_CLOEXEC);
+        let _ = close(fd);
+        moved.map_err(|e| (i as u32, e))?;
     }
     Ok(())
 }
@@ -396,7 +559,9 @@ fn setup<'p>(a: &ChildArgs<'p>) -> Result<&'p CStr, Fail> {
         dup3(*src, 3 + i as RawFd, 0).at(Step::Stdio, 3 + i)?;
     }
     let fifo = a.plan.and_then(|plan| plan.exec_fifo).unwrap_or(-1);
-    close_fds_except(3 + a.extra.len() as u32, [sync, fifo, a.exec.fd]).at(Step::CloseFds, 0)?;
+    let sources = a.plan.map_or(&[][..], |plan| &plan.rootfs.source_fds[..]);
+    close_fds_except(3 + a.extra.len() as u32, [sync, fifo, a.exec.fd], sources)
+        .at(Step::CloseFds, 0)?;
     // The socket stays open across the trampoline's exec (it reports a failed exec of the
     // program there, and marks it close-on-exec first); cleared now, before any seccomp
     // filter could refuse the fcntl.
@@ -610,19 +775,23 @@ fn pts_path(buf: &mut [u8; 32], n: u32) -> &CStr {
 }
 
 /// Closes every fd from `from` up but those in `keep` (-1 entries keep nothing).
-fn close_fds_except(mut from: u32, mut keep: [RawFd; 3]) -> SysResult<()> {
-    keep.sort_unstable();
-    for k in keep {
-        if k < from as RawFd {
-            continue;
-        }
+fn close_fds_except(mut from: u32, keep: [RawFd; 3], more: &[RawFd]) -> SysResult<()> {
+    loop {
+        let next = keep
+            .iter()
+            .chain(more)
+            .copied()
+            .filter(|&k| k >= 0 && k as u32 >= from)
+            .min();
+        let Some(k) = next else {
+            return close_range(from, u32::MAX, 0);
+        };
         let k = k as u32;
         if k > from {
             close_range(from, k - 1, 0)?;
         }
         from = k + 1;
     }
-    close_range(from, u32::MAX, 0)
 }
 
 const RESOLVE: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
@@ -831,6 +1000,7 @@ fn rootfs_ops(
 ) -> Result<(), Fail> {
     let r = &plan.rootfs;
     let mut buf = [0u8; 32];
+    let mut src_buf = [0u8; 32];
 
     for (i, op) in r.ops.iter().enumerate() {
         match op {
@@ -859,13 +1029,12 @@ fn rootfs_ops(
                     None => resolve_create(root, dest, *create, Step::MountTarget, i)?,
                 };
                 let target = proc_fd_path(&mut buf, fd);
-                let res = mount(
-                    source.as_deref(),
-                    target,
-                    fstype.as_deref(),
-                    *flags,
-                    data.as_deref(),
-                );
+                // In a new user namespace a bind source was opened on the host's side.
+                let source = match r.source_fds.get(i) {
+                    Some(&src) if src >= 0 => Some(proc_fd_path(&mut src_buf, src)),
+                    _ => source.as_deref(),
+                };
+                let res = mount(source, target, fstype.as_deref(), *flags, data.as_deref());
                 let _ = close(fd);
                 res.at(Step::Mount, i)?;
                 if *remount != 0 || *propagation != 0 {
@@ -920,6 +1089,10 @@ fn rootfs_ops(
                 res.at(Step::MountRemount, i)?;
             }
         }
+    }
+    // Host-side fds must not reach the container's program or hooks.
+    for &src in r.source_fds.iter().filter(|&&f| f >= 0) {
+        let _ = close(src);
     }
     for (i, d) in r.devices.iter().enumerate() {
         device(root, d, i)?;
@@ -1328,11 +1501,11 @@ mod tests {
 
     #[test]
     fn every_step_number_maps_back() {
-        for n in 1..=48 {
+        for n in 1..=49 {
             let s = Step::from_u32(n).expect("step");
             assert_eq!(s as u32, n);
         }
         assert!(Step::from_u32(0).is_none());
-        assert!(Step::from_u32(49).is_none());
+        assert!(Step::from_u32(50).is_none());
     }
 }

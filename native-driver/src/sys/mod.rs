@@ -270,6 +270,39 @@ pub(crate) fn dup3(old: RawFd, new: RawFd, flags: c_int) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) }).map(drop)
 }
 
+/// `pipe2(2)`: `(read end, write end)`.
+pub(crate) fn pipe2(flags: c_int) -> SysResult<(RawFd, RawFd)> {
+    let mut fds: [c_int; 2] = [-1, -1];
+    // SAFETY: fds is a valid, writable array of two ints.
+    check(unsafe { libc::syscall(libc::SYS_pipe2, fds.as_mut_ptr(), flags) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Waits for the child `pid` to exit and reaps it; returns the raw `(si_code, si_status)`.
+/// Retries on EINTR.
+pub(crate) fn waitid_pid(pid: i32) -> SysResult<(c_int, c_int)> {
+    loop {
+        // SAFETY: info is a valid, writable siginfo_t; rusage pointer is null.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PID,
+                pid,
+                &raw mut info,
+                libc::WEXITED,
+                std::ptr::null_mut::<libc::rusage>(),
+            )
+        };
+        match check(r) {
+            // SAFETY: waitid filled a SIGCHLD siginfo, whose si_status is valid.
+            Ok(_) => return Ok((info.si_code, unsafe { info.si_status() })),
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub(crate) fn fcntl(fd: RawFd, cmd: c_int, arg: c_long) -> SysResult {
     // SAFETY: the commands used take an integer argument.
     check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
