@@ -108,7 +108,20 @@ fn native_create(
     record: Record,
     flags: &CreateFlags,
 ) -> Result<u32> {
-    if wants_terminal(cmd) && flags.console_socket.is_none() {
+    native_create_with(ctx, native, cmd, record, flags, false).map(|(pid, _)| pid)
+}
+
+/// [`native_create`]; with `own_terminal`, a terminal without `--console-socket` is this
+/// process's to bridge: its pty master is returned.
+fn native_create_with(
+    ctx: &Ctx,
+    native: &execdriver::native::NativeDriver,
+    cmd: &Command,
+    record: Record,
+    flags: &CreateFlags,
+    own_terminal: bool,
+) -> Result<(u32, Option<std::os::fd::OwnedFd>)> {
+    if wants_terminal(cmd) && flags.console_socket.is_none() && !own_terminal {
         return Err(Error::usage(
             "process.terminal is true: --console-socket is needed to hand the terminal over",
         ));
@@ -125,9 +138,9 @@ fn native_create(
             return Err(e.into());
         }
     };
-    let handed = match (&created.terminal, &flags.console_socket) {
-        (Some(master), Some(sock)) => crate::fdpass::send_console(sock, master.as_fd()),
-        _ => Ok(()),
+    let (handed, kept) = match (created.terminal, &flags.console_socket) {
+        (Some(master), Some(sock)) => (crate::fdpass::send_console(sock, master.as_fd()), None),
+        (master, _) => (Ok(()), master),
     };
     if let Err(e) = handed {
         let _ = native.delete(&cmd.id, true);
@@ -137,7 +150,7 @@ fn native_create(
     if let Some(p) = &flags.pid_file {
         pid_file_or_delete(ctx, &cmd.id, p, created.pid)?;
     }
-    Ok(created.pid)
+    Ok((created.pid, kept))
 }
 
 fn pid_file_or_delete(ctx: &Ctx, id: &ContainerId, path: &Path, pid: u32) -> Result<()> {
@@ -428,14 +441,21 @@ pub fn run_kept(ctx: &Ctx, id: &str, flags: &CreateFlags) -> Result<ExitCode> {
             "--console-socket needs --detach (in the foreground the terminal is ours)",
         ));
     }
-    if wants_terminal(&cmd) {
-        return Err(Error::usage(
-            "run --keep with process.terminal is not supported yet (use create + start)",
-        ));
-    }
+    let tty = wants_terminal(&cmd);
     let driver = ctx.native(&config.options)?;
-    let pid = native_create(ctx, &driver, &cmd, ctx::record(&cmd, config, false), flags)?;
+    let (pid, master) = native_create_with(
+        ctx,
+        &driver,
+        &cmd,
+        ctx::record(&cmd, config, false),
+        flags,
+        true,
+    )?;
     let forwarder = crate::signals::Forwarder::start(driver.clone(), cmd.id.clone())?;
+    // The terminal is ours, as in a foreground `run`: raw mode, and the pty bridged to our
+    // stdin/stdout until the container's side closes.
+    let raw = tty.then(crate::tty::RawMode::enter);
+    let output = master.and_then(|m| crate::tty::bridge(execdriver::native::terminal_of(m)));
     if let Err(e) = driver.start(&cmd.id) {
         forwarder.stop();
         let _ = delete(ctx, cmd.id.as_str(), true);
@@ -450,6 +470,10 @@ pub fn run_kept(ctx: &Ctx, id: &str, flags: &CreateFlags) -> Result<ExitCode> {
         }
     };
     forwarder.stop();
+    if let Some(t) = output {
+        let _ = t.join();
+    }
+    drop(raw);
     let status = match waited {
         Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => ExitStatus::exited(code),
         Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => ExitStatus::signaled(sig as i32),

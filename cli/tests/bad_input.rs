@@ -391,28 +391,6 @@ fn native_cases() -> Vec<Case> {
             "/etc/hostname",
         ),
         c(
-            "joining a mount namespace",
-            edit(|s| {
-                let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
-                for n in ns.iter_mut() {
-                    if n["type"] == "mount" {
-                        *n = json!({"type": "mount", "path": "/proc/self/ns/mnt"});
-                    }
-                }
-            }),
-            "mount",
-        ),
-        c(
-            "no mount namespace",
-            edit(|s| {
-                s["linux"]["namespaces"]
-                    .as_array_mut()
-                    .unwrap()
-                    .retain(|n| n["type"] != "mount");
-            }),
-            "mount",
-        ),
-        c(
             "uid mappings without a user namespace",
             set(
                 "/linux/uidMappings",

@@ -133,6 +133,29 @@ impl Runtime {
         }
     }
 
+    /// A shell command line (naming the runtime itself) in the runtimes' private mount +
+    /// cgroup namespace: its code and output.
+    fn run_script(&self, script: &str) -> Out {
+        let out = self.dir.join(format!("{}.out", self.name));
+        let err = self.dir.join(format!("{}.err", self.name));
+        let argv = in_private_cgroupns(
+            &format!("{script} >{} 2>{}", out.display(), err.display()),
+            false,
+        );
+        let status = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run unshare");
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        }
+    }
+
     fn state(&self, id: &str) -> Option<serde_json::Value> {
         let o = self.run(&["state", id]);
         o.ok()
@@ -1777,4 +1800,280 @@ fn runc_and_execdriver_agree_on_userns_bind_sources() {
         o[3].1, "code=0 /tmp/mount-1/foo.txt /tmp/mount-2/foo.txt",
         "{report}"
     );
+}
+
+/// What a container without a mount namespace, or joining one by path, sees under `rt`:
+/// `(case, result)`. The runtime's own mount namespace is the one the private-cgroupns helper
+/// made for the command.
+fn mount_ns_cases(rt: &Runtime, bundle: &Path, tag: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let id = |n: &str| format!("edtest-mns{tag}-{n}");
+    let show = "echo ns=$(readlink /proc/self/ns/mnt); echo root=$(ls / | tr '\\n' ' ')";
+    let write = |args: &[&str], edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut spec = serde_json::to_value(runc_like_spec(&bundle.join("rootfs"), args)).unwrap();
+        spec["root"]["path"] = serde_json::json!("rootfs");
+        // runc refuses masks without a mount namespace of the container's own.
+        spec["linux"]["maskedPaths"] = serde_json::json!([]);
+        spec["linux"]["readonlyPaths"] = serde_json::json!([]);
+        edit(&mut spec);
+        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    };
+    let no_mount_ns = |s: &mut serde_json::Value| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+    };
+    let root = quote(rt.root.to_str().unwrap());
+    let b = quote(bundle.to_str().unwrap());
+    // One shell in the runtime's namespace: its mount namespace and mount count before and
+    // after, around the command.
+    let around = |cmd: &str| {
+        sh_in_cgroupns(&format!(
+            "set +e; echo runtime=$(readlink /proc/self/ns/mnt); n=$(grep -c . /proc/self/mountinfo); \
+             {cmd}; echo code=$?; echo leaked=$(( $(grep -c . /proc/self/mountinfo) - n ))"
+        ))
+    };
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or("-")
+            .trim()
+            .to_owned()
+    };
+
+    write(&["sh", "-c", show], &no_mount_ns);
+    let ct = id("none");
+    let _c = Cleanup(rt, &ct);
+    let o = around(&format!("{} --root {root} run --bundle {b} {ct}", rt.bin));
+    out.push((
+        "run without a mount namespace".into(),
+        format!(
+            "code={} same-ns={} root={}",
+            field(&o, "code"),
+            field(&o, "ns") == field(&o, "runtime"),
+            field(&o, "root")
+        ),
+    ));
+    out.push((
+        "mounts left in the runtime's namespace".into(),
+        field(&o, "leaked"),
+    ));
+
+    // With the default masked and read-only paths (runc refuses them here; they are mounts
+    // below the rootfs like the others, detached with it).
+    write(
+        &[
+            "sh",
+            "-c",
+            "echo masked=$(wc -c < /proc/timer_list); touch /proc/sys/x 2>/dev/null; echo ro=$?",
+        ],
+        &|s: &mut serde_json::Value| {
+            no_mount_ns(s);
+            let d = serde_json::to_value(runc_like_spec(Path::new("/"), &["true"])).unwrap();
+            s["linux"]["maskedPaths"] = d["linux"]["maskedPaths"].clone();
+            s["linux"]["readonlyPaths"] = d["linux"]["readonlyPaths"].clone();
+        },
+    );
+    let ct = id("masks");
+    let _c = Cleanup(rt, &ct);
+    let o = around(&format!("{} --root {root} run --bundle {b} {ct}", rt.bin));
+    out.push((
+        "masked and read-only paths without a mount namespace".into(),
+        format!(
+            "code={} timer_list-bytes={} ro={} leaked={}",
+            field(&o, "code"),
+            field(&o, "masked"),
+            field(&o, "ro"),
+            field(&o, "leaked")
+        ),
+    ));
+
+    // exec into it, then delete it: the exec'd process is in the container's root too.
+    write(&["sleep", "1000"], &no_mount_ns);
+    let ct = id("exec");
+    let _c = Cleanup(rt, &ct);
+    let o = around(&format!(
+        "{bin} --root {root} run -d --bundle {b} {ct} && {bin} --root {root} exec {ct} sh -c {show}; \
+         r=$?; {bin} --root {root} delete --force {ct}; (exit $r)",
+        bin = rt.bin,
+        show = quote(show),
+    ));
+    out.push((
+        "exec into a container without a mount namespace".into(),
+        format!(
+            "code={} same-ns={} root={}",
+            field(&o, "code"),
+            field(&o, "ns") == field(&o, "runtime"),
+            field(&o, "root")
+        ),
+    ));
+    out.push((
+        "mounts left after run -d, exec, delete".into(),
+        field(&o, "leaked"),
+    ));
+
+    // Joining the mount namespace of another process (started in the runtime's namespace, so
+    // that both see the same cgroup mounts) by path.
+    write(&["sh", "-c", show], &|s: &mut serde_json::Value| {
+        for n in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "mount" {
+                *n = serde_json::json!({"type": "mount", "path": "/proc/HELPER/ns/mnt"});
+            }
+        }
+    });
+    let ct = id("joined");
+    let _c = Cleanup(rt, &ct);
+    let config = quote(bundle.join("config.json").to_str().unwrap());
+    let o = around(&format!(
+        "unshare --mount --propagation private sleep 1000 & h=$!; \
+         while [ \"$(readlink /proc/$h/ns/mnt)\" = \"$(readlink /proc/self/ns/mnt)\" ]; do sleep 0.01; done; \
+         echo helper=$(readlink /proc/$h/ns/mnt); sed -i \"s/HELPER/$h/\" {config}; \
+         {} --root {root} run --bundle {b} {ct} 2>&1; r=$?; kill $h; (exit $r)",
+        rt.bin
+    ));
+    out.push((
+        "run joining a mount namespace by path".into(),
+        format!(
+            "code={} joined={} root={}",
+            field(&o, "code"),
+            field(&o, "ns") == field(&o, "helper"),
+            field(&o, "root"),
+        ),
+    ));
+    out
+}
+
+/// The OCI spec: a namespace type the config does not list is inherited from the runtime
+/// (runc 1.1 sets up the rootfs in the runtime's mount namespace and `chroot`s); a mount
+/// namespace with a `path` is joined (runc sets the rootfs up there and `pivot_root`s).
+#[test]
+fn runc_and_execdriver_agree_on_mount_namespaces() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "runc_and_execdriver_agree_on_mount_namespaces";
+    let Some((runc, _)) = prerequisites(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bundle = dir.path().join("bundle");
+    execdriver_tests::build_rootfs(
+        &execdriver_tests::busybox().unwrap(),
+        &bundle.join("rootfs"),
+    )
+    .unwrap();
+    let tag = std::process::id().to_string();
+    let (theirs, ours) = runtimes(runc, dir.path());
+    let t = mount_ns_cases(&theirs, &bundle, &tag);
+    let o = mount_ns_cases(&ours, &bundle, &tag);
+    let mut report = String::new();
+    let mut differ = Vec::new();
+    for (a, b) in t.iter().zip(&o) {
+        let mark = if a.1 == b.1 { "  " } else { "!!" };
+        if a.1 != b.1 {
+            differ.push(a.0.clone());
+        }
+        report.push_str(&format!(
+            "{mark} {:<40} runc: {:<45} execdriver: {}\n",
+            a.0, a.1, b.1
+        ));
+    }
+    eprintln!("{report}");
+    // runc 1.1 leaves the container's mounts in the runtime's namespace after it exits (we
+    // detach them), and runs a process exec'd into such a container in the host's root (ours
+    // enters the container's root); it refuses masked paths there (we mask) — README, "Known
+    // differences".
+    assert_eq!(
+        differ,
+        [
+            "mounts left in the runtime's namespace",
+            "masked and read-only paths without a mount namespace",
+            "exec into a container without a mount namespace",
+            "mounts left after run -d, exec, delete"
+        ],
+        "{report}"
+    );
+    let get = |step: &str| o.iter().find(|(s, _)| s == step).unwrap().1.clone();
+    assert_eq!(get("mounts left in the runtime's namespace"), "0");
+    assert_eq!(get("mounts left after run -d, exec, delete"), "0");
+    assert_eq!(
+        get("masked and read-only paths without a mount namespace"),
+        "code=0 timer_list-bytes=0 ro=1 leaked=0"
+    );
+    for step in [
+        "run without a mount namespace",
+        "exec into a container without a mount namespace",
+    ] {
+        assert!(
+            get(step).starts_with("code=0 same-ns=true root=bin "),
+            "{report}"
+        );
+    }
+    assert!(
+        get("run joining a mount namespace by path").starts_with("code=0 joined=true root=bin "),
+        "{report}"
+    );
+}
+
+/// `run --keep` of a container with `process.terminal`, in the foreground on a terminal of
+/// `script(1)`: the runtime bridges the pty, returns the program's code, and leaves the
+/// container stopped until `delete`.
+fn kept_terminal_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let ct = format!("edtest-ktty{tag}");
+    let _c = Cleanup(rt, &ct);
+    let b = side_bundle(
+        rt,
+        bundle,
+        &ct,
+        &["sh", "-c", "[ -t 0 ] && echo tty=yes; stty size; exit 3"],
+        |s| s["process"]["terminal"] = serde_json::json!(true),
+    );
+    let line = format!(
+        "stty rows 24 cols 80; {} --root {} run --keep --bundle {} {ct}",
+        rt.bin,
+        quote(rt.root.to_str().unwrap()),
+        quote(&b)
+    );
+    let o = rt.run_script(&format!(
+        "script -qec {} /dev/null </dev/null",
+        quote(&line)
+    ));
+    let text = o.stdout.replace('\r', "");
+    out.push((
+        "run --keep with a terminal".into(),
+        format!(
+            "code={} tty={} size={}",
+            o.code,
+            text.contains("tty=yes"),
+            text.lines().any(|l| l.trim() == "24 80")
+        ),
+    ));
+    out.push(("status after it".into(), rt.status(&ct)));
+    let o = rt.run(&["delete", &ct]);
+    out.push(("delete".into(), format!("code={}", o.code)));
+    out.push(("status after delete".into(), rt.status(&ct)));
+    out
+}
+
+#[test]
+fn runc_and_execdriver_agree_on_run_keep_with_a_terminal() {
+    let test = "runc_and_execdriver_agree_on_run_keep_with_a_terminal";
+    let Some((runc, rootfs)) = prerequisites(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
+    let bundle_dir = dir.path().join("bundle");
+    std::fs::create_dir(&bundle_dir).unwrap();
+    std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
+    let bundle = bundle_dir.to_str().unwrap();
+    let tag = std::process::id().to_string();
+    let (theirs, ours) = runtimes(runc, dir.path());
+    let t = kept_terminal_cases(&theirs, bundle, &tag);
+    let o = kept_terminal_cases(&ours, bundle, &tag);
+    assert_eq!(t, o, "runc, then execdriver");
+    assert_eq!(o[0].1, "code=3 tty=true size=true");
+    assert_eq!(o[1].1, "stopped");
+    assert_eq!(o[3].1, "(none)");
 }

@@ -235,6 +235,8 @@ struct Launch<'a> {
     cgroup: Option<Cgroup>,
     /// The init (or the intermediate), until reaped.
     children: Vec<OwnedFd>,
+    /// The rootfs the engine bound onto itself for a container without a mount namespace.
+    rootfs_bind: Option<PathBuf>,
 }
 
 impl Launch<'_> {
@@ -243,6 +245,7 @@ impl Launch<'_> {
         self.children.clear();
         self.cgroup = None;
         self.lock = None;
+        self.rootfs_bind = None;
     }
 
     fn teardown(&mut self) {
@@ -260,6 +263,9 @@ impl Launch<'_> {
             if let Err(e) = r {
                 tracing::error!(id = %self.id, err = %e, "failed to remove the container's cgroup");
             }
+        }
+        if let Some(rootfs) = self.rootfs_bind.take() {
+            detach_rootfs(&self.id, &rootfs);
         }
         if self.lock.take().is_some()
             && let Err(e) = self.driver.state.remove(&self.id)
@@ -431,6 +437,17 @@ impl StdioFds {
     }
 }
 
+/// Detaches the rootfs bind (and every mount the container made below it) of a container
+/// without a mount namespace of its own, in the runtime's mount namespace.
+fn detach_rootfs(id: &ContainerId, rootfs: &Path) {
+    match nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            tracing::error!(id = %id, rootfs = %rootfs.display(), err = %e, "failed to detach the rootfs")
+        }
+    }
+}
+
 fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {
     for (file, text) in [("uid_map", &maps.uid_map), ("gid_map", &maps.gid_map)] {
         let path = format!("/proc/{pid}/{file}");
@@ -551,6 +568,9 @@ impl Driver for NativeDriver {
             let r = st.cgroup.remove(&*self.fs, Some(&mut kept));
             lock(&self.kept_parents).extend(kept);
             r.map_err(|e| cgroup_error(id, e))?;
+            if st.rootfs_bound {
+                detach_rootfs(id, &st.rootfs);
+            }
         }
         self.state.remove(id)
     }
@@ -688,7 +708,7 @@ impl NativeDriver {
         })?;
         plan.hooks_before_pivot = oci.before_pivot();
         let shared = plan.rootfs.root_propagation & libc::MS_SHARED != 0;
-        if self.options.no_pivot || shared {
+        if !plan.rootfs.host_ns && (self.options.no_pivot || shared) {
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
                 .map_err(|e| DriverError::io("read /proc/self/mountinfo", e))?;
             if self.options.no_pivot {
@@ -709,6 +729,7 @@ impl NativeDriver {
             lock: Some(self.state.create(id)?),
             cgroup: None,
             children: Vec::new(),
+            rootfs_bind: None,
         };
         // `create`: the init holds the fifo open for reading and writing until `start`
         // writes into it; our copy closes once it is cloned.
@@ -780,6 +801,24 @@ impl NativeDriver {
         let exec_fd = stdio.lift(trampoline::fd()?)?;
         if let Some(f) = plan.exec_fifo {
             plan.exec_fifo = Some(stdio.lift(f)?);
+        }
+        if plan.rootfs.host_ns {
+            // No mount namespace of its own: the container's mounts go below a bind of the
+            // rootfs in the runtime's namespace, made (and at teardown detached) here.
+            nix::mount::mount(
+                Some(&rootfs),
+                &rootfs,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                DriverError::sys(
+                    format!("container {id}: bind the rootfs {}", rootfs.display()),
+                    e as i32,
+                )
+            })?;
+            launch.rootfs_bind = Some(rootfs.clone());
         }
         if plan.ns.new_user {
             // Every bind source gets an fd number of its own, which the intermediate's helper
@@ -893,6 +932,7 @@ impl NativeDriver {
                 .collect(),
             seccomp: cmd.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             hooks: cmd.spec.hooks().clone(),
+            rootfs_bound: launch.rootfs_bind.is_some(),
         };
         self.state.write(&state)?;
         *created = true;
@@ -1095,15 +1135,28 @@ impl NativeDriver {
         let last_cap = *self.last_cap.get_or_init(crate::plan::process::last_cap);
         let plan = ProcessPlan::build(process, last_cap, st.seccomp.as_ref())?;
         let flags = namespaces_of(st.pid)?;
+        // No mount namespace of its own: the init's root is a chroot, entered through
+        // /proc/<pid>/root (opened while the pid is known to be the init's).
+        let init_root = if st.rootfs_bound {
+            let f = std::fs::File::open(format!("/proc/{}/root", st.pid))
+                .map_err(|e| DriverError::io(format!("container {id}: open the init's root"), e))?;
+            Some(OwnedFd::from(f))
+        } else {
+            None
+        };
         let mut stdio = StdioFds::new(pipes, self.dev_null()?)?;
         let (parent_end, child_end) = socketpair().map_err(|e| DriverError::io("socketpair", e))?;
         let sync = stdio.lift(child_end.as_raw_fd())?;
         let exec_fd = stdio.lift(trampoline::fd()?)?;
+        let root_fd = match &init_root {
+            Some(fd) => stdio.lift(fd.as_raw_fd())?,
+            None => -1,
+        };
         let argv = TrampolineArgv::new(Some(sync), &plan.candidates, &plan.argv_ptrs);
         let args = ChildArgs {
             plan: None,
             process: &plan,
-            join: Some((init.as_raw_fd(), flags)),
+            join: Some((init.as_raw_fd(), flags, root_fd)),
             sync,
             stdio: stdio.raw,
             extra: &stdio.extra,

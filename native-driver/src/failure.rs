@@ -72,6 +72,9 @@ pub(crate) fn describe(plan: Option<&Plan>, p: &ProcessPlan, msg: &Msg) -> Drive
         Step::CreateCwd => format!("create process.cwd {}", p.cwd_display),
         Step::PivotRoot => "pivot_root into the rootfs".to_owned(),
         Step::DetachOldRoot => "detach the old root".to_owned(),
+        Step::MoveRoot if r.host_ns => {
+            "chroot into the rootfs (no mount namespace of its own)".to_owned()
+        }
         Step::MoveRoot => match r.no_pivot.as_ref().and_then(|h| h.get(i)) {
             Some(p) => format!("detach the host's {} (no_pivot)", p.to_string_lossy()),
             None => "move the rootfs onto / and chroot (no_pivot)".to_owned(),
@@ -108,6 +111,9 @@ fn process_step(p: &ProcessPlan, step: Step, i: usize, errno: i32) -> Option<Dri
         Step::Clone => "clone the process".to_owned(),
         Step::Setsid => "setsid".to_owned(),
         Step::Dumpable => "make the process undumpable".to_owned(),
+        Step::JoinContainer if i == 1 => {
+            "enter the container's root (chroot: it has no mount namespace of its own)".to_owned()
+        }
         Step::JoinContainer => {
             "join the container's namespaces (setns on its init's pidfd)".to_owned()
         }

@@ -45,6 +45,13 @@ pub use hosted::{HostedCgroup, bind_mounts_into_rootfs};
 pub use options::NativeOptions;
 pub use sys::spawn::inherited_fds;
 
+/// A [`Terminal`](execdriver_api::Terminal) over a pty master handed out by the driver
+/// ([`Created::terminal`]), to bridge it to a caller's own terminal.
+#[cfg(target_os = "linux")]
+pub fn terminal_of(master: std::os::fd::OwnedFd) -> Arc<dyn execdriver_api::Terminal> {
+    Arc::new(terminal::Pty::new(master))
+}
+
 /// The factory to register: `registry.register(execdriver_native::factory())`.
 pub fn factory() -> Arc<dyn DriverFactory> {
     Arc::new(Factory)

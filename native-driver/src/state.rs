@@ -44,6 +44,11 @@ pub(crate) struct State {
     /// The container's OCI hooks, for `start` and `delete` from another process.
     #[serde(default)]
     pub hooks: Option<execdriver_api::oci_spec::runtime::Hooks>,
+    /// The container has no mount namespace of its own: the engine bound `rootfs` onto itself
+    /// in the runtime's mount namespace (the container's mounts sit below it), and teardown
+    /// detaches it.
+    #[serde(default)]
+    pub rootfs_bound: bool,
 }
 
 /// The state directory tree.
@@ -232,6 +237,7 @@ mod tests {
             annotations: BTreeMap::new(),
             seccomp: None,
             hooks: None,
+            rootfs_bound: false,
         }
     }
 

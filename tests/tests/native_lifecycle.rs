@@ -431,16 +431,6 @@ fn bad_input_is_rejected_and_leaves_nothing() {
             "process.args[0]: \"/bin/nope\" not found in the container",
         ),
         (
-            "no mount namespace",
-            Box::new(|v| {
-                v["linux"]["namespaces"]
-                    .as_array_mut()
-                    .unwrap()
-                    .retain(|n| n["type"] != "mount")
-            }),
-            "needs a mount namespace",
-        ),
-        (
             "hostname without uts",
             Box::new(|v| {
                 v["linux"]["namespaces"]

@@ -39,6 +39,11 @@ pub(crate) struct NsPlan {
     pub has_net: bool,
     pub has_ipc: bool,
     pub has_pid: bool,
+    /// A mount namespace, new or joined. Without one the container shares the runtime's (as
+    /// the OCI spec says): its mounts are made below the rootfs in the runtime's mount
+    /// namespace, bound there by the engine and detached at teardown, and it enters the rootfs
+    /// with `chroot`.
+    pub has_mount: bool,
 }
 
 /// `uid_map` and `gid_map` contents for a new user namespace.
@@ -111,6 +116,8 @@ impl Plan {
             cgroup_dirs: input.cgroup_dirs,
             userns: ns.new_user,
         })?;
+        let mut rootfs = rootfs;
+        rootfs.host_ns = !ns.has_mount;
         let hostname = match spec.hostname().as_deref() {
             None | Some("") => None,
             Some(h) => {
@@ -206,12 +213,6 @@ fn namespaces(spec: &Spec) -> Result<NsPlan, DriverError> {
         }
         match n.path().as_deref().filter(|p| !p.as_os_str().is_empty()) {
             Some(path) => {
-                if typ == T::Mount {
-                    return Err(DriverError::unsupported(
-                        format!("{field}.path (joining a mount namespace)"),
-                        crate::NAME,
-                    ));
-                }
                 if !path.is_absolute() {
                     return Err(DriverError::invalid_spec(
                         format!("{field}.path"),
@@ -242,12 +243,7 @@ fn namespaces(spec: &Spec) -> Result<NsPlan, DriverError> {
             }
         }
     }
-    if !has_mount {
-        return Err(DriverError::invalid_spec(
-            "linux.namespaces",
-            "the native driver needs a mount namespace (add {\"type\": \"mount\"})",
-        ));
-    }
+    ns.has_mount = has_mount;
     // Join the user namespace first: it grants the rights over the others.
     joins.sort_by_key(|j| j.nstype != libc::CLONE_NEWUSER);
     ns.joins = joins;
@@ -402,12 +398,21 @@ mod tests {
     }
 
     #[test]
+    fn a_mount_namespace_is_new_joined_or_the_runtimes() {
+        let ns = namespaces(&spec(r#"{"namespaces":[{"type":"pid"}]}"#)).unwrap();
+        assert!(!ns.has_mount && ns.new_flags & libc::CLONE_NEWNS == 0);
+        let ns = namespaces(&spec(
+            r#"{"namespaces":[{"type":"mount","path":"/proc/self/ns/mnt"}]}"#,
+        ))
+        .unwrap();
+        assert!(ns.has_mount && ns.new_flags & libc::CLONE_NEWNS == 0);
+        assert_eq!(ns.joins.len(), 1);
+        assert_eq!(ns.joins[0].nstype, libc::CLONE_NEWNS);
+    }
+
+    #[test]
     fn bad_namespaces() {
         for (linux, want) in [
-            (
-                r#"{"namespaces":[{"type":"pid"}]}"#,
-                "needs a mount namespace",
-            ),
             (
                 r#"{"namespaces":[{"type":"mount"},{"type":"mount"}]}"#,
                 "linux.namespaces[1].type: Mount namespace listed twice",
@@ -419,10 +424,6 @@ mod tests {
             (
                 r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"rel"}]}"#,
                 "is not absolute",
-            ),
-            (
-                r#"{"namespaces":[{"type":"mount","path":"/proc/self/ns/mnt"}]}"#,
-                "joining a mount namespace",
             ),
         ] {
             let err = namespaces(&spec(linux)).unwrap_err().to_string();

@@ -173,6 +173,9 @@ pub(crate) struct RootfsPlan {
     /// reach it (runc opens bind sources on the host's side too). -1 for ops that are no bind;
     /// empty without a user namespace.
     pub source_fds: Vec<std::os::fd::RawFd>,
+    /// No mount namespace of its own: the rootfs is bound by the engine (not the init), `/`'s
+    /// propagation is left alone, and the init enters the rootfs with `chroot`.
+    pub host_ns: bool,
 }
 
 impl RootfsPlan {
@@ -691,6 +694,7 @@ pub(crate) fn build(input: &RootfsInputs<'_>) -> Result<RootfsPlan, DriverError>
         private_parent: None,
         no_pivot: None,
         source_fds: Vec::new(),
+        host_ns: false,
     })
 }
 

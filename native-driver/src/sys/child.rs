@@ -229,9 +229,11 @@ pub(crate) struct ChildArgs<'a> {
     pub plan: Option<&'a Plan>,
     /// The process to start.
     pub process: &'a ProcessPlan,
-    /// Exec: a pidfd of the container's init and the `CLONE_NEW*` flags of its namespaces to
-    /// join (`setns(pidfd, flags)` joins them all at once, user namespace first).
-    pub join: Option<(RawFd, c_int)>,
+    /// Exec: a pidfd of the container's init, the `CLONE_NEW*` flags of its namespaces to
+    /// join (`setns(pidfd, flags)` joins them all at once, user namespace first), and an fd
+    /// of the init's root to `chroot` into when the container has no mount namespace of its
+    /// own (-1 otherwise).
+    pub join: Option<(RawFd, c_int, RawFd)>,
     /// The child's end of the parent socket (≥ 3).
     pub sync: RawFd,
     /// Sources for fds 0, 1, 2 (each ≥ 3), or -1 to leave that fd as inherited.
@@ -333,8 +335,14 @@ fn intermediate_steps(a: &ChildArgs<'_>) -> Result<(), Fail> {
     // not reach it (or the engine's binary) through /proc/<pid> (the CVE-2019-5736 class).
     prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0).at(Step::Dumpable, 0)?;
     wait_go(a.sync)?;
-    if let Some((pidfd, flags)) = a.join {
-        return setns(pidfd, flags).at(Step::JoinContainer, 0);
+    if let Some((pidfd, flags, root)) = a.join {
+        setns(pidfd, flags).at(Step::JoinContainer, 0)?;
+        // A container in the runtime's mount namespace: its root is a chroot.
+        if root >= 0 {
+            fchdir(root).at(Step::JoinContainer, 1)?;
+            chroot(c".").at(Step::JoinContainer, 1)?;
+        }
+        return Ok(());
     }
     let Some(plan) = a.plan else {
         return Ok(());
@@ -910,18 +918,22 @@ fn locked_flags(fd: RawFd) -> c_ulong {
 
 fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
     let r = &plan.rootfs;
-    mount(None, c"/", None, r.root_propagation, None).at(Step::RootPropagation, 0)?;
-    if let Some(parent) = &r.private_parent {
-        mount(None, parent, None, libc::MS_PRIVATE, None).at(Step::RootPropagation, 1)?;
+    // In the runtime's mount namespace (`host_ns`) `/` is not ours to change, and the engine
+    // bound the rootfs (it detaches it at teardown).
+    if !r.host_ns {
+        mount(None, c"/", None, r.root_propagation, None).at(Step::RootPropagation, 0)?;
+        if let Some(parent) = &r.private_parent {
+            mount(None, parent, None, libc::MS_PRIVATE, None).at(Step::RootPropagation, 1)?;
+        }
+        mount(
+            Some(&r.rootfs),
+            &r.rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .at(Step::BindRootfs, 0)?;
     }
-    mount(
-        Some(&r.rootfs),
-        &r.rootfs,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .at(Step::BindRootfs, 0)?;
     let root = open(
         &r.rootfs,
         libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -939,6 +951,12 @@ fn rootfs(plan: &Plan, sync: RawFd) -> Result<(), Fail> {
     let _ = close(root);
     res?;
 
+    if r.host_ns {
+        // pivot_root would move every process of the runtime's namespace.
+        chdir(&r.rootfs).at(Step::MoveRoot, usize::MAX)?;
+        chroot(c".").at(Step::MoveRoot, usize::MAX)?;
+        return chdir(c"/").at(Step::MoveRoot, usize::MAX);
+    }
     if let Some(hide) = &r.no_pivot {
         return move_root(&r.rootfs, hide);
     }
