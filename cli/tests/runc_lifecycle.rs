@@ -414,6 +414,48 @@ fn scenario(rt: &Runtime, bundle: &str, id: &str) -> Vec<(String, String)> {
             format!("{} {:?}", ok(o.clone()), o.stdout)
         });
     }
+    // Seccomp: a rule's action answers its calls even under a stricter default (libseccomp):
+    // mkdir refused with ENOMEDIUM under a KILL default.
+    {
+        let sc = format!("{id}-seckill");
+        let _cleanup = Cleanup(rt, &sc);
+        // Docker's allow rules (ours), mkdir taken out of them.
+        let mut rules: Vec<serde_json::Value> = serde_json::to_value(
+            execdriver::native::seccomp::default::profile(&[]),
+        )
+        .unwrap()["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+            .cloned()
+            .collect();
+        for r in &mut rules {
+            if let Some(names) = r["names"].as_array_mut() {
+                names.retain(|n| n != "mkdir" && n != "mkdirat");
+            }
+        }
+        rules.push(serde_json::json!(
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 123}
+        ));
+        let b = side_bundle(
+            rt,
+            bundle,
+            &sc,
+            &["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?"],
+            |spec| {
+                spec["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_KILL",
+                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                    "syscalls": rules,
+                });
+            },
+        );
+        note("seccomp: an ERRNO rule under a KILL default", {
+            let o = rt.run(&["run", "--bundle", &b, &sc]);
+            format!("{} {:?}", ok(o.clone()), o.stdout)
+        });
+    }
     // A startContainer hook runs under the container's seccomp filter (runc runs it from its
     // init once the filter is loaded): here mkdir is refused to it.
     {

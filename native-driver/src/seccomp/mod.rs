@@ -8,15 +8,16 @@
 //! x86_64-only profile included — is killed. A program has one action for its rules and one
 //! for everything else, so a profile becomes a small stack of filters — the kernel runs every
 //! installed filter and keeps the most severe answer:
-//! - the *default filter* allows the syscalls of allow-like rules (`SCMP_ACT_ALLOW`,
-//!   `SCMP_ACT_LOG`) and answers the default action for everything else (absent when the
-//!   default is allow);
+//! - the *default filter* lets the calls of every rule whose action is not the default one
+//!   through (it allows them) and answers the default action for everything else (absent when
+//!   the default is allow);
 //! - one filter per other action (`ERRNO(n)`, `TRAP`, `KILL_*`, `LOG`) answers that action for
 //!   its rules and allows everything else; installed last, so an errno of a rule wins over the
 //!   default errno.
 //!
-//! Where a profile sets a rule action that is *less* severe than the default for a syscall
-//! (say `ERRNO` under a `KILL` default), the stricter default wins — never the other way round.
+//! So a rule's action answers its calls whatever the default, as with libseccomp (an `ERRNO`
+//! rule under a `KILL` default returns the errno). Where rules of two actions match one call,
+//! the more severe answer wins (the kernel keeps it).
 //!
 //! `SCMP_ACT_NOTIFY` rules are allowed by the default filter and answered by a filter of their
 //! own, installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`: its listener fd goes to the agent at
@@ -258,6 +259,14 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Option<SeccompPlan>, Dri
             };
             for rule in &rules {
                 add_rule(target, name, rule.clone());
+            }
+            // The default filter lets every rule's calls through to the filter of the rule's
+            // own action, so that the rule answers them, not the default (libseccomp's
+            // meaning: an ERRNO rule under a KILL default returns its errno).
+            if !allow_like(&act) && act != default {
+                for rule in &rules {
+                    add_rule(&mut allow, name, rule.clone());
+                }
             }
             if matches!(act, Action::Log | Action::Notify) {
                 let pos = by_action
