@@ -205,6 +205,52 @@ fn side_bundle(
     b.to_str().unwrap().to_owned()
 }
 
+/// Case by case, runc's result beside ours (printed): the report and the cases that differ.
+fn side_by_side(t: &[(String, String)], o: &[(String, String)]) -> (String, Vec<String>) {
+    assert_eq!(t.len(), o.len(), "the runtimes ran different cases");
+    let width = t.iter().map(|c| c.0.len()).max().unwrap_or(0);
+    let mut report = String::new();
+    let mut differ = Vec::new();
+    for (a, b) in t.iter().zip(o) {
+        let mark = if a.1 == b.1 { "  " } else { "!!" };
+        if a.1 != b.1 {
+            differ.push(a.0.clone());
+        }
+        report.push_str(&format!(
+            "{mark} {:<width$} runc: {:<40} execdriver: {}\n",
+            a.0, a.1, b.1
+        ));
+    }
+    eprintln!("{report}");
+    (report, differ)
+}
+
+/// `dir/bundle` with runc's default-like spec for `rootfs` (program `true`); its path.
+fn default_bundle(dir: &Path, rootfs: &Path) -> String {
+    let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
+    let b = dir.join("bundle");
+    std::fs::create_dir(&b).unwrap();
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    b.to_str().unwrap().to_owned()
+}
+
+/// `(case, result)` of each step of a differential scenario.
+type Cases = Vec<(String, String)>;
+
+/// `cases(runtime, bundle, tag)` under runc, then under execdriver, on a default bundle: both
+/// results, or `None` (reported) without the prerequisites.
+fn run_both(
+    test: &str,
+    cases: impl Fn(&Runtime, &str, &str) -> Cases,
+) -> Option<(Cases, Cases)> {
+    let (runc, rootfs) = prerequisites(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = &default_bundle(dir.path(), rootfs);
+    let tag = std::process::id().to_string();
+    let (theirs, ours) = runtimes(runc, dir.path());
+    Some((cases(&theirs, bundle, &tag), cases(&ours, bundle, &tag)))
+}
+
 /// Removes what a failed scenario left behind.
 struct Cleanup<'a>(&'a Runtime, &'a str);
 
@@ -1136,21 +1182,8 @@ fn runc_and_execdriver_agree_on_the_lifecycle() {
     }
     let t = scenario(&theirs, bundle, &id);
     let o = scenario(&ours, bundle, &id);
-    let mut report = String::new();
-    let mut differ = 0;
-    for (a, b) in t.iter().zip(&o) {
-        let mark = if a.1 == b.1 { "  " } else { "!!" };
-        if a.1 != b.1 {
-            differ += 1;
-        }
-        report.push_str(&format!(
-            "{mark} {:<50} runc: {:<40} execdriver: {}\n",
-            a.0, a.1, b.1
-        ));
-    }
-    eprintln!("{report}");
-    assert_eq!(t.len(), o.len());
-    assert_eq!(differ, 0, "the runtimes differ:\n{report}");
+    let (report, differ) = side_by_side(&t, &o);
+    assert!(differ.is_empty(), "the runtimes differ:\n{report}");
     // And the scenario did what it meant to (not two runtimes failing alike).
     let get = |step: &str| o.iter().find(|(s, _)| s == step).unwrap().1.clone();
     assert!(get("state after create").starts_with("status=\"created\" pid-is-the-pid-file=true"));
@@ -1454,32 +1487,11 @@ fn notify_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, String)> 
 #[test]
 fn runc_and_execdriver_agree_on_seccomp_notify() {
     let test = "runc_and_execdriver_agree_on_seccomp_notify";
-    let Some((runc, rootfs)) = prerequisites(test) else {
+    let Some((t, o)) = run_both(test, notify_cases) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
-    let bundle_dir = dir.path().join("bundle");
-    std::fs::create_dir(&bundle_dir).unwrap();
-    std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
-    let bundle = bundle_dir.to_str().unwrap();
-    let tag = std::process::id().to_string();
-    let (theirs, ours) = runtimes(runc, dir.path());
-    let t = notify_cases(&theirs, bundle, &tag);
-    let o = notify_cases(&ours, bundle, &tag);
-    let mut report = String::new();
-    let mut differ = 0;
-    for (a, b) in t.iter().zip(&o) {
-        let mark = if a.1 == b.1 { "  " } else { "!!" };
-        differ += usize::from(a.1 != b.1);
-        report.push_str(&format!(
-            "{mark} {:<55} runc: {:<40} execdriver: {}\n",
-            a.0, a.1, b.1
-        ));
-    }
-    eprintln!("{report}");
-    assert_eq!(t.len(), o.len());
-    assert_eq!(differ, 0, "the runtimes differ:\n{report}");
+    let (report, differ) = side_by_side(&t, &o);
+    assert!(differ.is_empty(), "the runtimes differ:\n{report}");
     // What runc's suite expects (not two runtimes failing alike).
     let get = |step: &str| o.iter().find(|(s, _)| s == step).unwrap().1.clone();
     for nnp in [false, true] {
@@ -1663,32 +1675,11 @@ fn shared_cgroup_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, St
 #[test]
 fn runc_and_execdriver_agree_on_existing_cgroups() {
     let test = "runc_and_execdriver_agree_on_existing_cgroups";
-    let Some((runc, rootfs)) = prerequisites(test) else {
+    let Some((t, o)) = run_both(test, shared_cgroup_cases) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
-    let bundle_dir = dir.path().join("bundle");
-    std::fs::create_dir(&bundle_dir).unwrap();
-    std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
-    let bundle = bundle_dir.to_str().unwrap();
-    let tag = std::process::id().to_string();
-    let (theirs, ours) = runtimes(runc, dir.path());
-    let t = shared_cgroup_cases(&theirs, bundle, &tag);
-    let o = shared_cgroup_cases(&ours, bundle, &tag);
-    let mut report = String::new();
-    let mut differ = 0;
-    for (a, b) in t.iter().zip(&o) {
-        let mark = if a.1 == b.1 { "  " } else { "!!" };
-        differ += usize::from(a.1 != b.1);
-        report.push_str(&format!(
-            "{mark} {:<40} runc: {:<30} execdriver: {}\n",
-            a.0, a.1, b.1
-        ));
-    }
-    eprintln!("{report}");
-    assert_eq!(t.len(), o.len());
-    assert_eq!(differ, 0, "the runtimes differ:\n{report}");
+    let (report, differ) = side_by_side(&t, &o);
+    assert!(differ.is_empty(), "the runtimes differ:\n{report}");
     let get = |step: &str| o.iter().find(|(s, _)| s == step).unwrap().1.clone();
     assert_eq!(get("run -d ct2 in ct1's cgroup"), "code=0 warned=true");
     assert_eq!(get("ct2 after ct1's delete --force"), "running");
@@ -1824,16 +1815,8 @@ fn runc_and_execdriver_agree_on_userns_bind_sources() {
     let (theirs, ours) = runtimes(runc, dir.path());
     let t = userns_bind_cases(&theirs, dir.path(), &tag);
     let o = userns_bind_cases(&ours, dir.path(), &tag);
-    let mut report = String::new();
-    for (a, b) in t.iter().zip(&o) {
-        let mark = if a.1 == b.1 { "  " } else { "!!" };
-        report.push_str(&format!(
-            "{mark} {:<35} runc: {:<45} execdriver: {}\n",
-            a.0, a.1, b.1
-        ));
-    }
-    eprintln!("{report}");
-    assert_eq!(t, o, "the runtimes differ:\n{report}");
+    let (report, differ) = side_by_side(&t, &o);
+    assert!(differ.is_empty(), "the runtimes differ:\n{report}");
     assert_eq!(
         o[1].1, "code=0 /tmp/mount-1/foo.txt",
         "an inaccessible source mounts"
@@ -2008,19 +1991,7 @@ fn runc_and_execdriver_agree_on_mount_namespaces() {
     let (theirs, ours) = runtimes(runc, dir.path());
     let t = mount_ns_cases(&theirs, &bundle, &tag);
     let o = mount_ns_cases(&ours, &bundle, &tag);
-    let mut report = String::new();
-    let mut differ = Vec::new();
-    for (a, b) in t.iter().zip(&o) {
-        let mark = if a.1 == b.1 { "  " } else { "!!" };
-        if a.1 != b.1 {
-            differ.push(a.0.clone());
-        }
-        report.push_str(&format!(
-            "{mark} {:<40} runc: {:<45} execdriver: {}\n",
-            a.0, a.1, b.1
-        ));
-    }
-    eprintln!("{report}");
+    let (report, differ) = side_by_side(&t, &o);
     // runc 1.1 leaves the container's mounts in the runtime's namespace after it exits (we
     // detach them), and runs a process exec'd into such a container in the host's root (ours
     // enters the container's root); it refuses masked paths there (we mask) — README, "Known
@@ -2101,19 +2072,9 @@ fn kept_terminal_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, St
 #[test]
 fn runc_and_execdriver_agree_on_run_keep_with_a_terminal() {
     let test = "runc_and_execdriver_agree_on_run_keep_with_a_terminal";
-    let Some((runc, rootfs)) = prerequisites(test) else {
+    let Some((t, o)) = run_both(test, kept_terminal_cases) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let spec = serde_json::to_value(runc_like_spec(rootfs, &["true"])).unwrap();
-    let bundle_dir = dir.path().join("bundle");
-    std::fs::create_dir(&bundle_dir).unwrap();
-    std::fs::write(bundle_dir.join("config.json"), spec.to_string()).unwrap();
-    let bundle = bundle_dir.to_str().unwrap();
-    let tag = std::process::id().to_string();
-    let (theirs, ours) = runtimes(runc, dir.path());
-    let t = kept_terminal_cases(&theirs, bundle, &tag);
-    let o = kept_terminal_cases(&ours, bundle, &tag);
     assert_eq!(t, o, "runc, then execdriver");
     assert_eq!(o[0].1, "code=3 tty=true size=true");
     assert_eq!(o[1].1, "stopped");

@@ -281,26 +281,7 @@ pub(crate) fn pipe2(flags: c_int) -> SysResult<(RawFd, RawFd)> {
 /// Waits for the child `pid` to exit and reaps it; returns the raw `(si_code, si_status)`.
 /// Retries on EINTR.
 pub(crate) fn waitid_pid(pid: i32) -> SysResult<(c_int, c_int)> {
-    loop {
-        // SAFETY: info is a valid, writable siginfo_t; rusage pointer is null.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_waitid,
-                libc::P_PID,
-                pid,
-                &raw mut info,
-                libc::WEXITED,
-                std::ptr::null_mut::<libc::rusage>(),
-            )
-        };
-        match check(r) {
-            // SAFETY: waitid filled a SIGCHLD siginfo, whose si_status is valid.
-            Ok(_) => return Ok((info.si_code, unsafe { info.si_status() })),
-            Err(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    waitid(libc::P_PID, pid, libc::WEXITED)
 }
 
 pub(crate) fn fcntl(fd: RawFd, cmd: c_int, arg: c_long) -> SysResult {
@@ -553,14 +534,19 @@ pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> SysResult<()> {
 /// raw `(si_code, si_status)`. Retries on EINTR.
 pub(crate) fn waitid_pidfd(pidfd: RawFd, nowait: bool) -> SysResult<(c_int, c_int)> {
     let flags = libc::WEXITED | if nowait { libc::WNOWAIT } else { 0 };
+    waitid(libc::P_PIDFD, pidfd, flags)
+}
+
+/// `waitid(2)` for one process, retried on EINTR: the raw `(si_code, si_status)`.
+fn waitid(idtype: libc::idtype_t, id: c_int, flags: c_int) -> SysResult<(c_int, c_int)> {
     loop {
         // SAFETY: info is a valid, writable siginfo_t; rusage pointer is null.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let r = unsafe {
             libc::syscall(
                 libc::SYS_waitid,
-                libc::P_PIDFD,
-                pidfd,
+                idtype,
+                id,
                 &raw mut info,
                 flags,
                 std::ptr::null_mut::<libc::rusage>(),
