@@ -239,10 +239,7 @@ type Cases = Vec<(String, String)>;
 
 /// `cases(runtime, bundle, tag)` under runc, then under execdriver, on a default bundle: both
 /// results, or `None` (reported) without the prerequisites.
-fn run_both(
-    test: &str,
-    cases: impl Fn(&Runtime, &str, &str) -> Cases,
-) -> Option<(Cases, Cases)> {
+fn run_both(test: &str, cases: impl Fn(&Runtime, &str, &str) -> Cases) -> Option<(Cases, Cases)> {
     let (runc, rootfs) = prerequisites(test)?;
     let dir = tempfile::tempdir().unwrap();
     let bundle = &default_bundle(dir.path(), rootfs);
