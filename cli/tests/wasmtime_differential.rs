@@ -1,7 +1,7 @@
 //! `execdriver run` beside the wasmtime CLI on the same modules: the module sees the same
 //! arguments and exactly the same environment (nothing injected), and the exit code is mapped
 //! the same way (`proc_exit` 0..126 as given, 126 and up exits 1, a trap 134, a component's
-//! `run` error 1).
+//! `run` error 1) — for preview 1 modules and for WASI 0.2 and 0.3 components.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,12 @@ fn outcome(out: std::process::Output) -> Outcome {
 /// relative module path the bundle gives).
 fn wasmtime(cli: &Path, rootfs: &Path, args: &[&str], env: &[&str]) -> Outcome {
     let mut c = Command::new(cli);
-    c.current_dir(rootfs).arg("run").arg("--dir").arg(".::/");
+    // WASI 0.3 (p3) beside p1 and p2.
+    c.current_dir(rootfs)
+        .arg("run")
+        .args(["-W", "component-model-async=y", "-S", "p3=y"])
+        .arg("--dir")
+        .arg(".::/");
     for kv in env {
         c.arg("--env").arg(kv);
     }
@@ -90,6 +95,11 @@ fn modules_see_the_same_args_env_and_exit_codes_as_under_the_wasmtime_cli() {
         (&["env.wat"], &["GREETING=hi", "EMPTY=", "PATH=/bin"]),
         (&["component.wat"], &[]),
         (&["component_err.wat"], &[]),
+        (&["p3_component.wat"], &[]),
+        (&["p3_component_err.wat"], &[]),
+        (&["p3_cli.wat", "a", "b"], &["PATH=/", "GREETING=hi"]),
+        (&["p3_cli.wat", "a", "b"], &["GREETING=hi", "PATH=/"]),
+        (&["p3_cli.wat"], &["PATH=/", "GREETING=hi"]),
     ];
     let mut differ = Vec::new();
     for (n, (args, env)) in cases.iter().enumerate() {

@@ -103,6 +103,56 @@ fn components_run_their_wasi_cli_run_export() {
     assert!(matches!(e, DriverError::CantHandle { .. }), "{e}");
 }
 
+/// WASI 0.3 (p3, `wasi:*@0.3.0` as wasmtime-wasi 48 implements it): a command component's
+/// async `run` is called in the store's event loop; cli (arguments, environment), clocks and
+/// random reach it; kill and pause work as for p1/p2.
+#[test]
+fn wasi_0_3_components_run_and_are_killed_and_paused() {
+    let d = driver();
+    assert_eq!(
+        run(&*d, &["/p3_component.wat"]).unwrap().0,
+        ExitStatus::exited(0)
+    );
+    assert_eq!(
+        run(&*d, &["/p3_component_err.wat"]).unwrap().0,
+        ExitStatus::exited(1)
+    );
+    // Three arguments and the spec's two variables, PATH first: ok; otherwise its run fails.
+    assert_eq!(
+        run(&*d, &["/p3_cli.wat", "a", "b"]).unwrap().0,
+        ExitStatus::exited(0)
+    );
+    assert_eq!(
+        run(&*d, &["/p3_cli.wat", "a"]).unwrap().0,
+        ExitStatus::exited(1)
+    );
+    let e = run(&*d, &["/p3_component.wat#run"]).unwrap_err();
+    assert!(matches!(e, DriverError::CantHandle { .. }), "{e}");
+
+    let id = unique_id("p3spin");
+    let h = execdriver_api::spawn(
+        d.clone(),
+        cmd(&id, &["/p3_spin.wat"]),
+        Pipes::null(),
+        Hooks::new(),
+    )
+    .unwrap();
+    h.wait_started().unwrap();
+    let busy = |d: &WasmDriver| {
+        let before = d.stats(&id).unwrap().cpu.total_ns;
+        std::thread::sleep(Duration::from_millis(200));
+        d.stats(&id).unwrap().cpu.total_ns - before
+    };
+    assert!(busy(&d) > 20_000_000, "the spinning component runs");
+    d.pause(&id).unwrap();
+    assert_eq!(d.info(&id).unwrap().status, Status::Paused);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(busy(&d) < 50_000_000, "CPU used while paused");
+    d.unpause(&id).unwrap();
+    d.kill(&id, Signal::KILL).unwrap();
+    assert_eq!(h.wait().unwrap(), ExitStatus::signaled(9));
+}
+
 #[test]
 fn bad_modules_give_clear_errors() {
     let d = driver();
@@ -400,7 +450,7 @@ fn resources_a_wasm_container_cannot_honour_are_refused() {
     assert!(e.to_string().contains("linux.resources.blockIO"), "{e}");
 }
 
-/// A rootfs of its own with the two `open` fixtures, a regular file `plain`, a directory `d`,
+/// A rootfs of its own with the three `open` fixtures, a regular file `plain`, a directory `d`,
 /// a symlink `link` to `plain`, a FIFO `fifo` and a bound unix socket `sock`.
 fn special_rootfs() -> (tempfile::TempDir, std::os::unix::net::UnixListener) {
     let dir = tempfile::Builder::new()
@@ -409,7 +459,7 @@ fn special_rootfs() -> (tempfile::TempDir, std::os::unix::net::UnixListener) {
         .unwrap();
     let root = dir.path().join("rootfs");
     std::fs::create_dir_all(root.join("d")).unwrap();
-    for f in ["open.wat", "open_component.wat"] {
+    for f in ["open.wat", "open_component.wat", "p3_open.wat"] {
         std::fs::copy(execdriver_tests::wasm::fixtures_src().join(f), root.join(f)).unwrap();
     }
     std::fs::write(root.join("plain"), "x").unwrap();
@@ -460,12 +510,15 @@ fn fifos_and_sockets_of_the_image_are_refused_with_eacces() {
         out, "02\n02\n00\n00\n00\n",
         "fifo, sock, plain, link, d (read-only)"
     );
-    // Preview 2 (`open-at`): 0 = opened, 1 = refused with `access`, a trap otherwise.
+    // Preview 2 and WASI 0.3 (`open-at`): 0 = opened, 1 = refused with `access`, a trap
+    // otherwise.
     let root = dir.path().join("rootfs");
     for (node, want) in [("fifo", 1), ("sock", 1), ("plain", 0)] {
         let _ = std::fs::remove_file(root.join("special"));
         std::fs::hard_link(root.join(node), root.join("special")).unwrap();
-        let (st, _, err) = run_in(&*d, dir.path(), &["/open_component.wat"]);
-        assert_eq!(st, ExitStatus::exited(want), "component, {node}: {err}");
+        for c in ["/open_component.wat", "/p3_open.wat"] {
+            let (st, _, err) = run_in(&*d, dir.path(), &[c]);
+            assert_eq!(st, ExitStatus::exited(want), "{c}, {node}: {err}");
+        }
     }
 }

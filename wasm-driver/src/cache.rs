@@ -30,8 +30,15 @@ pub(crate) enum Compiled {
         pre: InstancePre<CoreCtx>,
     },
     Component {
-        pre: CommandPre<CompCtx>,
+        pre: ComponentPre,
     },
+}
+
+/// A command component of either WASI: 0.2 (`wasi:cli/run@0.2.x`) or 0.3
+/// (`wasi:cli/run@0.3.0`, run concurrently).
+pub(crate) enum ComponentPre {
+    P2(CommandPre<CompCtx>),
+    P3(wasmtime_wasi::p3::bindings::CommandPre<CompCtx>),
 }
 
 /// Cache counters, for tests and benchmarks.
@@ -265,11 +272,18 @@ fn link(rt: &Runtime, u: Unlinked, shown: &str) -> Result<Compiled, DriverError>
                 .comp_linker
                 .instantiate_pre(&component)
                 .map_err(|e| cant(format!("{shown}: {e}")))?;
-            let pre = CommandPre::new(pre).map_err(|e| {
-                cant(format!(
-                    "{shown}: not a WASI command component (no wasi:cli/run export): {e}"
-                ))
-            })?;
+            let pre = match CommandPre::new(pre.clone()) {
+                Ok(p2) => ComponentPre::P2(p2),
+                Err(e2) => match wasmtime_wasi::p3::bindings::CommandPre::new(pre) {
+                    Ok(p3) => ComponentPre::P3(p3),
+                    Err(e3) => {
+                        return Err(cant(format!(
+                            "{shown}: not a WASI command component (no wasi:cli/run@0.2 export: \
+                             {e2}; no wasi:cli/run@0.3.0 export: {e3})"
+                        )));
+                    }
+                },
+            };
             Ok(Compiled::Component { pre })
         }
     }

@@ -59,7 +59,10 @@ impl Runtime {
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .wasm_component_model(true);
+            .wasm_component_model(true)
+            // WASI 0.3 (p3) components: async functions, streams and futures.
+            .wasm_component_model_async(true)
+            .concurrency_support(true);
         let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e}"))?;
         let mut core_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |c: &mut CoreCtx| &mut c.wasi)
@@ -71,6 +74,12 @@ impl Runtime {
             .map_err(|e| format!("WASI preview 2 linker: {e}"))?;
         crate::special::guard_p2(&mut comp_linker)
             .map_err(|e| format!("WASI preview 2 open guard: {e}"))?;
+        // WASI 0.3 beside 0.2 (its interfaces are versioned @0.3.0): a component imports one
+        // or the other.
+        wasmtime_wasi::p3::add_to_linker(&mut comp_linker)
+            .map_err(|e| format!("WASI 0.3 linker: {e}"))?;
+        crate::special::guard_p3(&mut comp_linker)
+            .map_err(|e| format!("WASI 0.3 open guard: {e}"))?;
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("execdriver-wasm-io")

@@ -12,7 +12,7 @@ use wasmtime::{Store, UpdateDeadline, Val};
 use wasmtime_wasi::cli::{InputFile, OutputFile};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use crate::cache::Compiled;
+use crate::cache::{Compiled, ComponentPre};
 use crate::control::{Control, Killed, Limiter, OomKilled};
 use crate::engine::{CompCtx, CoreCtx, Runtime};
 
@@ -82,6 +82,10 @@ pub(crate) enum Ready {
     Component {
         store: Store<CompCtx>,
         command: wasmtime_wasi::p2::bindings::Command,
+    },
+    ComponentP3 {
+        store: Store<CompCtx>,
+        command: wasmtime_wasi::p3::bindings::Command,
     },
 }
 
@@ -234,8 +238,16 @@ pub(crate) async fn instantiate(
             store.set_epoch_deadline(1);
             let mut cb = on_epoch(control.clone());
             store.epoch_deadline_callback(move |_| cb());
-            let command = pre.instantiate_async(&mut store).await?;
-            Ok(Ready::Component { store, command })
+            match pre {
+                ComponentPre::P2(pre) => {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    Ok(Ready::Component { store, command })
+                }
+                ComponentPre::P3(pre) => {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    Ok(Ready::ComponentP3 { store, command })
+                }
+            }
         }
     }
 }
@@ -264,6 +276,12 @@ pub(crate) async fn call(ready: Ready, control: &Control, id: &str) -> ExitStatu
             .wasi_cli_run()
             .call_run(&mut store)
             .await
+            .map(|r| if r.is_ok() { 0 } else { 1 }),
+        // WASI 0.3: `run` is an async function, called in the store's event loop.
+        Ready::ComponentP3 { mut store, command } => store
+            .run_concurrent(async move |a| command.wasi_cli_run().call_run(a).await)
+            .await
+            .and_then(|r| r)
             .map(|r| if r.is_ok() { 0 } else { 1 }),
     };
     exit_status(outcome, control, id)

@@ -6,7 +6,7 @@
 //! disk or `/dev/kmsg` (the nodev view in `nodev` already makes the kernel refuse those), a
 //! FIFO blocks the instance's thread in `open` where neither kill nor pause can reach it, and
 //! a socket file is a host socket. wasmtime-wasi has no hook in its open path, so both WASI
-//! entry points that open by path — preview 1's `path_open` and preview 2's
+//! entry points that open by path — preview 1's `path_open` and preview 2's and WASI 0.3's
 //! `descriptor.open-at` — are shadowed in the linkers by a guard that looks at the node first
 //! (`stat` without opening it) and refuses the special ones with `EACCES` / `access`, logged;
 //! the open itself then runs as wasmtime-wasi does it, and what it opened is checked again, so
@@ -184,6 +184,99 @@ pub(crate) fn guard_p2(linker: &mut wasmtime::component::Linker<CompCtx>) -> was
                                 fs.table.delete(opened)?;
                                 refused(kind, &path, "after open");
                                 Ok((Err(ErrorCode::Access),))
+                            }
+                            None => Ok((Ok(opened),)),
+                        },
+                        Err(_) => Ok((Ok(opened),)),
+                    }
+                })
+            },
+        )
+    });
+    linker.allow_shadowing(false);
+    r
+}
+
+/// The interface wasmtime-wasi 48 defines WASI 0.3's `wasi:filesystem/types` as.
+const P3_TYPES: &str = "wasi:filesystem/types@0.3.0";
+
+mod p3t {
+    pub(super) use wasmtime_wasi::p3::bindings::filesystem::types::{
+        Descriptor, DescriptorFlags, DescriptorType, ErrorCode, HostDescriptorWithStore, OpenFlags,
+        PathFlags,
+    };
+}
+
+fn p3_special(t: &p3t::DescriptorType) -> Option<&'static str> {
+    use p3t::DescriptorType as T;
+    match t {
+        T::Directory | T::RegularFile | T::SymbolicLink => None,
+        T::BlockDevice => Some("block device"),
+        T::CharacterDevice => Some("character device"),
+        T::Socket => Some("socket"),
+        T::Fifo => Some("fifo"),
+        T::Other(_) => Some("unknown special file"),
+    }
+}
+
+type P3OpenAtArgs = (
+    Resource<p3t::Descriptor>,
+    p3t::PathFlags,
+    String,
+    p3t::OpenFlags,
+    p3t::DescriptorFlags,
+);
+
+fn p3_filesystem(c: &mut CompCtx) -> wasmtime_wasi::filesystem::WasiFilesystemCtxView<'_> {
+    c.filesystem()
+}
+
+/// Shadows WASI 0.3's `[method]descriptor.open-at` in `linker` (after wasmtime-wasi's), as
+/// [`guard_p2`] does for preview 2: a special node is refused before and after the open.
+pub(crate) fn guard_p3(linker: &mut wasmtime::component::Linker<CompCtx>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::filesystem::WasiFilesystem;
+    type Fs = WasiFilesystem;
+    linker.allow_shadowing(true);
+    let r = linker.instance(P3_TYPES).and_then(|mut types| {
+        types.func_wrap_concurrent(
+            "[method]descriptor.open-at",
+            |store, (dir, path_flags, path, oflags, flags): P3OpenAtArgs| {
+                Box::pin(async move {
+                    let fs = store.with_getter::<Fs>(p3_filesystem);
+                    let borrow = || Resource::<p3t::Descriptor>::new_borrow(dir.rep());
+                    if let Ok(st) = <Fs as p3t::HostDescriptorWithStore<CompCtx>>::stat_at(
+                        &fs,
+                        borrow(),
+                        path_flags,
+                        path.clone(),
+                    )
+                    .await
+                        && let Some(kind) = p3_special(&st.type_)
+                    {
+                        refused(kind, &path, "before open");
+                        return Ok((Err(p3t::ErrorCode::Access),));
+                    }
+                    let opened = match <Fs as p3t::HostDescriptorWithStore<CompCtx>>::open_at(
+                        &fs,
+                        borrow(),
+                        path_flags,
+                        path.clone(),
+                        oflags,
+                        flags,
+                    )
+                    .await
+                    {
+                        Ok(fd) => fd,
+                        Err(e) => return Ok((Err(e.downcast()?),)),
+                    };
+                    let again = Resource::<p3t::Descriptor>::new_borrow(opened.rep());
+                    match <Fs as p3t::HostDescriptorWithStore<CompCtx>>::get_type(&fs, again).await
+                    {
+                        Ok(t) => match p3_special(&t) {
+                            Some(kind) => {
+                                store.with(|mut s| s.get().table.delete(opened))?;
+                                refused(kind, &path, "after open");
+                                Ok((Err(p3t::ErrorCode::Access),))
                             }
                             None => Ok((Ok(opened),)),
                         },
