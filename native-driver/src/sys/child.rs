@@ -441,13 +441,15 @@ impl SourceHelper {
             }
         };
         let sent = write(self.go_w, &ns.to_ne_bytes());
-        // Closing our ends closes the helper's too (one table): a helper that did not get the
-        // fd number sees EOF and exits.
-        let _ = close(self.go_w);
-        let _ = close(self.go_r);
+        if sent.is_err() {
+            // A helper that did not get the fd number sees EOF and exits.
+            let _ = close(self.go_w);
+        }
+        // One fd table: nothing the helper reads or writes may be closed before it is gone.
         let waited = super::waitid_pid(self.pid);
-        let _ = close(ns);
-        let _ = close(self.res_w);
+        for fd in [ns, self.go_w, self.go_r, self.res_w] {
+            let _ = close(fd);
+        }
         let mut b = [0u8; 8];
         let got = read(self.res_r, &mut b);
         let _ = close(self.res_r);
@@ -468,7 +470,8 @@ impl SourceHelper {
         }
     }
 
-    /// Ends a helper that will not be needed (a failure before it ran).
+    /// Ends a helper that will not be needed (a failure before it ran): our write end closed,
+    /// its read sees EOF (its read end stays open until it is gone).
     fn dismiss(self) {
         let _ = close(self.go_w);
         let _ = super::waitid_pid(self.pid);
