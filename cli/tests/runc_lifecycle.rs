@@ -2036,7 +2036,13 @@ fn kept_terminal_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, St
         rt,
         bundle,
         &ct,
-        &["sh", "-c", "[ -t 0 ] && echo tty=yes; stty size; exit 3"],
+        // The pause lets the output drain before the pty closes: under load, the last line
+        // of a program that ends at once was lost now and then (a kernel pty hangup race).
+        &[
+            "sh",
+            "-c",
+            "[ -t 0 ] && echo tty=yes; stty size; sleep 1; exit 3",
+        ],
         |s| s["process"]["terminal"] = serde_json::json!(true),
     );
     let line = format!(
