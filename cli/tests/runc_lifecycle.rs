@@ -2037,7 +2037,7 @@ fn kept_terminal_cases(rt: &Runtime, bundle: &str, tag: &str) -> Vec<(String, St
         bundle,
         &ct,
         // The pause lets the output drain before the pty closes: under load, the last line
-        // of a program that ends at once was lost now and then (a kernel pty hangup race).
+        // of a program that ended at once was lost once in CI (cause not pinned down).
         &[
             "sh",
             "-c",
