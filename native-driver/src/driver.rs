@@ -425,15 +425,10 @@ impl StdioFds {
 
     /// `fd`, or a copy of it above the extra fds' targets (held until after the clone).
     fn lift(&mut self, fd: RawFd) -> Result<RawFd> {
-        let min = 3 + self.extra.len() as RawFd;
-        if fd >= min {
+        if fd >= 3 + self.extra.len() as RawFd {
             return Ok(fd);
         }
-        let owned =
-            dup_above(fd, min).map_err(|e| DriverError::io("prepare the child's fds", e))?;
-        let raw = owned.as_raw_fd();
-        self.held.push(owned);
-        Ok(raw)
+        self.reserve(fd)
     }
 }
 

@@ -219,17 +219,14 @@ impl Cgroup {
 
     /// Creates every directory (and missing marked ancestors). A leaf that already exists is
     /// joined, as runc does (another container shares it, or the operator made it): see
-    /// [`check_joined`](Self::check_joined) and [`share_joined`](Self::share_joined). On
-    /// failure, what was created is removed again.
+    /// [`create_for`](Self::create_for). On failure, what was created is removed again.
     pub fn create(&mut self, fs: &dyn CgroupFs) -> Result<()> {
         let v2 = self.v2;
         for i in 0..self.dirs.len() {
             match create_dir(fs, &self.dirs[i], v2) {
                 Ok(joined) => self.dirs[i].joined = joined,
                 Err(e) => {
-                    for done in self.dirs[..i].iter().filter(|d| !d.joined) {
-                        let _ = remove_dir(fs, done, None);
-                    }
+                    remove_created(fs, &self.dirs[..i]);
                     return Err(e);
                 }
             }
@@ -244,13 +241,6 @@ impl Cgroup {
             if let Err(e) = fs.mark_shared(&d.path) {
                 tracing::warn!(path = %d.path.display(), err = %e, "can't mark a shared cgroup");
             }
-        }
-    }
-
-    /// Removes what [`create`](Self::create) made, leaving joined leaves as they were found.
-    pub fn remove_created(&self, fs: &dyn CgroupFs) {
-        for d in self.dirs.iter().filter(|d| !d.joined) {
-            let _ = remove_dir(fs, d, None);
         }
     }
 
@@ -272,7 +262,7 @@ impl Cgroup {
         }
         match self.check_joined(fs) {
             Err(msg) => {
-                self.remove_created(fs);
+                remove_created(fs, &self.dirs);
                 return Err(DriverError::invalid_spec("linux.cgroupsPath", msg));
             }
             Ok(0) => {}
@@ -321,6 +311,14 @@ impl Cgroup {
     /// take effect, and with a pid namespace of its own the kernel ends the rest) — the other
     /// processes in it are not the container's to kill.
     pub fn end(&self, fs: &dyn CgroupFs) -> Result<()> {
+        // The usual case at teardown, and the cheap one to ask first: nothing left.
+        match self.procs(fs) {
+            Ok(pids) if pids.is_empty() => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => {
+                return Ok(());
+            }
+            _ => {}
+        }
         if !self.is_shared(fs) {
             return self.kill_all(fs);
         }
@@ -491,8 +489,13 @@ impl Cgroup {
     ) -> Result<()> {
         let mut first = None;
         for d in &self.dirs {
-            if (d.joined || fs.is_shared(&d.path)) && in_use(fs, &d.path) {
-                // Someone else's processes: the last one out removes it.
+            // The usual case goes at once; only a busy leaf is asked whether it is shared
+            // and holds someone else's processes (then the last one out removes it).
+            if let Err(e) = fs.rmdir(&d.path)
+                && e.raw_os_error() == Some(libc::EBUSY)
+                && (d.joined || fs.is_shared(&d.path))
+                && in_use(fs, &d.path)
+            {
                 tracing::debug!(path = %d.path.display(), "shared cgroup still in use; left");
                 continue;
             }
@@ -811,6 +814,14 @@ fn collect_procs(fs: &dyn CgroupFs, dir: &Path, out: &mut Vec<u32>, depth: usize
         }
     }
     Ok(())
+}
+
+/// Removes the directories of `dirs` that were created, leaving joined leaves as they were
+/// found.
+fn remove_created(fs: &dyn CgroupFs, dirs: &[CgroupDir]) {
+    for d in dirs.iter().filter(|d| !d.joined) {
+        let _ = remove_dir(fs, d, None);
+    }
 }
 
 /// Whether processes are in `dir` or below it.

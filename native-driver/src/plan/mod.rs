@@ -109,14 +109,13 @@ impl Plan {
         if linux.and_then(|l| l.personality().as_ref()).is_some() {
             return Err(DriverError::unsupported("linux.personality", crate::NAME));
         }
-        let rootfs = mounts::build(&mounts::RootfsInputs {
+        let mut rootfs = mounts::build(&mounts::RootfsInputs {
             spec,
             bundle: &input.command.bundle,
             rootfs: input.rootfs,
             cgroup_dirs: input.cgroup_dirs,
             userns: ns.new_user,
         })?;
-        let mut rootfs = rootfs;
         rootfs.host_ns = !ns.has_mount;
         let hostname = match spec.hostname().as_deref() {
             None | Some("") => None,
