@@ -100,6 +100,8 @@ fn modules_see_the_same_args_env_and_exit_codes_as_under_the_wasmtime_cli() {
         (&["p3_cli.wat", "a", "b"], &["PATH=/", "GREETING=hi"]),
         (&["p3_cli.wat", "a", "b"], &["GREETING=hi", "PATH=/"]),
         (&["p3_cli.wat"], &["PATH=/", "GREETING=hi"]),
+        // No network unless given: bind is refused (exit 1) under both.
+        (&["p3_socket.wat"], &[]),
     ];
     let mut differ = Vec::new();
     for (n, (args, env)) in cases.iter().enumerate() {
@@ -112,4 +114,12 @@ fn modules_see_the_same_args_env_and_exit_codes_as_under_the_wasmtime_cli() {
         }
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
+    // The socket component does bind where the network is allowed: its 1 above is the policy.
+    let allowed = Command::new(&cli)
+        .current_dir(&rootfs)
+        .args(["run", "-W", "component-model-async=y", "-S", "p3=y"])
+        .args(["-S", "inherit-network", "p3_socket.wat"])
+        .output()
+        .unwrap();
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
 }

@@ -105,7 +105,7 @@ fn components_run_their_wasi_cli_run_export() {
 
 /// WASI 0.3 (p3, `wasi:*@0.3.0` as wasmtime-wasi 48 implements it): a command component's
 /// async `run` is called in the store's event loop; cli (arguments, environment), clocks and
-/// random reach it; kill and pause work as for p1/p2.
+/// random reach it, sockets are refused; kill and pause work as for p1/p2.
 #[test]
 fn wasi_0_3_components_run_and_are_killed_and_paused() {
     let d = driver();
@@ -124,6 +124,13 @@ fn wasi_0_3_components_run_and_are_killed_and_paused() {
     );
     assert_eq!(
         run(&*d, &["/p3_cli.wat", "a"]).unwrap().0,
+        ExitStatus::exited(1)
+    );
+    // Sockets follow the network policy: no address is allowed, so bind is refused with
+    // access-denied (the component exits 0 where binding is allowed: see the wasmtime
+    // differential).
+    assert_eq!(
+        run(&*d, &["/p3_socket.wat"]).unwrap().0,
         ExitStatus::exited(1)
     );
     let e = run(&*d, &["/p3_component.wat#run"]).unwrap_err();
