@@ -7,6 +7,7 @@
 //! `{"error": "..."}`); `exec` sends the caller's stdin, stdout and stderr with `SCM_RIGHTS`
 //! right after its request line.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -65,6 +66,10 @@ pub struct HostState {
     pub exit: Option<ExitStatus>,
     /// OOM kills so far.
     pub ooms: u64,
+    /// The driver's annotations of the container (the spec's, and what the driver adds, such
+    /// as the address a wasm HTTP server bound).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -95,6 +100,7 @@ impl Shared {
             pid: std::process::id(),
             exit: g.exit,
             ooms: self.ooms.load(Ordering::SeqCst),
+            annotations: BTreeMap::new(),
         }
     }
 }
@@ -359,12 +365,12 @@ fn handle(mut stream: UnixStream, driver: &dyn Driver, shared: &Shared, id: &Con
     let r: Result<serde_json::Value, DriverError> = match req {
         Request::State => {
             let mut st = shared.state();
-            // Running or paused: the driver knows which.
-            if st.status == Status::Running
-                && let Ok(info) = driver.info(id)
-                && info.status == Status::Paused
-            {
-                st.status = Status::Paused;
+            if let Ok(info) = driver.info(id) {
+                // Running or paused: the driver knows which.
+                if st.status == Status::Running && info.status == Status::Paused {
+                    st.status = Status::Paused;
+                }
+                st.annotations = info.annotations.into_iter().collect();
             }
             Ok(serde_json::json!(st))
         }

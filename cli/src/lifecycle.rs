@@ -563,13 +563,17 @@ fn status_of(ctx: &Ctx, id: &ContainerId) -> Result<oci::State> {
                 pid: 0,
                 exit: ctx.records.exit(id),
                 ooms: 0,
+                annotations: Default::default(),
             });
-            let annotations = execdriver::load_spec(&record.bundle.join("config.json"))
-                .ok()
-                .and_then(|s| s.annotations().clone())
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
+            // The bundle's, with what the driver added over them while it runs.
+            let mut annotations: std::collections::BTreeMap<_, _> =
+                execdriver::load_spec(&record.bundle.join("config.json"))
+                    .ok()
+                    .and_then(|s| s.annotations().clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+            annotations.extend(hs.annotations);
             Ok(oci::State::new(
                 id,
                 hs.status,

@@ -155,6 +155,10 @@ pub fn runc_stats(s: &ResourceStats) -> serde_json::Value {
             "tx_packets": n.tx_packets,
         }]);
     }
+    if let Some(h) = &s.http {
+        // Ours (runc has no such field; parsers skip what they don't know).
+        v["http"] = serde_json::json!({"requests": h.requests, "inFlight": h.in_flight});
+    }
     v
 }
 

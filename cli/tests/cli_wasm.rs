@@ -157,3 +157,76 @@ fn an_oom_killed_module_exits_137_with_an_oom_killed_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_http_component_serves_through_the_cli_and_stops_on_sigterm() {
+    let b = bundle(&["/http_hello.wat"], None);
+    let config = b.path().join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    spec["annotations"] = serde_json::json!({"org.execdriver.wasm.http": "127.0.0.1:0"});
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let p = b.path().to_str().unwrap();
+    // The server holds its stdio: the CLI's stderr goes to a file, not a pipe read to its end.
+    let log = b.path().join("run.log");
+    let st = cli(&b)
+        .args(["run", "--detach", "--bundle", p, "h1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    // Whatever fails below, the hosting process goes with the test.
+    struct Delete<'a>(&'a tempfile::TempDir);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = execdriver(self.0, &["delete", "--force", "h1"]);
+        }
+    }
+    let _delete = Delete(&b);
+    let state = |b: &tempfile::TempDir| -> serde_json::Value {
+        serde_json::from_slice(&execdriver(b, &["state", "h1"]).stdout).unwrap()
+    };
+    let st = state(&b);
+    assert_eq!(st["status"], "running", "{st}");
+    // The address the kernel picked, in the state's annotations.
+    let addr: std::net::SocketAddr = st["annotations"]["org.execdriver.wasm.http.address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no bound address in {st}"))
+        .parse()
+        .unwrap();
+    let long = std::time::Duration::from_secs(30);
+    for _ in 0..3 {
+        let r = execdriver_tests::http::get(addr, "/", long).unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "hello from wasm\n"));
+    }
+    let ev = execdriver(&b, &["events", "--stats", "h1"]);
+    let ev: serde_json::Value = serde_json::from_slice(&ev.stdout).unwrap();
+    assert_eq!(ev["data"]["http"]["requests"], 3, "{ev}");
+    assert_eq!(ev["data"]["http"]["inFlight"], 0, "{ev}");
+    let out = execdriver(&b, &["kill", "h1", "TERM"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + long;
+    while state(&b)["status"] != "stopped" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still serving after TERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        execdriver_tests::http::get(addr, "/", std::time::Duration::from_secs(2)).is_err(),
+        "still listening"
+    );
+    let out = execdriver(&b, &["delete", "h1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -28,7 +28,9 @@ pub use id::{ContainerId, MAX_ID_LEN};
 pub use oom::{OomEvent, OomNotifier, OomReceiver};
 pub use registry::{DriverConfig, DriverFactory, Registry, parse_options};
 pub use signal::Signal;
-pub use stats::{BlockIoStats, CpuStats, MemoryStats, NetworkStats, PidsStats, ResourceStats};
+pub use stats::{
+    BlockIoStats, CpuStats, HttpStats, MemoryStats, NetworkStats, PidsStats, ResourceStats,
+};
 pub use status::{ExitStatus, Info, Status};
 pub use terminal::Terminal;
 pub use validate::validate_spec;

@@ -21,6 +21,29 @@ pub struct ResourceStats {
     pub block_io: BlockIoStats,
     /// Network traffic of the container's network namespace, when it has one.
     pub network: Option<NetworkStats>,
+    /// Requests of an HTTP server container (the wasm driver's `wasi:http` components).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpStats>,
+}
+
+/// Requests of an HTTP server container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HttpStats {
+    /// Requests answered so far (their instance is gone).
+    pub requests: u64,
+    /// Requests whose instance is running now.
+    pub in_flight: u64,
+}
+
+impl HttpStats {
+    /// The counters.
+    pub fn new(requests: u64, in_flight: u64) -> Self {
+        Self {
+            requests,
+            in_flight,
+        }
+    }
 }
 
 impl ResourceStats {
@@ -33,6 +56,7 @@ impl ResourceStats {
             pids: PidsStats::default(),
             block_io: BlockIoStats::default(),
             network: None,
+            http: None,
         }
     }
 }

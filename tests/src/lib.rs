@@ -10,6 +10,7 @@ use execdriver_api::oci_spec::runtime::Spec;
 use execdriver_api::{Command, ContainerId, DriverError};
 
 pub mod cgns;
+pub mod http;
 pub mod image;
 pub mod leaks;
 pub mod native;

@@ -35,10 +35,12 @@ pub(crate) enum Compiled {
 }
 
 /// A command component of either WASI: 0.2 (`wasi:cli/run@0.2.x`) or 0.3
-/// (`wasi:cli/run@0.3.0`, run concurrently).
+/// (`wasi:cli/run@0.3.0`, run concurrently); or an HTTP component
+/// (`wasi:http/incoming-handler@0.2.x`, an instance per request).
 pub(crate) enum ComponentPre {
     P2(CommandPre<CompCtx>),
     P3(wasmtime_wasi::p3::bindings::CommandPre<CompCtx>),
+    Proxy(wasmtime_wasi_http::p2::bindings::ProxyPre<CompCtx>),
 }
 
 /// Cache counters, for tests and benchmarks.
@@ -274,14 +276,18 @@ fn link(rt: &Runtime, u: Unlinked, shown: &str) -> Result<Compiled, DriverError>
                 .map_err(|e| cant(format!("{shown}: {e}")))?;
             let pre = match CommandPre::new(pre.clone()) {
                 Ok(p2) => ComponentPre::P2(p2),
-                Err(e2) => match wasmtime_wasi::p3::bindings::CommandPre::new(pre) {
+                Err(e2) => match wasmtime_wasi::p3::bindings::CommandPre::new(pre.clone()) {
                     Ok(p3) => ComponentPre::P3(p3),
-                    Err(e3) => {
-                        return Err(cant(format!(
-                            "{shown}: not a WASI command component (no wasi:cli/run@0.2 export: \
-                             {e2}; no wasi:cli/run@0.3.0 export: {e3})"
-                        )));
-                    }
+                    Err(e3) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre) {
+                        Ok(proxy) => ComponentPre::Proxy(proxy),
+                        Err(eh) => {
+                            return Err(cant(format!(
+                                "{shown}: neither a WASI command component nor an HTTP one (no \
+                                 wasi:cli/run@0.2 export: {e2}; no wasi:cli/run@0.3.0 export: \
+                                 {e3}; no wasi:http/incoming-handler@0.2 export: {eh})"
+                            )));
+                        }
+                    },
                 },
             };
             Ok(Compiled::Component { pre })

@@ -24,6 +24,16 @@ pub(crate) struct Shared {
     /// Signalled on unpause and on kill.
     pub wake: Notify,
     pub oom: OomNotifier,
+    /// An HTTP server container's counters.
+    pub http: HttpCounters,
+}
+
+/// What an HTTP server container reports in its stats.
+#[derive(Default)]
+pub(crate) struct HttpCounters {
+    pub serving: AtomicBool,
+    pub in_flight: AtomicU64,
+    pub served: AtomicU64,
 }
 
 impl Shared {
@@ -44,6 +54,7 @@ impl Shared {
             throttled_ns: AtomicU64::new(0),
             wake: Notify::new(),
             oom: OomNotifier::new(),
+            http: HttpCounters::default(),
         }
     }
 
@@ -90,12 +101,30 @@ impl Control {
     }
 
     /// Asks the instance to die of `sig` at its next epoch check (or at once, if it waits
-    /// in a host call or is paused). The first request wins.
+    /// in a host call or is paused). The first request wins, but `SIGKILL` overrides any
+    /// other (an HTTP server takes its time over `SIGTERM`).
     pub fn request_kill(&self, sig: i32) {
-        let _ = self
-            .kill
-            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+        if sig == 9 {
+            self.kill.store(9, Ordering::SeqCst);
+        } else {
+            let _ = self
+                .kill
+                .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+        }
         self.shared.wake.notify_waiters();
+    }
+
+    /// Resolves once `SIGKILL` was requested.
+    pub async fn killed_hard(&self) {
+        loop {
+            let notified = self.shared.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.killed_by() == Some(9) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn killed_by(&self) -> Option<i32> {
@@ -161,6 +190,7 @@ const TABLE_ELEMENT_BYTES: usize = 8;
 
 /// The instance's `ResourceLimiter`: linear memories and tables count against the container's
 /// memory limit; going over it kills the instance, as the kernel's OOM killer would.
+#[derive(Clone)]
 pub(crate) struct Limiter {
     pub control: Arc<Control>,
 }

@@ -2,20 +2,21 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
     Capabilities, Command, ContainerId, CpuStats, Driver, DriverError, ExitStatus, HookContext,
-    HookStage, Hooks, Info, MemoryStats, Operation, PidsStats, Pipes, ResourceStats, Result,
-    Signal, Status,
+    HookStage, Hooks, HttpStats, Info, MemoryStats, Operation, PidsStats, Pipes, ResourceStats,
+    Result, Signal, Status,
 };
 
 use crate::cache::{CacheStats, Compiled, ModuleCache};
 use crate::control::{Control, Shared};
 use crate::engine::Runtime;
+use crate::http::Instances;
 use crate::instance::{self, Preopen, Setup};
 use crate::options::WasmOptions;
 use crate::{NAME, entry};
@@ -38,10 +39,12 @@ struct Container {
     annotations: std::collections::BTreeMap<String, String>,
     shared: Arc<Shared>,
     init: Arc<Control>,
-    instances: Mutex<Vec<Arc<Control>>>,
-    /// The most instances at once (`linux.resources.pids.limit`); 0 = no limit.
-    max_instances: AtomicU64,
+    /// Its instances (the init first) and how many may exist at once
+    /// (`linux.resources.pids.limit`).
+    instances: Arc<Instances>,
     preopens: Vec<Preopen>,
+    /// The address an HTTP component's server is bound to.
+    http_address: OnceLock<std::net::SocketAddr>,
     started: AtomicBool,
     stopped: AtomicBool,
 }
@@ -72,6 +75,17 @@ struct Job<'a> {
 struct Planned {
     compiled: Arc<Compiled>,
     setup: Setup,
+}
+
+impl Planned {
+    fn serves_http(&self) -> bool {
+        matches!(
+            &*self.compiled,
+            Compiled::Component {
+                pre: crate::cache::ComponentPre::Proxy(_)
+            }
+        )
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,7 +154,13 @@ impl WasmDriver {
     }
 
     /// Resolves and loads the module of `process` inside `rootfs`.
-    fn plan(&self, rootfs: &Path, process: &Process, preopens: Vec<Preopen>) -> Result<Planned> {
+    fn plan(
+        &self,
+        rootfs: &Path,
+        process: &Process,
+        preopens: Vec<Preopen>,
+        http: Option<std::net::SocketAddr>,
+    ) -> Result<Planned> {
         let args = process.args().as_deref().unwrap_or(&[]);
         let Some(arg0) = args.first() else {
             return Err(DriverError::invalid_spec(
@@ -235,6 +255,7 @@ impl WasmDriver {
                 env,
                 preopens,
                 func: e.func,
+                http,
             },
         })
     }
@@ -262,7 +283,7 @@ impl WasmDriver {
             let ready = tokio::select! {
                 biased;
                 sig = control.killed() => return self.after(c, control, ExitStatus::signaled(sig), process, hooks, Ok(())),
-                r = instance::instantiate(rt, &planned.compiled, planned.setup, pipes, control) => r,
+                r = instance::instantiate(rt, &planned.compiled, planned.setup, pipes, control, &c.instances) => r,
             };
             let ready = match ready {
                 Ok(r) => r,
@@ -270,9 +291,19 @@ impl WasmDriver {
                     if let Some(st) = early_death(&e, control) {
                         return self.after(c, control, st, process, hooks, Ok(()));
                     }
-                    return Err(DriverError::cant_handle(NAME, format!("instantiate: {e:#}")));
+                    return Err(match e.downcast::<DriverError>() {
+                        Ok(e) => e,
+                        Err(e) => DriverError::cant_handle(NAME, format!("instantiate: {e:#}")),
+                    });
                 }
             };
+            let serves = matches!(ready, instance::Ready::Http { .. });
+            if let instance::Ready::Http { server } = &ready {
+                if let Some(a) = server.local_addr() {
+                    let _ = c.http_address.set(a);
+                }
+                c.shared.http.serving.store(true, Ordering::SeqCst);
+            }
             let ctx = HookContext::new(&id, process, pid, &c.shared.oom);
             hooks.run(HookStage::PreStart, &ctx)?;
             if is_init {
@@ -282,9 +313,10 @@ impl WasmDriver {
             if started.is_err() {
                 control.request_kill(9);
             }
+            // A server decides itself what a kill means (SIGTERM: a graceful stop).
             let status = tokio::select! {
                 biased;
-                sig = control.killed() => {
+                sig = control.killed(), if !serves => {
                     if control.oom_killed.load(Ordering::SeqCst) {
                         ExitStatus::signaled(9).with_oom_killed(true)
                     } else {
@@ -515,7 +547,11 @@ impl Driver for WasmDriver {
             .and_then(|r| r.pids().as_ref())
             .map_or(0, |p| p.limit().max(0) as u64);
         let preopens = preopens(cmd, &rootfs)?;
-        let planned = self.plan(&rootfs, process, preopens.clone())?;
+        let http = crate::http::listen_address(cmd.spec.annotations().as_ref())?;
+        let planned = self.plan(&rootfs, process, preopens.clone(), http)?;
+        if planned.serves_http() && pids == 1 {
+            return Err(crate::http::no_room_for_requests());
+        }
 
         let shared = Arc::new(Shared::new(
             cmd.id.clone(),
@@ -537,9 +573,9 @@ impl Driver for WasmDriver {
                 .collect(),
             shared,
             init: init.clone(),
-            instances: Mutex::new(vec![init.clone()]),
-            max_instances: AtomicU64::new(pids),
+            instances: Arc::new(Instances::new(init.clone(), pids)),
             preopens,
+            http_address: OnceLock::new(),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
@@ -561,7 +597,9 @@ impl Driver for WasmDriver {
         let result = self.run_instance(&c, &init, job, true);
         // The init is gone: the container stops, and every exec'd instance with it.
         c.stopped.store(true, Ordering::SeqCst);
-        let others: Vec<_> = lock(&c.instances)
+        let others: Vec<_> = c
+            .instances
+            .lock()
             .iter()
             .filter(|i| !Arc::ptr_eq(i, &init))
             .cloned()
@@ -570,7 +608,7 @@ impl Driver for WasmDriver {
             i.request_kill(9);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&c.instances).len() > 1 && Instant::now() < deadline {
+        while c.instances.lock().len() > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         c.shared.oom.close();
@@ -587,18 +625,20 @@ impl Driver for WasmDriver {
     ) -> Result<ExitStatus> {
         pipes.refuse_extra(NAME)?;
         let c = self.running(id, "exec")?;
-        let planned = self.plan(&c.rootfs, process, c.preopens.clone())?;
+        let planned = self.plan(&c.rootfs, process, c.preopens.clone(), None)?;
+        if planned.serves_http() {
+            return Err(DriverError::unsupported(
+                "exec of an HTTP component (it serves in the container's init only)",
+                NAME,
+            ));
+        }
         let control = Arc::new(Control::new(c.shared.clone()));
-        {
-            let mut instances = lock(&c.instances);
-            let max = c.max_instances.load(Ordering::Relaxed);
-            if max > 0 && instances.len() as u64 >= max {
-                return Err(DriverError::sys(
-                    format!("container {id}: exec beyond linux.resources.pids.limit {max}"),
-                    libc_eagain(),
-                ));
-            }
-            instances.push(control.clone());
+        if !c.instances.try_add(&control) {
+            let max = c.instances.max.load(Ordering::Relaxed);
+            return Err(DriverError::sys(
+                format!("container {id}: exec beyond linux.resources.pids.limit {max}"),
+                libc_eagain(),
+            ));
         }
         let job = Job {
             planned,
@@ -607,7 +647,7 @@ impl Driver for WasmDriver {
             hooks,
         };
         let result = self.run_instance(&c, &control, job, false);
-        lock(&c.instances).retain(|i| !Arc::ptr_eq(i, &control));
+        c.instances.remove(&control);
         result
     }
 
@@ -651,7 +691,7 @@ impl Driver for WasmDriver {
 
     fn terminate(&self, id: &ContainerId) -> Result<()> {
         let c = self.get(id)?;
-        for i in lock(&c.instances).iter() {
+        for i in c.instances.lock().iter() {
             i.request_kill(9);
         }
         let mut table = lock(&self.table);
@@ -691,6 +731,10 @@ impl Driver for WasmDriver {
         info.pid = (c.status() != Status::Stopped).then_some(std::process::id());
         info.created = c.created;
         info.annotations = c.annotations.clone();
+        if let Some(a) = c.http_address.get() {
+            info.annotations
+                .insert(crate::http::ADDRESS_ANNOTATION.into(), a.to_string());
+        }
         Ok(info)
     }
 
@@ -710,7 +754,7 @@ impl Driver for WasmDriver {
                 status: Status::Stopped,
             });
         }
-        let instances = lock(&c.instances).clone();
+        let instances = c.instances.lock().clone();
         let mut cpu = CpuStats::default();
         for i in &instances {
             let tid = i.tid.load(Ordering::Relaxed);
@@ -730,12 +774,19 @@ impl Driver for WasmDriver {
         memory.failcnt = c.shared.oom.count();
         let mut pids = PidsStats::default();
         pids.current = instances.len() as u64;
-        let max = c.max_instances.load(Ordering::Relaxed);
+        let max = c.instances.max.load(Ordering::Relaxed);
         pids.limit = (max > 0).then_some(max);
         let mut s = ResourceStats::new();
         s.cpu = cpu;
         s.memory = memory;
         s.pids = pids;
+        let http = &c.shared.http;
+        if http.serving.load(Ordering::SeqCst) {
+            s.http = Some(HttpStats::new(
+                http.served.load(Ordering::SeqCst),
+                http.in_flight.load(Ordering::SeqCst),
+            ));
+        }
         Ok(s)
     }
 
@@ -748,6 +799,11 @@ impl Driver for WasmDriver {
             });
         }
         check_resources(resources)?;
+        if resources.pids().as_ref().is_some_and(|p| p.limit() == 1)
+            && c.shared.http.serving.load(Ordering::SeqCst)
+        {
+            return Err(crate::http::no_room_for_requests());
+        }
         if let Some(l) = memory_limit(Some(resources))? {
             c.shared.memory_limit.store(l, Ordering::SeqCst);
         } else if resources.memory().as_ref().and_then(|m| m.limit()) == Some(-1) {
@@ -762,8 +818,7 @@ impl Driver for WasmDriver {
             }
         }
         if let Some(p) = resources.pids() {
-            c.max_instances
-                .store(p.limit().max(0) as u64, Ordering::SeqCst);
+            c.instances.set_max(p.limit().max(0) as u64);
         }
         Ok(())
     }

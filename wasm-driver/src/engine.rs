@@ -25,6 +25,30 @@ pub(crate) struct CompCtx {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: Limiter,
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    pub http_hooks: crate::http::NoOutbound,
+}
+
+impl CompCtx {
+    pub fn new(wasi: WasiCtx, limiter: Limiter) -> Self {
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: crate::http::NoOutbound,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for CompCtx {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            hooks: &mut self.http_hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
 }
 
 impl WasiView for CompCtx {
@@ -42,6 +66,8 @@ pub(crate) struct Runtime {
     pub core_linker: Linker<CoreCtx>,
     pub comp_linker: wasmtime::component::Linker<CompCtx>,
     pub tokio: tokio::runtime::Runtime,
+    /// The HTTP servers' connections and requests, on every core; built by the first server.
+    http: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>>,
     ticker: Ticker,
 }
 
@@ -74,6 +100,10 @@ impl Runtime {
             .map_err(|e| format!("WASI preview 2 linker: {e}"))?;
         crate::special::guard_p2(&mut comp_linker)
             .map_err(|e| format!("WASI preview 2 open guard: {e}"))?;
+        // wasi:http 0.2 (types, outgoing-handler): what an HTTP component imports; outgoing
+        // requests follow the network policy (none).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut comp_linker)
+            .map_err(|e| format!("wasi:http linker: {e}"))?;
         // WASI 0.3 beside 0.2 (its interfaces are versioned @0.3.0): a component imports one
         // or the other.
         wasmtime_wasi::p3::add_to_linker(&mut comp_linker)
@@ -92,8 +122,27 @@ impl Runtime {
             core_linker,
             comp_linker,
             tokio,
+            http: std::sync::OnceLock::new(),
             ticker,
         })
+    }
+
+    /// The runtime HTTP requests run on (each request's instance yields at every epoch tick,
+    /// so a busy one holds no worker).
+    pub fn http(&self) -> Result<tokio::runtime::Handle, String> {
+        self.http
+            .get_or_init(|| {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(cores)
+                    .thread_name("execdriver-wasm-http")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("tokio runtime for HTTP: {e}"))
+            })
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .map_err(Clone::clone)
     }
 
     /// Keeps the epoch ticking while the guard lives.

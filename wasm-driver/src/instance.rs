@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use execdriver_api::{DriverError, ExitStatus, Pipes, Stdio};
-use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline, Val};
 use wasmtime_wasi::cli::{InputFile, OutputFile};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -61,11 +60,14 @@ impl Preopen {
 }
 
 /// Everything an instance is started with.
+#[derive(Clone)]
 pub(crate) struct Setup {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub preopens: Vec<Preopen>,
     pub func: Option<String>,
+    /// Where an HTTP component listens (the container's init only).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// The exit code of an instance that trapped (the wasmtime CLI's convention: 128 + SIGABRT).
@@ -87,9 +89,12 @@ pub(crate) enum Ready {
         store: Store<CompCtx>,
         command: wasmtime_wasi::p3::bindings::Command,
     },
+    /// An HTTP component: its listener is bound, each request gets an instance.
+    Http { server: crate::http::Server },
 }
 
-fn wasi(setup: &Setup, pipes: Pipes) -> Result<WasiCtxBuilder, DriverError> {
+/// The WASI context of `setup` with `pipes`.
+pub(crate) fn wasi(setup: &Setup, pipes: Pipes) -> Result<WasiCtxBuilder, DriverError> {
     let mut b = WasiCtxBuilder::new();
     b.args(&setup.args)
         .envs(&setup.env)
@@ -145,6 +150,7 @@ fn wasi(setup: &Setup, pipes: Pipes) -> Result<WasiCtxBuilder, DriverError> {
 /// quota; otherwise runs on for one more tick.
 fn on_epoch(
     control: Arc<Control>,
+    yields: bool,
 ) -> impl FnMut() -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static {
     let mut period_start = Instant::now();
     let mut cpu_at_start = thread_cpu();
@@ -184,7 +190,11 @@ fn on_epoch(
                 ));
             }
         }
-        Ok(UpdateDeadline::Continue(1))
+        Ok(if yields {
+            UpdateDeadline::Yield(1)
+        } else {
+            UpdateDeadline::Continue(1)
+        })
     }
 }
 
@@ -195,30 +205,62 @@ fn thread_cpu() -> Duration {
         .unwrap_or_default()
 }
 
-/// Instantiates `compiled` (the instance exists, its entry has not been called).
+/// Limits a component store by the container's memory and steers it from `control` (kill,
+/// pause, CPU quota at every epoch tick). An instance that shares its thread with others (an
+/// HTTP request's) `yields` to them at every tick too.
+pub(crate) fn steer(store: &mut Store<CompCtx>, control: &Arc<Control>, yields: bool) {
+    store.limiter(|c| &mut c.limiter);
+    store.set_epoch_deadline(1);
+    let mut cb = on_epoch(control.clone(), yields);
+    store.epoch_deadline_callback(move |_| cb());
+}
+
+/// Instantiates `compiled` (the instance exists, its entry has not been called); an HTTP
+/// component binds its listener instead.
 pub(crate) async fn instantiate(
     rt: &Runtime,
     compiled: &Compiled,
     setup: Setup,
     pipes: Pipes,
     control: &Arc<Control>,
+    instances: &Arc<crate::http::Instances>,
 ) -> Result<Ready, wasmtime::Error> {
-    let mut b = wasi(&setup, pipes).map_err(wasmtime::Error::new)?;
+    let annotation = || format!("annotations.{}", crate::http::ANNOTATION);
+    let serves = matches!(
+        compiled,
+        Compiled::Component {
+            pre: ComponentPre::Proxy(_)
+        }
+    );
+    if setup.http.is_some() && !serves {
+        return Err(wasmtime::Error::new(DriverError::invalid_spec(
+            annotation(),
+            "the module serves no HTTP (no wasi:http/incoming-handler@0.2 export)",
+        )));
+    }
     let limiter = Limiter {
         control: control.clone(),
     };
+    let component_store =
+        |setup: &Setup, pipes: Pipes| -> Result<Store<CompCtx>, wasmtime::Error> {
+            let mut b = wasi(setup, pipes).map_err(wasmtime::Error::new)?;
+            let mut store = Store::new(&rt.engine, CompCtx::new(b.build(), limiter.clone()));
+            steer(&mut store, control, false);
+            Ok(store)
+        };
     match compiled {
         Compiled::Core { pre, .. } => {
+            let mut b = wasi(&setup, pipes).map_err(wasmtime::Error::new)?;
             let mut store = Store::new(
                 &rt.engine,
                 CoreCtx {
                     wasi: b.build_p1(),
-                    limiter,
+                    limiter: limiter.clone(),
                 },
             );
             store.limiter(|c| &mut c.limiter);
             store.set_epoch_deadline(1);
-            let mut cb = on_epoch(control.clone());
+            let mut cb = on_epoch(control.clone(), false);
             store.epoch_deadline_callback(move |_| cb());
             let instance = pre.instantiate_async(&mut store).await?;
             Ok(Ready::Core {
@@ -227,33 +269,47 @@ pub(crate) async fn instantiate(
                 func: setup.func.unwrap_or_else(|| "_start".to_owned()),
             })
         }
-        Compiled::Component { pre } => {
-            let ctx = CompCtx {
-                wasi: b.build(),
-                table: ResourceTable::new(),
-                limiter,
+        Compiled::Component {
+            pre: ComponentPre::P2(pre),
+        } => {
+            let mut store = component_store(&setup, pipes)?;
+            let command = pre.instantiate_async(&mut store).await?;
+            Ok(Ready::Component { store, command })
+        }
+        Compiled::Component {
+            pre: ComponentPre::P3(pre),
+        } => {
+            let mut store = component_store(&setup, pipes)?;
+            let command = pre.instantiate_async(&mut store).await?;
+            Ok(Ready::ComponentP3 { store, command })
+        }
+        Compiled::Component {
+            pre: ComponentPre::Proxy(pre),
+        } => {
+            let Some(addr) = setup.http else {
+                return Err(wasmtime::Error::new(DriverError::invalid_spec(
+                    annotation(),
+                    "missing: the component exports wasi:http/incoming-handler, so it serves \
+                     HTTP on the address this annotation names",
+                )));
             };
-            let mut store = Store::new(&rt.engine, ctx);
-            store.limiter(|c| &mut c.limiter);
-            store.set_epoch_deadline(1);
-            let mut cb = on_epoch(control.clone());
-            store.epoch_deadline_callback(move |_| cb());
-            match pre {
-                ComponentPre::P2(pre) => {
-                    let command = pre.instantiate_async(&mut store).await?;
-                    Ok(Ready::Component { store, command })
-                }
-                ComponentPre::P3(pre) => {
-                    let command = pre.instantiate_async(&mut store).await?;
-                    Ok(Ready::ComponentP3 { store, command })
-                }
-            }
+            let tasks = rt.http().map_err(wasmtime::Error::msg)?;
+            let server = crate::http::Server::bind(
+                addr,
+                pre.clone(),
+                setup,
+                pipes,
+                instances.clone(),
+                tasks,
+            )
+            .map_err(wasmtime::Error::new)?;
+            Ok(Ready::Http { server })
         }
     }
 }
 
 /// Calls the entry and turns the outcome into an exit status.
-pub(crate) async fn call(ready: Ready, control: &Control, id: &str) -> ExitStatus {
+pub(crate) async fn call(ready: Ready, control: &Arc<Control>, id: &str) -> ExitStatus {
     let outcome: Result<i32, wasmtime::Error> = match ready {
         Ready::Core {
             mut store,
@@ -283,6 +339,7 @@ pub(crate) async fn call(ready: Ready, control: &Control, id: &str) -> ExitStatu
             .await
             .and_then(|r| r)
             .map(|r| if r.is_ok() { 0 } else { 1 }),
+        Ready::Http { server } => return server.serve(control).await,
     };
     exit_status(outcome, control, id)
 }

@@ -7,6 +7,7 @@ mod control;
 mod driver;
 mod engine;
 mod entry;
+mod http;
 mod instance;
 #[cfg(target_os = "linux")]
 mod nodev;
@@ -19,6 +20,7 @@ use execdriver_api::DriverFactory;
 
 pub use cache::CacheStats;
 pub use driver::WasmDriver;
+pub use http::{ADDRESS_ANNOTATION as HTTP_ADDRESS_ANNOTATION, ANNOTATION as HTTP_ANNOTATION};
 pub use instance::TRAP_EXIT_CODE;
 pub use options::WasmOptions;
 
