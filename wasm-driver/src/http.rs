@@ -464,3 +464,31 @@ async fn run_handler(
         r = call => r,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The crate's default sender is compiled out (`default-send-request` is off), so this
+    /// hook is the only way out: every outgoing request is denied before anything connects.
+    #[test]
+    fn outgoing_requests_are_denied() {
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let req = http::Request::builder()
+            .uri("http://127.0.0.1:1/")
+            .body(body)
+            .unwrap();
+        let fut = NoOutbound.send_request(req, None, Box::new(async { Ok(()) }));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = rt.block_on(Box::into_pin(fut));
+        assert!(
+            matches!(r, Err(wasmtime_wasi_http::Error::HttpRequestDenied)),
+            "{:?}",
+            r.err()
+        );
+    }
+}
