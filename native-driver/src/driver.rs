@@ -527,7 +527,9 @@ impl Driver for NativeDriver {
         if let Some(fd) = &pidfd {
             let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
         }
-        st.cgroup.end(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+        st.cgroup
+            .end_killed(&*self.fs)
+            .map_err(|e| cgroup_error(id, e))?;
         if let Some(fd) = pidfd {
             wait_exit(&fd, Duration::from_secs(10))
                 .map_err(|e| DriverError::sys(format!("container {id}: wait for exit"), e))?;

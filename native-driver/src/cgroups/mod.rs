@@ -306,11 +306,22 @@ impl Cgroup {
         self.dirs.iter().any(|d| d.joined || fs.is_shared(&d.path))
     }
 
-    /// Ends what is left of a container whose init was killed: [`kill_all`](Self::kill_all)
-    /// for a cgroup of its own; for a shared one, nothing but a thaw (the init's SIGKILL must
-    /// take effect, and with a pid namespace of its own the kernel ends the rest) — the other
-    /// processes in it are not the container's to kill.
+    /// Ends what is left of a container whose init is gone: [`kill_all`](Self::kill_all) for a
+    /// cgroup of its own; for a shared one nothing — the other processes in it, and whether it
+    /// is frozen, are not the container's (another container sharing it may be paused).
     pub fn end(&self, fs: &dyn CgroupFs) -> Result<()> {
+        self.end_with(fs, false)
+    }
+
+    /// [`end`](Self::end) right after the init was sent SIGKILL (terminate): a shared cgroup
+    /// that is frozen is thawed too, so that the kill takes effect (with a pid namespace of its
+    /// own the kernel then ends the rest). That thaws whoever else is in it: a shared cgroup
+    /// has one freezer.
+    pub fn end_killed(&self, fs: &dyn CgroupFs) -> Result<()> {
+        self.end_with(fs, true)
+    }
+
+    fn end_with(&self, fs: &dyn CgroupFs, thaw_shared: bool) -> Result<()> {
         // The usual case at teardown, and the cheap one to ask first: nothing left.
         match self.procs(fs) {
             Ok(pids) if pids.is_empty() => return Ok(()),
@@ -322,7 +333,7 @@ impl Cgroup {
         if !self.is_shared(fs) {
             return self.kill_all(fs);
         }
-        if self.is_frozen(fs) {
+        if thaw_shared && self.is_frozen(fs) {
             let _ = self.freeze(fs, false);
         }
         Ok(())
@@ -1257,6 +1268,34 @@ mod tests {
         c.create_for(&fs, &id).unwrap();
         assert!(c.dir_of("freezer").unwrap().joined && fs.is_shared(&leaf));
         assert!(!c.dir_of("pids").unwrap().joined);
+    }
+
+    #[test]
+    fn a_shared_frozen_cgroup_is_thawed_only_by_a_kill() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = one_v1_hierarchy(tmp.path(), "freezer");
+        let fs = FakeFs::default();
+        let leaf = tmp.path().join("freezer/ct");
+        std::fs::create_dir(&leaf).unwrap();
+        std::fs::write(leaf.join("cgroup.procs"), NO_SUCH_PID).unwrap();
+        std::fs::write(leaf.join("freezer.state"), "THAWED\n").unwrap();
+        let place = Placement::new("", Some(Path::new("/ct")), "x").unwrap();
+        let mut c = Cgroup::plan(&layout, &place).unwrap();
+        let id = execdriver_api::ContainerId::new("c").unwrap();
+        c.create_for(&fs, &id).unwrap();
+        assert!(c.is_shared(&fs));
+        // Another container in it is paused: our teardown and clean leave it so.
+        std::fs::write(leaf.join("freezer.state"), "FROZEN\n").unwrap();
+        c.end(&fs).unwrap();
+        assert!(c.is_frozen(&fs), "end thawed a shared cgroup");
+        assert_eq!(
+            std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap(),
+            NO_SUCH_PID,
+            "end touched the processes of a shared cgroup"
+        );
+        // Terminate: our init was just killed and must be let die.
+        c.end_killed(&fs).unwrap();
+        assert!(!c.is_frozen(&fs));
     }
 
     #[test]
