@@ -157,6 +157,22 @@ pub enum Stdio {
     Fd(std::os::fd::OwnedFd),
 }
 
+impl Stdio {
+    /// Another handle on the same stream (the fd duplicated), for a driver that gives one
+    /// stream to several instances.
+    ///
+    /// # Errors
+    /// When the descriptor can't be duplicated (`EMFILE`).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Null => Self::Null,
+            Self::Inherit => Self::Inherit,
+            #[cfg(unix)]
+            Self::Fd(fd) => Self::Fd(fd.try_clone()?),
+        })
+    }
+}
+
 #[cfg(unix)]
 impl From<std::os::fd::OwnedFd> for Stdio {
     fn from(fd: std::os::fd::OwnedFd) -> Self {
@@ -293,6 +309,27 @@ impl Captured {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cloned_stdio_is_the_same_stream_on_another_fd() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        assert!(matches!(Stdio::Null.try_clone(), Ok(Stdio::Null)));
+        assert!(matches!(Stdio::Inherit.try_clone(), Ok(Stdio::Inherit)));
+        let (mut r, w) = io::pipe().unwrap();
+        let a = Stdio::from(w);
+        let b = a.try_clone().unwrap();
+        let (Stdio::Fd(a), Stdio::Fd(b)) = (a, b) else {
+            panic!("not fds")
+        };
+        assert_ne!(a.as_raw_fd(), b.as_raw_fd());
+        fs::File::from(a).write_all(b"x").unwrap();
+        fs::File::from(b).write_all(b"y").unwrap();
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "xy");
+    }
 
     #[test]
     fn malformed_specs_name_the_field() {

@@ -43,6 +43,18 @@ pub(crate) enum ComponentPre {
     Proxy(wasmtime_wasi_http::p2::bindings::ProxyPre<CompCtx>),
 }
 
+impl Compiled {
+    /// Whether this is an HTTP component (it serves rather than runs).
+    pub fn serves_http(&self) -> bool {
+        matches!(
+            self,
+            Self::Component {
+                pre: ComponentPre::Proxy(_)
+            }
+        )
+    }
+}
+
 /// Cache counters, for tests and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {

@@ -77,17 +77,6 @@ struct Planned {
     setup: Setup,
 }
 
-impl Planned {
-    fn serves_http(&self) -> bool {
-        matches!(
-            &*self.compiled,
-            Compiled::Component {
-                pre: crate::cache::ComponentPre::Proxy(_)
-            }
-        )
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -297,7 +286,7 @@ impl WasmDriver {
                     });
                 }
             };
-            let serves = matches!(ready, instance::Ready::Http { .. });
+            let serves = planned.compiled.serves_http();
             if let instance::Ready::Http { server } = &ready {
                 if let Some(a) = server.local_addr() {
                     let _ = c.http_address.set(a);
@@ -549,7 +538,7 @@ impl Driver for WasmDriver {
         let preopens = preopens(cmd, &rootfs)?;
         let http = crate::http::listen_address(cmd.spec.annotations().as_ref())?;
         let planned = self.plan(&rootfs, process, preopens.clone(), http)?;
-        if planned.serves_http() && pids == 1 {
+        if planned.compiled.serves_http() && pids == 1 {
             return Err(crate::http::no_room_for_requests());
         }
 
@@ -626,7 +615,7 @@ impl Driver for WasmDriver {
         pipes.refuse_extra(NAME)?;
         let c = self.running(id, "exec")?;
         let planned = self.plan(&c.rootfs, process, c.preopens.clone(), None)?;
-        if planned.serves_http() {
+        if planned.compiled.serves_http() {
             return Err(DriverError::unsupported(
                 "exec of an HTTP component (it serves in the container's init only)",
                 NAME,

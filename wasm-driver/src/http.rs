@@ -9,7 +9,6 @@
 //! refused (`HTTP-request-denied`): the in-process driver allows no network.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -147,31 +146,6 @@ impl Instances {
     }
 }
 
-/// Where the requests' stdout and stderr go: the container's own, shared.
-enum Out {
-    Null,
-    Inherit,
-    Fd(OwnedFd),
-}
-
-impl Out {
-    fn of(s: Stdio) -> Self {
-        match s {
-            Stdio::Null => Self::Null,
-            Stdio::Inherit => Self::Inherit,
-            Stdio::Fd(fd) => Self::Fd(fd),
-        }
-    }
-
-    fn dup(&self) -> std::io::Result<Stdio> {
-        Ok(match self {
-            Self::Null => Stdio::Null,
-            Self::Inherit => Stdio::Inherit,
-            Self::Fd(fd) => Stdio::Fd(fd.try_clone()?),
-        })
-    }
-}
-
 /// A bound HTTP server, not accepting yet.
 pub(crate) struct Server {
     listener: std::net::TcpListener,
@@ -183,8 +157,9 @@ pub(crate) struct Server {
 struct Inner {
     pre: ProxyPre<CompCtx>,
     setup: Setup,
-    stdout: Out,
-    stderr: Out,
+    /// The container's stdout and stderr, shared by the requests.
+    stdout: Stdio,
+    stderr: Stdio,
     instances: Arc<Instances>,
 }
 
@@ -211,8 +186,8 @@ impl Server {
             inner: Arc::new(Inner {
                 pre,
                 setup,
-                stdout: Out::of(pipes.stdout),
-                stderr: Out::of(pipes.stderr),
+                stdout: pipes.stdout,
+                stderr: pipes.stderr,
                 instances,
             }),
             tasks,
@@ -416,8 +391,8 @@ impl Drop for InFlight {
 fn new_store(inner: &Inner, control: &Arc<Control>) -> Result<Store<CompCtx>, wasmtime::Error> {
     let pipes = Pipes {
         stdin: Stdio::Null,
-        stdout: inner.stdout.dup()?,
-        stderr: inner.stderr.dup()?,
+        stdout: inner.stdout.try_clone()?,
+        stderr: inner.stderr.try_clone()?,
         ..Pipes::null()
     };
     let mut wasi = crate::instance::wasi(&inner.setup, pipes).map_err(wasmtime::Error::new)?;

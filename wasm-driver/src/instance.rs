@@ -60,7 +60,6 @@ impl Preopen {
 }
 
 /// Everything an instance is started with.
-#[derive(Clone)]
 pub(crate) struct Setup {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -226,13 +225,7 @@ pub(crate) async fn instantiate(
     instances: &Arc<crate::http::Instances>,
 ) -> Result<Ready, wasmtime::Error> {
     let annotation = || format!("annotations.{}", crate::http::ANNOTATION);
-    let serves = matches!(
-        compiled,
-        Compiled::Component {
-            pre: ComponentPre::Proxy(_)
-        }
-    );
-    if setup.http.is_some() && !serves {
+    if setup.http.is_some() && !compiled.serves_http() {
         return Err(wasmtime::Error::new(DriverError::invalid_spec(
             annotation(),
             "the module serves no HTTP (no wasi:http/incoming-handler@0.2 export)",
