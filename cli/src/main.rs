@@ -243,8 +243,11 @@ mod cli {
         },
         /// Print what this runtime supports as JSON.
         Features,
-        /// List the registered drivers and what they support.
-        Drivers,
+        /// List the registered drivers, what they support and whether they work on this host.
+        Drivers {
+            #[arg(long, short = 'f', value_enum, default_value = "table")]
+            format: ListFormat,
+        },
         /// The hosting process of a container (started by create/run).
         #[command(name = "__host", hide = true)]
         Host {
@@ -312,7 +315,7 @@ mod cli {
         }
         // Commands that need no state.
         match &cli.command {
-            Cmd::Drivers => return drivers(),
+            Cmd::Drivers { format } => return drivers(*format == ListFormat::Json),
             Cmd::Features => return features(),
             Cmd::Spec { bundle, rootless } => return spec(bundle, *rootless),
             _ => {}
@@ -373,31 +376,95 @@ mod cli {
                 id,
             } => Ok(lifecycle::host_main(&ctx, &id, &ready_socket, start)),
             Cmd::ExecWait { id, file } => crate::exec::exec_main(&ctx, &id, &file),
-            Cmd::Drivers | Cmd::Features | Cmd::Spec { .. } => Ok(ExitCode::SUCCESS),
+            Cmd::Drivers { .. } | Cmd::Features | Cmd::Spec { .. } => Ok(ExitCode::SUCCESS),
         }
     }
 
-    fn drivers() -> Result<ExitCode> {
-        println!("{:<10} {:<60} CAPABILITIES", "NAME", "DESCRIPTION");
-        for (name, description, caps) in driver_table() {
-            println!("{name:<10} {description:<60} {caps}");
+    /// `drivers`: a table (health: `ok`, or the level and the checks that did not pass), or
+    /// one JSON array with every check.
+    fn drivers(json: bool) -> Result<ExitCode> {
+        let rows = driver_table();
+        if json {
+            let doc: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name,
+                        "description": r.description,
+                        "capabilities": r.capabilities.map(|c| c.operations()),
+                        "level": r.health.level(),
+                        "health": r.health,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::from(doc));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let caps = |r: &DriverRow| r.capabilities.map_or("-".to_owned(), |c| c.to_string());
+        let width = |f: &dyn Fn(&DriverRow) -> String, title: &str| {
+            rows.iter()
+                .map(|r| f(r).len())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let (wn, wd, wc) = (
+            width(&|r| r.name.clone(), "NAME"),
+            width(&|r| r.description.clone(), "DESCRIPTION"),
+            width(&caps, "CAPABILITIES"),
+        );
+        println!(
+            "{:<wn$}  {:<wd$}  {:<wc$}  HEALTH",
+            "NAME", "DESCRIPTION", "CAPABILITIES"
+        );
+        for r in &rows {
+            println!(
+                "{:<wn$}  {:<wd$}  {:<wc$}  {}",
+                r.name,
+                r.description,
+                caps(r),
+                r.health
+            );
         }
         Ok(ExitCode::SUCCESS)
     }
 
-    /// Name, description and capabilities (or why it is unavailable) of every driver.
-    fn driver_table() -> Vec<(String, String, String)> {
+    struct DriverRow {
+        name: String,
+        description: String,
+        /// `None` when the driver can't be made here (its health says why).
+        capabilities: Option<execdriver::Capabilities>,
+        health: execdriver::Health,
+    }
+
+    impl DriverRow {
+        /// Comma-separated, or why the driver is unavailable.
+        fn capabilities_text(&self) -> String {
+            match self.capabilities {
+                Some(c) => c.to_string(),
+                None => format!("(unavailable: {})", self.health),
+            }
+        }
+    }
+
+    /// Every registered driver: name, description, capabilities and health, sorted by name.
+    fn driver_table() -> Vec<DriverRow> {
         let registry = execdriver::default_registry();
         registry
-            .names()
+            .health()
             .into_iter()
-            .filter_map(|name| {
-                let factory = registry.factory(name).ok()?;
-                let caps = match factory.create(&serde_json::Value::Null) {
-                    Ok(d) => d.capabilities().to_string(),
-                    Err(e) => format!("(unavailable: {e})"),
-                };
-                Some((name.to_owned(), factory.description().to_owned(), caps))
+            .map(|(name, health)| {
+                let description = registry
+                    .factory(&name)
+                    .map(|f| f.description().to_owned())
+                    .unwrap_or_default();
+                let capabilities = registry.driver(&name).ok().map(|d| d.capabilities());
+                DriverRow {
+                    name,
+                    description,
+                    capabilities,
+                    health,
+                }
             })
             .collect()
     }
@@ -405,7 +472,7 @@ mod cli {
     fn features() -> Result<ExitCode> {
         let drivers: Vec<(String, String)> = driver_table()
             .into_iter()
-            .map(|(n, _, caps)| (n, caps))
+            .map(|r| (r.name.clone(), r.capabilities_text()))
             .collect();
         let doc = oci::features(&drivers);
         println!(

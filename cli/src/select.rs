@@ -115,7 +115,7 @@ pub fn choose(
         }
         (name, Source::Annotation)
     } else {
-        (detect(cmd).to_owned(), Source::Detected)
+        (detect(cmd)?, Source::Detected)
     };
     let options = operator.options_for(&name);
     Ok((
@@ -189,39 +189,17 @@ pub fn place_native_root(
     Ok(())
 }
 
-/// `wasm` when `process.args[0]` names a `.wasm`/`.wat` file or a file starting with `\0asm`
-/// inside the rootfs, else `native`.
-pub fn detect(cmd: &Command) -> &'static str {
-    let Some(arg0) = cmd
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().as_ref())
-        .and_then(|a| a.first())
-    else {
-        return "native";
-    };
-    let path = arg0.split('#').next().unwrap_or(arg0);
-    // `#func` with no path can only be meant for wasm (which then says what is missing).
-    if path.ends_with(".wasm") || path.ends_with(".wat") || (path.is_empty() && arg0.contains('#'))
-    {
-        return "wasm";
-    }
-    if let Ok(rootfs) = cmd.rootfs() {
-        // A relative args[0] is looked up in the container's PATH by the native driver; only
-        // a path names a file here.
-        let file = rootfs.join(path.trim_start_matches('/'));
-        if path.contains('/')
-            && let Ok(mut f) = std::fs::File::open(file)
-        {
-            use std::io::Read;
-            let mut magic = [0u8; 4];
-            if f.read_exact(&mut magic).is_ok() && &magic == b"\0asm" {
-                return "wasm";
-            }
-        }
-    }
-    "native"
+/// The first built-in driver, in registration order (native, wasm, oci), that can handle
+/// `cmd` ([`execdriver::Driver::can_handle`]): `wasm` when `process.args[0]` names a
+/// `.wasm`/`.wat` file, a `#func` entry or a file starting with `\0asm` inside the rootfs, else
+/// `native`.
+///
+/// # Errors
+/// [`DriverError::NoDriverFits`] saying why each driver passed.
+pub fn detect(cmd: &Command) -> Result<String, DriverError> {
+    execdriver::default_registry()
+        .resolve(&execdriver::Requirements::new().command(cmd))
+        .map(|r| r.name)
 }
 
 #[cfg(test)]
@@ -250,14 +228,17 @@ mod tests {
     #[test]
     fn detection_by_extension_and_magic() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(detect(&cmd(d.path(), &["/app.wasm"], &[])), "wasm");
-        assert_eq!(detect(&cmd(d.path(), &["/app.wat#run"], &[])), "wasm");
-        assert_eq!(detect(&cmd(d.path(), &["sh"], &[])), "native");
-        assert_eq!(detect(&cmd(d.path(), &["#_start"], &[])), "wasm");
+        assert_eq!(detect(&cmd(d.path(), &["/app.wasm"], &[])).unwrap(), "wasm");
+        assert_eq!(
+            detect(&cmd(d.path(), &["/app.wat#run"], &[])).unwrap(),
+            "wasm"
+        );
+        assert_eq!(detect(&cmd(d.path(), &["sh"], &[])).unwrap(), "native");
+        assert_eq!(detect(&cmd(d.path(), &["#_start"], &[])).unwrap(), "wasm");
         std::fs::write(d.path().join("rootfs/app"), b"\0asm\x01\0\0\0").unwrap();
-        assert_eq!(detect(&cmd(d.path(), &["/app"], &[])), "wasm");
+        assert_eq!(detect(&cmd(d.path(), &["/app"], &[])).unwrap(), "wasm");
         std::fs::write(d.path().join("rootfs/bin"), b"\x7fELF").unwrap();
-        assert_eq!(detect(&cmd(d.path(), &["/bin"], &[])), "native");
+        assert_eq!(detect(&cmd(d.path(), &["/bin"], &[])).unwrap(), "native");
     }
 
     #[test]

@@ -36,6 +36,54 @@ fn drivers_lists_the_builtin_drivers() {
     assert!(s.contains("native"), "{s}");
     assert!(s.contains("wasm"), "{s}");
     assert!(s.contains("oci"), "{s}");
+    assert!(s.lines().next().unwrap_or("").ends_with("HEALTH"), "{s}");
+}
+
+/// `drivers --format json` carries every driver's health checks; on this machine (and CI's)
+/// native and wasm are healthy, and a driver that can't be made says why.
+#[test]
+fn drivers_report_their_health() {
+    let out = run(&["drivers", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| {
+        doc.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {n} in {doc}"))
+    };
+    let wasm = by_name("wasm");
+    assert_eq!(wasm["level"], "ok", "{wasm}");
+    assert_eq!(wasm["health"]["checks"][0]["name"], "engine");
+    assert!(
+        wasm["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&"exec".into())
+    );
+    let native = by_name("native");
+    let checks: Vec<&str> = native["health"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(checks.contains(&"cgroup delegation"), "{native}");
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(native["level"], "ok", "{native}");
+    }
+    let oci = by_name("oci");
+    if oci["capabilities"].is_null() {
+        assert_eq!(oci["level"], "failed", "{oci}");
+        assert!(
+            oci["health"]["checks"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("binary")
+        );
+    }
 }
 
 #[test]

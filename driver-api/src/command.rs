@@ -72,6 +72,52 @@ impl Command {
         }
         Ok(self.bundle.join(path))
     }
+
+    /// Whether `process.args[0]` names a WebAssembly program: a `.wasm`/`.wat` path, a
+    /// `#func` entry, or a file in the rootfs that starts with `\0asm`. A bare name (looked up
+    /// in `PATH` by a process driver) is never one. What drivers' [`can_handle`] answers by.
+    ///
+    /// [`can_handle`]: crate::Driver::can_handle
+    pub fn is_wasm_entrypoint(&self) -> bool {
+        let Some(arg0) = self
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .and_then(|a| a.first())
+        else {
+            return false;
+        };
+        let path = arg0.split('#').next().unwrap_or(arg0);
+        // `#func` with no path can only be meant for wasm (which then says what is missing).
+        if path.ends_with(".wasm")
+            || path.ends_with(".wat")
+            || (path.is_empty() && arg0.contains('#'))
+        {
+            return true;
+        }
+        if !path.contains('/') {
+            return false;
+        }
+        // The image is not trusted: only a regular file inside the rootfs is opened (a
+        // symlink to a host device or a FIFO would have effects, or block).
+        let Ok(rootfs) = self
+            .rootfs()
+            .and_then(|r| r.canonicalize().map_err(|e| DriverError::io("rootfs", e)))
+        else {
+            return false;
+        };
+        let Ok(file) = rootfs.join(path.trim_start_matches('/')).canonicalize() else {
+            return false;
+        };
+        if !file.starts_with(&rootfs) || !fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+            return false;
+        }
+        let mut magic = [0u8; 4];
+        fs::File::open(&file)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok_and(|()| &magic == b"\0asm")
+    }
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf> {
@@ -309,6 +355,45 @@ impl Captured {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn command(dir: &Path, arg0: &str) -> Command {
+        fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": [arg0], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        });
+        let spec = parse_spec(spec.to_string().as_bytes()).unwrap();
+        Command::new(ContainerId::new("c").unwrap(), dir, spec).unwrap()
+    }
+
+    #[test]
+    fn wasm_entrypoints_by_extension_entry_and_magic() {
+        let d = tempfile::tempdir().unwrap();
+        let is = |arg0: &str| command(d.path(), arg0).is_wasm_entrypoint();
+        assert!(is("/app.wasm"));
+        assert!(is("/app.wat#run"));
+        assert!(is("#_start"));
+        assert!(!is("sh"));
+        fs::write(d.path().join("rootfs/app"), b"\0asm\x01\0\0\0").unwrap();
+        assert!(is("/app"));
+        // A bare name is a PATH lookup, even when a file of that name is a module.
+        assert!(!is("app"));
+        fs::write(d.path().join("rootfs/elf"), b"\x7fELF").unwrap();
+        assert!(!is("/elf"));
+        assert!(!is("/missing"));
+        #[cfg(unix)]
+        {
+            // A link out of the rootfs is not followed, even to a module.
+            let outside = tempfile::tempdir().unwrap();
+            fs::write(outside.path().join("m"), b"\0asm\x01\0\0\0").unwrap();
+            std::os::unix::fs::symlink(outside.path().join("m"), d.path().join("rootfs/out"))
+                .unwrap();
+            assert!(!is("/out"));
+            std::os::unix::fs::symlink("app", d.path().join("rootfs/inside")).unwrap();
+            assert!(is("/inside"));
+        }
+    }
 
     #[cfg(unix)]
     #[test]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Pipes};
 use crate::error::{DriverError, Result};
+use crate::health::Health;
 use crate::hooks::Hooks;
 use crate::id::ContainerId;
 use crate::signal::Signal;
@@ -135,6 +136,26 @@ pub trait Driver: Send + Sync {
     /// # Errors
     /// `Io` when the driver's state can't be read.
     fn list(&self) -> Result<Vec<ContainerId>>;
+
+    /// Whether this driver is the kind that runs `command` (a WebAssembly entrypoint for the
+    /// wasm driver, anything else for native). Cheap, touches nothing but the bundle; used by
+    /// [`Registry::resolve`](crate::Registry::resolve) to pick a driver. It is not the
+    /// validation: a command it accepts can still be refused by `run`. The default accepts
+    /// everything.
+    ///
+    /// # Errors
+    /// [`DriverError::CantHandle`] saying why.
+    fn can_handle(&self, command: &Command) -> Result<()> {
+        let _ = command;
+        Ok(())
+    }
+
+    /// What the driver can do on this host now: kernel features, cgroup delegation, its engine
+    /// or runtime binary. Quick and without side effects a caller could see (no containers,
+    /// nothing left on disk). The default has no checks (healthy).
+    fn health(&self) -> Health {
+        Health::new()
+    }
 }
 
 /// The operations whose support varies between drivers.

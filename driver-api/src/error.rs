@@ -126,6 +126,20 @@ pub enum DriverError {
         /// The duplicate name.
         name: String,
     },
+    /// The driver was unregistered and drains: it takes no new containers (its running ones
+    /// finish, and can be killed, inspected and cleaned).
+    #[error("the {driver} driver is draining: it takes no new containers")]
+    Draining {
+        /// The driver's name.
+        driver: String,
+    },
+    /// [`Registry::resolve`](crate::Registry::resolve) found no registered driver for a
+    /// container; `reasons` says why each one was passed over.
+    #[error("no registered driver can run this container: {}", reasons.join("; "))]
+    NoDriverFits {
+        /// `name: why` per registered driver.
+        reasons: Vec<String>,
+    },
     /// A driver configuration document could not be parsed.
     #[error("invalid driver configuration: {reason}")]
     InvalidConfig {
@@ -259,6 +273,18 @@ mod tests {
                     available: vec![],
                 },
                 "unknown driver \"nope\"; available drivers: (none registered)",
+            ),
+            (
+                DriverError::Draining {
+                    driver: "wasm".into(),
+                },
+                "the wasm driver is draining: it takes no new containers",
+            ),
+            (
+                DriverError::NoDriverFits {
+                    reasons: vec!["native: no".into(), "wasm: no".into()],
+                },
+                "no registered driver can run this container: native: no; wasm: no",
             ),
             (
                 DriverError::NotRunning {

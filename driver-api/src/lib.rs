@@ -6,8 +6,10 @@ mod command;
 mod driver;
 mod error;
 mod handle;
+mod health;
 mod hooks;
 mod id;
+mod managed;
 mod oom;
 mod registry;
 mod signal;
@@ -23,10 +25,12 @@ pub use command::{Captured, Command, MAX_CONFIG_BYTES, Pipes, Stdio, load_spec, 
 pub use driver::{Capabilities, Driver, Operation};
 pub use error::{DriverError, HookError, Result};
 pub use handle::{RunHandle, spawn};
+pub use health::{Health, HealthCheck, Level};
 pub use hooks::{Callback, HookContext, HookStage, Hooks};
 pub use id::{ContainerId, MAX_ID_LEN};
+pub use managed::Drain;
 pub use oom::{OomEvent, OomNotifier, OomReceiver};
-pub use registry::{DriverConfig, DriverFactory, Registry, parse_options};
+pub use registry::{DriverConfig, DriverFactory, Registry, Requirements, Resolved, parse_options};
 pub use signal::Signal;
 pub use stats::{
     BlockIoStats, CpuStats, HttpStats, MemoryStats, NetworkStats, PidsStats, ResourceStats,

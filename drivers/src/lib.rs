@@ -20,7 +20,7 @@ pub use execdriver_wasm as wasm;
 /// A registry with every built-in driver compiled in: `native` (feature `native`, Linux only),
 /// `wasm` (feature `wasm`) and `oci` (feature `oci`, Linux only).
 pub fn default_registry() -> Registry {
-    let mut registry = Registry::new();
+    let registry = Registry::new();
     for factory in builtin_factories() {
         // Built-in names are distinct; a duplicate would be a bug caught by the tests below.
         let _ = registry.register(factory);

@@ -591,6 +591,20 @@ impl Driver for NativeDriver {
         self.state.list()
     }
 
+    fn can_handle(&self, cmd: &Command) -> Result<()> {
+        if cmd.is_wasm_entrypoint() {
+            return Err(DriverError::cant_handle(
+                NAME,
+                "process.args[0] is a WebAssembly program (the wasm driver runs it)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn health(&self) -> execdriver_api::Health {
+        crate::health::check(self.layout().map_err(|e| e.to_string()), &self.options.root)
+    }
+
     fn pause(&self, id: &ContainerId) -> Result<()> {
         let st = self.load_alive(id)?;
         let status = self.status(&st);

@@ -15,6 +15,8 @@ mod driver;
 #[cfg(target_os = "linux")]
 mod failure;
 #[cfg(target_os = "linux")]
+mod health;
+#[cfg(target_os = "linux")]
 mod hosted;
 #[cfg(target_os = "linux")]
 mod oci_hooks;

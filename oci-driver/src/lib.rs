@@ -1052,6 +1052,31 @@ impl Driver for OciDriver {
             .map_err(|e| self.failed("update", id, e, None))
     }
 
+    fn can_handle(&self, cmd: &Command) -> Result<()> {
+        if cmd.is_wasm_entrypoint() {
+            return Err(DriverError::cant_handle(
+                NAME,
+                "process.args[0] is a WebAssembly program (the wasm driver runs it)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The binary answered `--version` when the driver was made; its state root must be
+    /// writable.
+    fn health(&self) -> execdriver_api::Health {
+        use execdriver_api::{Health, Level};
+        let mut h = Health::new().with(
+            "binary",
+            Level::Ok,
+            format!("{}: {}", self.binary.display(), self.version),
+        );
+        h.push_dir("state root", &self.root, Level::Failed, |d| {
+            rustix::fs::access(d, rustix::fs::Access::WRITE_OK).is_ok()
+        });
+        h
+    }
+
     fn list(&self) -> Result<Vec<ContainerId>> {
         let mut ids: Vec<ContainerId> = self.lock().keys().cloned().collect();
         // runc's list fails when a container's directory goes away while it reads them (a

@@ -817,6 +817,43 @@ impl Driver for WasmDriver {
         ids.sort();
         Ok(ids)
     }
+
+    fn can_handle(&self, cmd: &Command) -> Result<()> {
+        if cmd.is_wasm_entrypoint() {
+            Ok(())
+        } else {
+            Err(DriverError::cant_handle(
+                NAME,
+                "process.args[0] is not a WebAssembly program (.wasm, .wat, #func, or a file \
+                 starting with \\0asm)",
+            ))
+        }
+    }
+
+    /// The engine (built now if it was not: the pooling allocator's reservation, the epoch
+    /// ticker) and the on-disk cache directory.
+    fn health(&self) -> execdriver_api::Health {
+        use execdriver_api::{Health, Level};
+        let mut h = Health::new();
+        match self.runtime() {
+            Ok(_) => h.push(
+                "engine",
+                Level::Ok,
+                format!(
+                    "wasmtime, {} instance slots, {} containers",
+                    self.options.max_instances,
+                    lock(&self.table).len()
+                ),
+            ),
+            Err(e) => h.push("engine", Level::Failed, e.to_string()),
+        }
+        if let Some(dir) = &self.options.cache_dir {
+            h.push_dir("cache dir", dir, Level::Degraded, |d| {
+                nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok()
+            });
+        }
+        h
+    }
 }
 
 const fn libc_eagain() -> i32 {

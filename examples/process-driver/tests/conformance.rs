@@ -55,7 +55,7 @@ impl Fixture for HostShell {
 fn setup() -> execdriver_api::conformance::Setup {
     static BUNDLE: OnceLock<tempfile::TempDir> = OnceLock::new();
     let bundle = BUNDLE.get_or_init(|| tempfile::tempdir().expect("temp bundle"));
-    let mut registry = Registry::new();
+    let registry = Registry::new();
     registry
         .register(execdriver_example_process::factory())
         .map_err(|e| e.to_string())?;

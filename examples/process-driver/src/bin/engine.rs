@@ -26,7 +26,7 @@ fn main() -> ExitCode {
 
 fn run(config: PathBuf, program: Vec<String>) -> execdriver_api::Result<i32> {
     // 1. The engine's registry: here, the third-party driver only.
-    let mut registry = Registry::new();
+    let registry = Registry::new();
     registry.register(execdriver_example_process::factory())?;
 
     // 2. The driver named in the configuration file, with its options.
