@@ -150,6 +150,18 @@ pub trait Driver: Send + Sync {
         Ok(())
     }
 
+    /// A receiver of the driver's lifecycle [`Event`](crate::Event)s (see
+    /// [`EventKind`](crate::EventKind) for the order). Drivers don't implement it: the
+    /// drivers a [`Registry`](crate::Registry) makes, and any driver wrapped with
+    /// [`with_events`](crate::with_events), publish the events of every container they run,
+    /// from the lifecycle's stages, the same way for every driver.
+    ///
+    /// # Errors
+    /// `Unsupported` for a driver used without that wrapper.
+    fn subscribe(&self) -> Result<crate::EventReceiver> {
+        Err(DriverError::unsupported("events", self.name()))
+    }
+
     /// What the driver can do on this host now: kernel features, cgroup delegation, its engine
     /// or runtime binary. Quick and without side effects a caller could see (no containers,
     /// nothing left on disk). The default has no checks (healthy).

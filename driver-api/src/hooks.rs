@@ -228,6 +228,11 @@ impl<'a> HookContext<'a> {
         self
     }
 
+    /// The container's OOM broadcaster (for the registry's event stream).
+    pub(crate) fn notifier(&self) -> &OomNotifier {
+        self.oom
+    }
+
     /// The container id.
     pub fn id(&self) -> &ContainerId {
         self.id

@@ -2,6 +2,7 @@
 //! processes it runs, so that unregistering can drain it ([`Drain`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use oci_spec::runtime::{LinuxResources, Process};
 use crate::command::{Command, Pipes};
 use crate::driver::{Capabilities, Driver};
 use crate::error::{DriverError, Result};
+use crate::events::{EventBus, EventKind, EventReceiver};
 use crate::health::Health;
 use crate::hooks::Hooks;
 use crate::id::ContainerId;
@@ -147,10 +149,57 @@ impl fmt::Debug for Drain {
 }
 
 /// A driver made by the registry: the factory's driver, with its runs and execs counted by
-/// its registration's gate. Every other operation passes straight through.
+/// its registration's gate and its containers' lifecycle published on its event stream. Every
+/// other operation passes straight through.
 pub(crate) struct Managed {
     pub(crate) inner: Arc<dyn Driver>,
     pub(crate) gate: Arc<Gate>,
+    events: Arc<EventBus>,
+}
+
+impl Managed {
+    pub(crate) fn new(inner: Arc<dyn Driver>, gate: Arc<Gate>) -> Self {
+        Self {
+            inner,
+            gate,
+            events: Arc::new(EventBus::default()),
+        }
+    }
+}
+
+/// `driver` with a lifecycle event stream ([`Driver::subscribe`]) — what every driver a
+/// [`Registry`](crate::Registry) makes has already. The events come from the lifecycle's stages
+/// (the hooks of `run` and `exec`, successful `pause`/`unpause`, the container's OOM channel),
+/// so they are the same for every driver. Only containers run through the returned driver are
+/// seen.
+pub fn with_events(driver: Arc<dyn Driver>) -> Arc<dyn Driver> {
+    let gate = Arc::new(Gate::new(driver.name().to_owned()));
+    Arc::new(Managed::new(driver, gate))
+}
+
+/// The hooks of a run or exec with the event stream's own callback first in each stage (so an
+/// event precedes whatever the caller's hooks do at that stage).
+fn with_first(ours: Hooks, theirs: &Hooks) -> Hooks {
+    let mut hooks = ours;
+    hooks.extend(theirs.clone());
+    hooks
+}
+
+/// A hook error names its callback's position in the caller's list: ours went first in the
+/// stages `ours` has callbacks in.
+fn caller_index(ours: &Hooks, result: Result<ExitStatus>) -> Result<ExitStatus> {
+    result.map_err(|e| match e {
+        DriverError::Hook {
+            stage,
+            index,
+            source,
+        } => DriverError::Hook {
+            stage,
+            index: index.saturating_sub(ours.stage(stage).len()),
+            source,
+        },
+        other => other,
+    })
 }
 
 impl Driver for Managed {
@@ -164,7 +213,40 @@ impl Driver for Managed {
 
     fn run(&self, command: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
         let _counted = self.gate.enter()?;
-        self.inner.run(command, pipes, hooks)
+        let created = Arc::new(AtomicBool::new(false));
+        let (bus, bus2, bus3, flag) = (
+            self.events.clone(),
+            self.events.clone(),
+            self.events.clone(),
+            created.clone(),
+        );
+        let ours = Hooks::new()
+            .on_pre_start(move |ctx| {
+                flag.store(true, Ordering::SeqCst);
+                bus.publish(ctx.id(), EventKind::Created { pid: ctx.pid() });
+                // OOM kills as they happen; the driver closes the channel when the run ends.
+                let (id, bus) = (ctx.id().clone(), bus.clone());
+                ctx.notifier().watch(Box::new(move |ev| {
+                    bus.publish(&id, EventKind::Oom { count: ev.count });
+                }));
+                Ok(())
+            })
+            .on_start(move |ctx| {
+                bus2.publish(ctx.id(), EventKind::Started { pid: ctx.pid() });
+                Ok(())
+            })
+            .on_post_stop(move |ctx| {
+                if let Some(status) = ctx.exit() {
+                    bus3.publish(ctx.id(), EventKind::Exited { status });
+                }
+                Ok(())
+            });
+        let all = with_first(ours.clone(), hooks);
+        let result = caller_index(&ours, self.inner.run(command, pipes, &all));
+        if created.load(Ordering::SeqCst) {
+            self.events.publish(&command.id, EventKind::Deleted);
+        }
+        result
     }
 
     fn exec(
@@ -175,7 +257,21 @@ impl Driver for Managed {
         hooks: &Hooks,
     ) -> Result<ExitStatus> {
         let _counted = self.gate.enter_existing();
-        self.inner.exec(id, process, pipes, hooks)
+        let (bus, bus2) = (self.events.clone(), self.events.clone());
+        let ours = Hooks::new()
+            .on_start(move |ctx| {
+                bus.publish(ctx.id(), EventKind::ExecStarted { pid: ctx.pid() });
+                Ok(())
+            })
+            .on_post_stop(move |ctx| {
+                if let Some(status) = ctx.exit() {
+                    let pid = ctx.pid();
+                    bus2.publish(ctx.id(), EventKind::ExecExited { pid, status });
+                }
+                Ok(())
+            });
+        let all = with_first(ours.clone(), hooks);
+        caller_index(&ours, self.inner.exec(id, process, pipes, &all))
     }
 
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {
@@ -183,11 +279,15 @@ impl Driver for Managed {
     }
 
     fn pause(&self, id: &ContainerId) -> Result<()> {
-        self.inner.pause(id)
+        self.inner.pause(id)?;
+        self.events.publish(id, EventKind::Paused);
+        Ok(())
     }
 
     fn unpause(&self, id: &ContainerId) -> Result<()> {
-        self.inner.unpause(id)
+        self.inner.unpause(id)?;
+        self.events.publish(id, EventKind::Resumed);
+        Ok(())
     }
 
     fn terminate(&self, id: &ContainerId) -> Result<()> {
@@ -220,6 +320,10 @@ impl Driver for Managed {
 
     fn can_handle(&self, command: &Command) -> Result<()> {
         self.inner.can_handle(command)
+    }
+
+    fn subscribe(&self) -> Result<EventReceiver> {
+        Ok(self.events.subscribe())
     }
 
     fn health(&self) -> Health {

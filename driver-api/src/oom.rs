@@ -45,9 +45,13 @@ pub struct OomNotifier {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// Called with every event, in the notifying thread (the registry's event stream).
+pub(crate) type Watcher = Box<dyn Fn(&OomEvent) + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     subscribers: Vec<Sender<OomEvent>>,
+    watchers: Vec<Watcher>,
     count: u64,
 }
 
@@ -73,7 +77,16 @@ impl OomNotifier {
         inner
             .subscribers
             .retain(|tx| tx.send(event.clone()).is_ok());
+        for w in &inner.watchers {
+            w(&event);
+        }
         event
+    }
+
+    /// Calls `watcher` with every later event, under the notifier's lock (it must not block
+    /// or notify); forgotten at [`close`](Self::close).
+    pub(crate) fn watch(&self, watcher: Watcher) {
+        self.lock().watchers.push(watcher);
     }
 
     /// How many OOM kills were notified so far.
@@ -83,7 +96,9 @@ impl OomNotifier {
 
     /// Disconnects every subscriber (their iteration ends); later subscribers still work.
     pub fn close(&self) {
-        self.lock().subscribers.clear();
+        let mut inner = self.lock();
+        inner.subscribers.clear();
+        inner.watchers.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

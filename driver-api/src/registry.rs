@@ -175,10 +175,7 @@ impl Entry {
 
     fn managed(&self, options: &serde_json::Value) -> Result<Arc<dyn Driver>> {
         let inner = self.factory.create(options)?;
-        Ok(Arc::new(Managed {
-            inner,
-            gate: self.gate.clone(),
-        }))
+        Ok(Arc::new(Managed::new(inner, self.gate.clone())))
     }
 
     fn shared(&self) -> Result<Arc<dyn Driver>> {

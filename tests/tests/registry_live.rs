@@ -148,3 +148,37 @@ fn every_builtin_driver_reports_its_health() {
     }
     assert_eq!(health[1].1.checks[0].name, "engine");
 }
+
+/// An OOM kill reaches the stream as it happens, before `Exited` (with `oom_killed`).
+#[test]
+fn oom_kills_are_on_the_event_stream_before_the_exit() {
+    use execdriver::EventKind;
+    let r = Registry::new();
+    r.register(execdriver::wasm::factory()).unwrap();
+    let driver = r.driver("wasm").unwrap();
+    let events = driver.subscribe().unwrap();
+    let mut cmd = wasm_command("rl-oom", &["/grow.wat"]);
+    let mut spec = serde_json::to_value(&cmd.spec).unwrap();
+    spec["linux"] = serde_json::json!({"resources": {"memory": {"limit": 16 << 20}}});
+    cmd.spec = serde_json::from_value(spec).unwrap();
+    let st = driver.run(&cmd, Pipes::null(), &Hooks::new()).unwrap();
+    assert!(st.oom_killed, "{st:?}");
+    let kinds: Vec<EventKind> = events
+        .try_iter()
+        .filter(|e| e.id == cmd.id)
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        matches!(
+            kinds.as_slice(),
+            [
+                EventKind::Created { .. },
+                EventKind::Started { .. },
+                EventKind::Oom { count: 1 },
+                EventKind::Exited { status },
+                EventKind::Deleted,
+            ] if status.oom_killed
+        ),
+        "{kinds:?}"
+    );
+}

@@ -172,6 +172,12 @@ pub static CHECKS: &[Check] = &[
         description: "a container over its memory limit is OOM-killed: oom_killed set, every hook's receiver got the event",
         run: oom_killed,
     },
+    Check {
+        name: "events_in_order",
+        requires: &[],
+        description: "the event stream has Created, Started, (Paused, Resumed), (ExecStarted, ExecExited), Exited, Deleted in that order with the init's pid; a late subscriber gets Created and Started first",
+        run: events_in_order,
+    },
 ];
 
 fn host_files_out_of_reach(kit: &Kit) -> CheckResult {
@@ -990,6 +996,107 @@ fn oom_killed(kit: &Kit) -> CheckResult {
     ensure!(
         exit == Some(st),
         "post_stop saw {exit:?}, run returned {st:?}"
+    );
+    Ok(())
+}
+
+/// The events of `id` on `rx` up to its `Deleted` (or what came within 60 s).
+fn events_of(rx: &crate::EventReceiver, id: &ContainerId) -> Vec<crate::Event> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while let Ok(ev) = rx.recv_deadline(deadline) {
+        if ev.id != *id {
+            continue;
+        }
+        let done = ev.kind == crate::EventKind::Deleted;
+        got.push(ev);
+        if done {
+            break;
+        }
+    }
+    got
+}
+
+fn events_in_order(kit: &Kit) -> CheckResult {
+    use crate::EventKind as K;
+    let driver = crate::with_events(kit.driver.clone());
+    let early = driver.subscribe().map_err(e)?;
+    let id = kit.id();
+    let cmd = command(kit, &id, &Program::RunForever)?;
+    let handle = spawn(driver.clone(), cmd, Pipes::null(), Hooks::new()).map_err(e)?;
+    let Some(pid) = handle.wait_started() else {
+        return Err(format!("RunForever did not start: {:?}", handle.wait()));
+    };
+    let late = driver.subscribe().map_err(e)?;
+    let caps = driver.capabilities();
+    let mut want = vec![K::Created { pid }, K::Started { pid }];
+    let acted = (|| {
+        if caps.supports(Operation::Pause) {
+            driver.pause(&id).map_err(|err| format!("pause: {err}"))?;
+            driver
+                .unpause(&id)
+                .map_err(|err| format!("unpause: {err}"))?;
+            want.extend([K::Paused, K::Resumed]);
+        }
+        if caps.supports(Operation::Exec) {
+            let p = kit.fixture.exec_process(&Program::Exit(7)).map_err(e)?;
+            let log = Log::default();
+            let st = driver
+                .exec(&id, &p, Pipes::null(), &recording_hooks(&log))
+                .map_err(|err| format!("exec: {err}"))?;
+            let exec_pid = log
+                .lock()
+                .map_err(|_| "poisoned")?
+                .first()
+                .map(|(_, p, _)| *p)
+                .unwrap_or(0);
+            want.extend([
+                K::ExecStarted { pid: exec_pid },
+                K::ExecExited {
+                    pid: exec_pid,
+                    status: st,
+                },
+            ]);
+        }
+        Ok::<(), String>(())
+    })();
+    driver.kill(&id, Signal::KILL).map_err(e)?;
+    let status = handle.wait().map_err(e)?;
+    acted?;
+    want.extend([K::Exited { status }, K::Deleted]);
+
+    let got = events_of(&early, &id);
+    let kinds: Vec<K> = got.iter().map(|ev| ev.kind.clone()).collect();
+    ensure!(kinds == want, "events {kinds:?}, want {want:?}");
+    ensure!(
+        got.windows(2).all(|w| w[0].seq < w[1].seq),
+        "sequence numbers do not increase: {:?}",
+        got.iter().map(|ev| ev.seq).collect::<Vec<_>>()
+    );
+    // The late subscriber joined a running container: the same story, from Created.
+    let late_kinds: Vec<K> = events_of(&late, &id)
+        .into_iter()
+        .map(|ev| ev.kind)
+        .collect();
+    ensure!(
+        late_kinds == want,
+        "a late subscriber saw {late_kinds:?}, want {want:?}"
+    );
+    // A failed pre_start: created, then deleted — never started, never exited.
+    let failing = Hooks::new().on_pre_start(|_| Err("refused".into()));
+    let id2 = kit.id();
+    let cmd = command(kit, &id2, &Program::Exit(0))?;
+    match driver.run(&cmd, Pipes::null(), &failing) {
+        Err(DriverError::Hook { index: 0, .. }) => {}
+        other => return Err(format!("a failing pre_start hook #0 gave {other:?}")),
+    }
+    let kinds: Vec<K> = events_of(&early, &id2)
+        .into_iter()
+        .map(|ev| ev.kind)
+        .collect();
+    ensure!(
+        matches!(kinds.as_slice(), [K::Created { .. }, K::Deleted]),
+        "after a failed pre_start: {kinds:?}"
     );
     Ok(())
 }
