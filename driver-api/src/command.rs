@@ -73,6 +73,22 @@ impl Command {
         Ok(self.bundle.join(path))
     }
 
+    /// For drivers that exec processes: [`DriverError::CantHandle`] when `process.args[0]` is
+    /// a WebAssembly program ([`is_wasm_entrypoint`](Self::is_wasm_entrypoint)), for their
+    /// [`can_handle`](crate::Driver::can_handle).
+    ///
+    /// # Errors
+    /// As said, naming `driver`.
+    pub fn refuse_wasm_entrypoint(&self, driver: &str) -> Result<()> {
+        if self.is_wasm_entrypoint() {
+            return Err(DriverError::cant_handle(
+                driver,
+                "process.args[0] is a WebAssembly program (the wasm driver runs it)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `process.args[0]` names a WebAssembly program: a `.wasm`/`.wat` path, a
     /// `#func` entry, or a file in the rootfs that starts with `\0asm`. A bare name (looked up
     /// in `PATH` by a process driver) is never one. What drivers' [`can_handle`] answers by.

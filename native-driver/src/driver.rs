@@ -592,13 +592,7 @@ impl Driver for NativeDriver {
     }
 
     fn can_handle(&self, cmd: &Command) -> Result<()> {
-        if cmd.is_wasm_entrypoint() {
-            return Err(DriverError::cant_handle(
-                NAME,
-                "process.args[0] is a WebAssembly program (the wasm driver runs it)",
-            ));
-        }
-        Ok(())
+        cmd.refuse_wasm_entrypoint(NAME)
     }
 
     fn health(&self) -> execdriver_api::Health {

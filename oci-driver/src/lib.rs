@@ -1053,13 +1053,7 @@ impl Driver for OciDriver {
     }
 
     fn can_handle(&self, cmd: &Command) -> Result<()> {
-        if cmd.is_wasm_entrypoint() {
-            return Err(DriverError::cant_handle(
-                NAME,
-                "process.args[0] is a WebAssembly program (the wasm driver runs it)",
-            ));
-        }
-        Ok(())
+        cmd.refuse_wasm_entrypoint(NAME)
     }
 
     /// The binary answered `--version` when the driver was made; its state root must be
