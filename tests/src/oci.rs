@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use execdriver_api::Driver;
+use execdriver_api::{ContainerId, Driver, DriverError};
 
 use crate::{busybox_rootfs, is_root};
 
@@ -147,5 +147,41 @@ pub fn runc_setup() -> execdriver_api::conformance::Setup {
 /// # Errors
 /// As [`driver`].
 pub fn crun_setup() -> execdriver_api::conformance::Setup {
-    Ok((driver("crun")?, Arc::new(crate::native::NativeFixture)))
+    Ok((driver("crun")?, Arc::new(CrunFixture)))
+}
+
+/// The native fixture, except for the terminal program of an exec: `crun exec` sets a tty's
+/// size from its parent once it has the pty back from its child, which by then may have
+/// exec'd the program (crun's `exec`: the child sends the terminal fd and goes on; runc sets
+/// it in the child before exec). So the exec'd program waits until the size is set before it
+/// reads it — the size must still be 24x80, the rest of the dialogue is unchanged.
+#[derive(Debug, Default)]
+pub struct CrunFixture;
+
+impl execdriver_api::conformance::Fixture for CrunFixture {
+    fn command(
+        &self,
+        id: &ContainerId,
+        program: &execdriver_api::conformance::Program,
+    ) -> Result<execdriver_api::Command, DriverError> {
+        crate::native::NativeFixture.command(id, program)
+    }
+
+    fn exec_process(
+        &self,
+        program: &execdriver_api::conformance::Program,
+    ) -> Result<execdriver_api::oci_spec::runtime::Process, DriverError> {
+        let mut p = crate::native::NativeFixture.exec_process(program)?;
+        if *program == execdriver_api::conformance::Program::Terminal {
+            p.set_args(Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "i=0; until s=$(stty size 2>/dev/null) && [ \"$s\" != '0 0' ]; do \
+                 i=$((i+1)); [ $i -gt 500 ] && break; sleep 0.01; done; \
+                 stty size; read x; stty size; echo got:$x"
+                    .into(),
+            ]));
+        }
+        Ok(p)
+    }
 }
