@@ -160,11 +160,17 @@ pub fn ask_with(
 ) -> Result<serde_json::Value> {
     match host::request(&records.socket(&record.id), req, stdio) {
         Ok(v) => Ok(v),
-        Err(DriverError::Internal { message, .. }) => Err(Error::Remote(message)),
-        Err(_) => Err(Error::Driver(DriverError::NotRunning {
-            id: record.id.to_string(),
-            status: Status::Stopped,
-        })),
+        // Of the kind the host's driver said, so that a gone or stopped container is reported
+        // in runc's words (see `Error::report`) whichever process holds it.
+        Err(host::Failure::Refused(e)) => Err(Error::Driver(e)),
+        Err(host::Failure::Said(message)) => Err(Error::Remote(message)),
+        Err(host::Failure::Unreachable(e)) => {
+            tracing::debug!(id = %record.id, error = %e, "no hosting process: stopped");
+            Err(Error::Driver(DriverError::NotRunning {
+                id: record.id.to_string(),
+                status: Status::Stopped,
+            }))
+        }
     }
 }
 

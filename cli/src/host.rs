@@ -4,7 +4,8 @@
 //! so that a shim watching its pid (the container's pid for the CLI) sees the exit.
 //!
 //! Protocol: one JSON request line, one JSON response line (`{"ok": ...}` or
-//! `{"error": "..."}`); `exec` sends the caller's stdin, stdout and stderr with `SCM_RIGHTS`
+//! `{"error": "...", "typed": WireError}` — the kind survives, so the caller matches and
+//! reports a host's `NotRunning` as it does the native driver's); `exec` sends the caller's stdin, stdout and stderr with `SCM_RIGHTS`
 //! right after its request line.
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use execdriver::oci_spec::runtime::{LinuxResources, Process};
 use execdriver::{
     Command, ContainerId, Driver, DriverError, ExitStatus, Hooks, Pipes, Signal, Status, Stdio,
+    WireError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -330,7 +332,8 @@ impl Drop for Handling {
 fn respond(stream: &mut UnixStream, r: Result<serde_json::Value, DriverError>) {
     let v = match r {
         Ok(v) => serde_json::json!({ "ok": v }),
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
+        // The text for people and older callers, the kind for matching on it.
+        Err(e) => serde_json::json!({ "error": e.to_string(), "typed": WireError::from(&e) }),
     };
     // One write: a reader never sees half an answer from a live host.
     let _ = stream.write_all(format!("{v}\n").as_bytes());
@@ -496,35 +499,62 @@ fn read_line(stream: &UnixStream, line: &mut String) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why a request to a hosting process failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// It could not be asked (connect, send or read failed): it is gone, its container stopped.
+    Unreachable(DriverError),
+    /// It answered with this error, of the kind its driver returned.
+    Refused(DriverError),
+    /// It answered with an error in words only (a host of an older version).
+    Said(String),
+}
+
 /// Sends a request to the hosting process listening on `sock`; `stdio` attaches fds.
 pub fn request(
     sock: &Path,
     req: &Request,
     stdio: Option<[BorrowedFd<'_>; 3]>,
-) -> Result<serde_json::Value, DriverError> {
-    let mut stream = UnixStream::connect(sock)
-        .map_err(|e| DriverError::io(format!("connect {}", sock.display()), e))?;
-    let line = serde_json::to_string(req).map_err(|e| DriverError::Internal {
-        context: "request".into(),
-        message: e.to_string(),
+) -> Result<serde_json::Value, Failure> {
+    let mut stream = UnixStream::connect(sock).map_err(|e| {
+        Failure::Unreachable(DriverError::io(format!("connect {}", sock.display()), e))
     })?;
-    writeln!(stream, "{line}").map_err(|e| DriverError::io("send a request", e))?;
+    let line = serde_json::to_string(req).map_err(|e| {
+        Failure::Refused(DriverError::Internal {
+            context: "request".into(),
+            message: e.to_string(),
+        })
+    })?;
+    writeln!(stream, "{line}")
+        .map_err(|e| Failure::Unreachable(DriverError::io("send a request", e)))?;
     if let Some(fds) = stdio {
-        fdpass::send(&stream, b"f", &fds).map_err(|e| DriverError::io("send stdio", e))?;
+        fdpass::send(&stream, b"f", &fds)
+            .map_err(|e| Failure::Unreachable(DriverError::io("send stdio", e)))?;
     }
     let mut resp = String::new();
     BufReader::new(&stream)
         .read_line(&mut resp)
-        .map_err(|e| DriverError::io("read the response", e))?;
-    let v: serde_json::Value = serde_json::from_str(&resp).map_err(|e| DriverError::Internal {
-        context: "hosting process".into(),
-        message: format!("bad response {resp:?}: {e}"),
-    })?;
-    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        return Err(DriverError::Internal {
+        .map_err(|e| Failure::Unreachable(DriverError::io("read the response", e)))?;
+    answer(&resp)
+}
+
+/// A hosting process's answer line: `{"ok": ...}` or `{"error": "...", "typed": {...}}`.
+fn answer(resp: &str) -> Result<serde_json::Value, Failure> {
+    let mut v: serde_json::Value = serde_json::from_str(resp).map_err(|e| {
+        Failure::Refused(DriverError::Internal {
             context: "hosting process".into(),
-            message: e.to_owned(),
-        });
+            message: format!("bad response {resp:?}: {e}"),
+        })
+    })?;
+    if let Some(typed) = v
+        .get_mut("typed")
+        .map(serde_json::Value::take)
+        .and_then(|t| serde_json::from_value::<WireError>(t).ok())
+    {
+        return Err(Failure::Refused(typed.into()));
+    }
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        return Err(Failure::Said(e.to_owned()));
     }
     Ok(v.get("ok").cloned().unwrap_or(serde_json::Value::Null))
 }
@@ -536,4 +566,75 @@ pub fn stdio_fds() -> [BorrowedFd<'static>; 3] {
         rustix::stdio::stdout(),
         rustix::stdio::stderr(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One answer from a host on a real socket, as `request` sees it.
+    fn ask_a_host_that_answers(
+        r: Result<serde_json::Value, DriverError>,
+    ) -> Result<serde_json::Value, Failure> {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("h.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let host = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            respond(&mut stream, r);
+        });
+        let got = request(&sock, &Request::Pids, None);
+        host.join().unwrap();
+        got
+    }
+
+    #[test]
+    fn error_kinds_survive_the_socket() {
+        let stopped = DriverError::NotRunning {
+            id: "c".into(),
+            status: Status::Stopped,
+        };
+        let text = stopped.to_string();
+        match ask_a_host_that_answers(Err(stopped)) {
+            Err(Failure::Refused(e @ DriverError::NotRunning { .. })) => {
+                assert_eq!(e.to_string(), text);
+                // So the CLI says it in runc's words, which containerd's shim looks for.
+                assert!(
+                    crate::error::Error::Driver(e)
+                        .report()
+                        .starts_with("container not running")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match ask_a_host_that_answers(Err(DriverError::unsupported("signal SIGUSR1", "wasm"))) {
+            Err(Failure::Refused(DriverError::Unsupported { op, driver })) => {
+                assert_eq!((op.as_str(), driver.as_str()), ("signal SIGUSR1", "wasm"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ask_a_host_that_answers(Ok(serde_json::json!([1, 2]))).unwrap(),
+            serde_json::json!([1, 2])
+        );
+    }
+
+    #[test]
+    fn untyped_and_missing_hosts() {
+        assert!(matches!(
+            answer(r#"{"error": "container c: something"}"#),
+            Err(Failure::Said(m)) if m == "container c: something"
+        ));
+        assert!(matches!(
+            answer("nonsense"),
+            Err(Failure::Refused(DriverError::Internal { .. }))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            request(&dir.path().join("none.sock"), &Request::State, None),
+            Err(Failure::Unreachable(_))
+        ));
+    }
 }

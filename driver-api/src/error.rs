@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::hooks::HookStage;
 use crate::status::Status;
 
@@ -236,9 +238,288 @@ impl DriverError {
     }
 }
 
+/// A [`DriverError`] as data, for another process: what a process that hosts containers
+/// answers and its caller turns back into the same kind of error, so that callers can still
+/// match on the kind (`NotRunning`, `NotFound`, ...) across a socket. [`From`] converts both
+/// ways; the message stays the same. Error sources become their messages (an I/O error keeps
+/// its errno).
+///
+/// ```
+/// use execdriver_api::{DriverError, WireError};
+///
+/// let e = DriverError::not_found("web");
+/// let json = serde_json::to_string(&WireError::from(&e)).unwrap();
+/// let back = DriverError::from(serde_json::from_str::<WireError>(&json).unwrap());
+/// assert!(matches!(back, DriverError::NotFound { .. }));
+/// assert_eq!(back.to_string(), e.to_string());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub enum WireError {
+    NotFound {
+        id: String,
+    },
+    AlreadyExists {
+        id: String,
+    },
+    InvalidId {
+        id: String,
+        reason: String,
+    },
+    InvalidSpec {
+        field: String,
+        reason: String,
+    },
+    CantHandle {
+        driver: String,
+        reason: String,
+    },
+    Unsupported {
+        op: String,
+        driver: String,
+    },
+    NotRunning {
+        id: String,
+        status: Status,
+    },
+    InvalidState {
+        id: String,
+        op: String,
+        status: Status,
+    },
+    Hook {
+        stage: HookStage,
+        index: usize,
+        source: String,
+    },
+    Io {
+        context: String,
+        errno: Option<i32>,
+        message: String,
+    },
+    Sys {
+        op: String,
+        errno: i32,
+    },
+    UnknownDriver {
+        name: String,
+        available: Vec<String>,
+    },
+    DuplicateDriver {
+        name: String,
+    },
+    Draining {
+        driver: String,
+    },
+    NoDriverFits {
+        reasons: Vec<String>,
+    },
+    InvalidConfig {
+        reason: String,
+    },
+    InvalidOptions {
+        driver: String,
+        reason: String,
+    },
+    Internal {
+        context: String,
+        message: String,
+    },
+}
+
+impl From<&DriverError> for WireError {
+    fn from(e: &DriverError) -> Self {
+        use DriverError as E;
+        match e {
+            E::NotFound { id } => Self::NotFound { id: id.clone() },
+            E::AlreadyExists { id } => Self::AlreadyExists { id: id.clone() },
+            E::InvalidId { id, reason } => Self::InvalidId {
+                id: id.clone(),
+                reason: (*reason).to_owned(),
+            },
+            E::InvalidSpec { field, reason } => Self::InvalidSpec {
+                field: field.clone(),
+                reason: reason.clone(),
+            },
+            E::CantHandle { driver, reason } => Self::CantHandle {
+                driver: driver.clone(),
+                reason: reason.clone(),
+            },
+            E::Unsupported { op, driver } => Self::Unsupported {
+                op: op.clone(),
+                driver: driver.clone(),
+            },
+            E::NotRunning { id, status } => Self::NotRunning {
+                id: id.clone(),
+                status: *status,
+            },
+            E::InvalidState { id, op, status } => Self::InvalidState {
+                id: id.clone(),
+                op: op.clone(),
+                status: *status,
+            },
+            E::Hook {
+                stage,
+                index,
+                source,
+            } => Self::Hook {
+                stage: *stage,
+                index: *index,
+                source: source.to_string(),
+            },
+            E::Io { context, source } => Self::Io {
+                context: context.clone(),
+                errno: source.raw_os_error(),
+                message: source.to_string(),
+            },
+            E::Sys { op, errno } => Self::Sys {
+                op: op.clone(),
+                errno: *errno,
+            },
+            E::UnknownDriver { name, available } => Self::UnknownDriver {
+                name: name.clone(),
+                available: available.clone(),
+            },
+            E::DuplicateDriver { name } => Self::DuplicateDriver { name: name.clone() },
+            E::Draining { driver } => Self::Draining {
+                driver: driver.clone(),
+            },
+            E::NoDriverFits { reasons } => Self::NoDriverFits {
+                reasons: reasons.clone(),
+            },
+            E::InvalidConfig { reason } => Self::InvalidConfig {
+                reason: reason.clone(),
+            },
+            E::InvalidOptions { driver, reason } => Self::InvalidOptions {
+                driver: driver.clone(),
+                reason: reason.clone(),
+            },
+            E::Internal { context, message } => Self::Internal {
+                context: context.clone(),
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+impl From<WireError> for DriverError {
+    fn from(w: WireError) -> Self {
+        use WireError as W;
+        match w {
+            W::NotFound { id } => Self::NotFound { id },
+            W::AlreadyExists { id } => Self::AlreadyExists { id },
+            // The reason is a `&'static str` here: the same words, as an internal error.
+            W::InvalidId { id, reason } => Self::Internal {
+                context: format!("invalid container id \"{id}\""),
+                message: reason,
+            },
+            W::InvalidSpec { field, reason } => Self::InvalidSpec { field, reason },
+            W::CantHandle { driver, reason } => Self::CantHandle { driver, reason },
+            W::Unsupported { op, driver } => Self::Unsupported { op, driver },
+            W::NotRunning { id, status } => Self::NotRunning { id, status },
+            W::InvalidState { id, op, status } => Self::InvalidState { id, op, status },
+            W::Hook {
+                stage,
+                index,
+                source,
+            } => Self::Hook {
+                stage,
+                index,
+                source: source.into(),
+            },
+            W::Io {
+                context,
+                errno,
+                message,
+            } => Self::Io {
+                context,
+                source: match errno {
+                    Some(n) => std::io::Error::from_raw_os_error(n),
+                    None => std::io::Error::other(message),
+                },
+            },
+            W::Sys { op, errno } => Self::Sys { op, errno },
+            W::UnknownDriver { name, available } => Self::UnknownDriver { name, available },
+            W::DuplicateDriver { name } => Self::DuplicateDriver { name },
+            W::Draining { driver } => Self::Draining { driver },
+            W::NoDriverFits { reasons } => Self::NoDriverFits { reasons },
+            W::InvalidConfig { reason } => Self::InvalidConfig { reason },
+            W::InvalidOptions { driver, reason } => Self::InvalidOptions { driver, reason },
+            W::Internal { context, message } => Self::Internal { context, message },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_and_message_survives_the_wire() {
+        let all = vec![
+            DriverError::not_found("a"),
+            DriverError::AlreadyExists { id: "a".into() },
+            DriverError::InvalidId {
+                id: "a/b".into(),
+                reason: "must not contain '/'",
+            },
+            DriverError::invalid_spec("process.args", "must not be empty"),
+            DriverError::cant_handle("wasm", "not a module"),
+            DriverError::unsupported("pause", "x"),
+            DriverError::NotRunning {
+                id: "a".into(),
+                status: Status::Stopped,
+            },
+            DriverError::InvalidState {
+                id: "a".into(),
+                op: "pause".into(),
+                status: Status::Paused,
+            },
+            DriverError::Hook {
+                stage: HookStage::Start,
+                index: 2,
+                source: "no network".into(),
+            },
+            DriverError::io("read x", std::io::Error::from_raw_os_error(13)),
+            DriverError::io("read y", std::io::Error::other("short read")),
+            DriverError::sys("mount", 1),
+            DriverError::UnknownDriver {
+                name: "n".into(),
+                available: vec!["native".into()],
+            },
+            DriverError::DuplicateDriver { name: "n".into() },
+            DriverError::Draining {
+                driver: "wasm".into(),
+            },
+            DriverError::NoDriverFits {
+                reasons: vec!["a: b".into()],
+            },
+            DriverError::InvalidConfig { reason: "r".into() },
+            DriverError::InvalidOptions {
+                driver: "d".into(),
+                reason: "r".into(),
+            },
+            DriverError::Internal {
+                context: "c".into(),
+                message: "m".into(),
+            },
+        ];
+        for e in all {
+            let json = serde_json::to_string(&WireError::from(&e)).unwrap();
+            let back = DriverError::from(serde_json::from_str::<WireError>(&json).unwrap());
+            assert_eq!(back.to_string(), e.to_string(), "{json}");
+            if !matches!(e, DriverError::InvalidId { .. }) {
+                assert_eq!(
+                    std::mem::discriminant(&back),
+                    std::mem::discriminant(&e),
+                    "{json}"
+                );
+            }
+            assert_eq!(back.raw_os_error(), e.raw_os_error(), "{json}");
+        }
+    }
 
     #[test]
     fn messages_are_one_clear_line() {

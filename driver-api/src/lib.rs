@@ -24,7 +24,7 @@ pub mod conformance;
 
 pub use command::{Captured, Command, MAX_CONFIG_BYTES, Pipes, Stdio, load_spec, parse_spec};
 pub use driver::{Capabilities, Driver, Operation};
-pub use error::{DriverError, HookError, Result};
+pub use error::{DriverError, HookError, Result, WireError};
 pub use events::{Event, EventKind, EventReceiver};
 pub use handle::{RunHandle, spawn};
 pub use health::{Health, HealthCheck, Level};
