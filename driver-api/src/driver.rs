@@ -39,10 +39,54 @@ pub trait Driver: Send + Sync {
     /// Runs a container to completion (blocks until its init exits). See the trait docs for the
     /// lifecycle; [`spawn`](crate::spawn) runs it on a thread and returns a handle.
     ///
+    /// Provided: [`lifecycle::run`](crate::lifecycle::run) over [`create`](Self::create),
+    /// [`start`](Self::start), [`wait`](Self::wait) and [`delete`](Self::delete) — the hook
+    /// semantics written once for every driver. A driver without those primitives implements
+    /// `run` itself.
+    ///
     /// # Errors
     /// `InvalidSpec`/`CantHandle` for bad input, `AlreadyExists` for a live id, `Hook` for a
     /// failed pre_start or start callback, `Sys`/`Io` for what the platform refused.
-    fn run(&self, command: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus>;
+    fn run(&self, command: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+        crate::lifecycle::run(self, command, pipes, hooks)
+    }
+
+    /// Creates a container: validated, its isolation and init exist, its program has not
+    /// started; the id is taken. Drivers that implement it list [`Operation::TwoPhase`].
+    ///
+    /// # Errors
+    /// As [`run`](Self::run) up to the start; nothing is left behind on error.
+    fn create(&self, command: &Command, pipes: Pipes) -> Result<crate::Created> {
+        let _ = (command, pipes);
+        Err(DriverError::unsupported("create", self.name()))
+    }
+
+    /// Starts the program of a created container.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidState` unless it is created and not started, what exec'ing it gave.
+    fn start(&self, id: &ContainerId) -> Result<()> {
+        let _ = id;
+        Err(DriverError::unsupported("start", self.name()))
+    }
+
+    /// The container's exit notification (non-blocking, blocking or async), from `create` on.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    fn wait(&self, id: &ContainerId) -> Result<crate::Exit> {
+        let _ = id;
+        Err(DriverError::unsupported("wait", self.name()))
+    }
+
+    /// Releases every resource of a container that exited; the id is free again.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidState` while it runs (kill or terminate it first).
+    fn delete(&self, id: &ContainerId) -> Result<()> {
+        let _ = id;
+        Err(DriverError::unsupported("delete", self.name()))
+    }
 
     /// Runs an extra process in a running container and waits for it. The hooks' contexts carry
     /// the exec'd process's pid.
@@ -196,11 +240,14 @@ pub enum Operation {
     /// Kernel isolation: a container can't reach the engine's files, and never runs the
     /// engine's own executable (the conformance kit's security checks).
     Isolation,
+    /// [`Driver::create`], [`Driver::start`], [`Driver::wait`] and [`Driver::delete`]; `run`
+    /// is the lifecycle engine over them.
+    TwoPhase,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Exec,
         Self::Pause,
         Self::Stats,
@@ -211,6 +258,7 @@ impl Operation {
         Self::Persistent,
         Self::Signals,
         Self::Isolation,
+        Self::TwoPhase,
     ];
 
     /// The snake_case name.
@@ -226,6 +274,7 @@ impl Operation {
             Self::Persistent => "persistent",
             Self::Signals => "signals",
             Self::Isolation => "isolation",
+            Self::TwoPhase => "two_phase",
         }
     }
 }

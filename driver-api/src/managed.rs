@@ -155,6 +155,8 @@ pub(crate) struct Managed {
     pub(crate) inner: Arc<dyn Driver>,
     pub(crate) gate: Arc<Gate>,
     events: Arc<EventBus>,
+    /// Containers made with `create` and not deleted yet, each counted by the gate.
+    created: Mutex<std::collections::HashMap<ContainerId, InUse>>,
 }
 
 impl Managed {
@@ -163,7 +165,12 @@ impl Managed {
             inner,
             gate,
             events: Arc::new(EventBus::default()),
+            created: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    fn created(&self) -> MutexGuard<'_, std::collections::HashMap<ContainerId, InUse>> {
+        self.created.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -247,6 +254,49 @@ impl Driver for Managed {
             self.events.publish(&command.id, EventKind::Deleted);
         }
         result
+    }
+
+    fn create(&self, command: &Command, pipes: Pipes) -> Result<crate::Created> {
+        let counted = self.gate.enter()?;
+        let created = self.inner.create(command, pipes)?;
+        let id = &command.id;
+        self.events
+            .publish(id, EventKind::Created { pid: created.pid });
+        let (bus, oom_id) = (self.events.clone(), id.clone());
+        created.oom.watch(Box::new(move |ev| {
+            bus.publish(&oom_id, EventKind::Oom { count: ev.count });
+        }));
+        if let Ok(exit) = self.inner.wait(id) {
+            let (bus, exit_id) = (self.events.clone(), id.clone());
+            exit.on_exit(move |status| bus.publish(&exit_id, EventKind::Exited { status }));
+        }
+        self.created().insert(id.clone(), counted);
+        Ok(created)
+    }
+
+    fn start(&self, id: &ContainerId) -> Result<()> {
+        self.inner.start(id)?;
+        if let Ok(info) = self.inner.info(id) {
+            self.events.publish(
+                id,
+                EventKind::Started {
+                    pid: info.pid.unwrap_or(0),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn wait(&self, id: &ContainerId) -> Result<crate::Exit> {
+        self.inner.wait(id)
+    }
+
+    fn delete(&self, id: &ContainerId) -> Result<()> {
+        self.inner.delete(id)?;
+        if self.created().remove(id).is_some() {
+            self.events.publish(id, EventKind::Deleted);
+        }
+        Ok(())
     }
 
     fn exec(

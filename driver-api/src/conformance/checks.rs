@@ -178,6 +178,12 @@ pub static CHECKS: &[Check] = &[
         description: "the event stream has Created, Started, (Paused, Resumed), (ExecStarted, ExecExited), Exited, Deleted in that order with the init's pid; a late subscriber gets Created and Started first",
         run: events_in_order,
     },
+    Check {
+        name: "two_phase_lifecycle",
+        requires: &[Operation::TwoPhase],
+        description: "create leaves the program unstarted (info: created, same pid), start runs it, wait's Exit gives its status (sync and async), delete frees the id; start twice, delete before the exit and a second create are refused",
+        run: two_phase_lifecycle,
+    },
 ];
 
 fn host_files_out_of_reach(kit: &Kit) -> CheckResult {
@@ -1098,5 +1104,109 @@ fn events_in_order(kit: &Kit) -> CheckResult {
         matches!(kinds.as_slice(), [K::Created { .. }, K::Deleted]),
         "after a failed pre_start: {kinds:?}"
     );
+    Ok(())
+}
+
+/// Polls `f` on this thread, parking between wake-ups (enough to show `Exit` works in async).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+fn two_phase_lifecycle(kit: &Kit) -> CheckResult {
+    let id = kit.id();
+    let cmd = command(
+        kit,
+        &id,
+        &Program::Echo {
+            stdout: "two-phase\n".into(),
+            stderr: String::new(),
+        },
+    )?;
+    // A driver with an event stream (a registry's) publishes the two-phase path's events too.
+    let events = kit.driver.subscribe().ok();
+    let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
+    let created = kit
+        .driver
+        .create(&cmd, pipes)
+        .map_err(|err| format!("create: {err}"))?;
+    let checked = (|| {
+        ensure!(created.pid > 0, "create gave pid 0");
+        let info = kit.driver.info(&id).map_err(e)?;
+        ensure!(
+            info.status == Status::Created && info.pid == Some(created.pid),
+            "after create: {:?} pid {:?}, want created with pid {}",
+            info.status,
+            info.pid,
+            created.pid
+        );
+        match kit.driver.create(&cmd, Pipes::null()) {
+            Err(DriverError::AlreadyExists { .. }) => {}
+            other => return Err(format!("a second create of {id} gave {other:?}")),
+        }
+        let exit = kit.driver.wait(&id).map_err(|err| format!("wait: {err}"))?;
+        ensure!(
+            exit.status().is_none(),
+            "exited before start: {:?}",
+            exit.status()
+        );
+        match kit.driver.delete(&id) {
+            Err(DriverError::InvalidState { .. }) => {}
+            other => return Err(format!("delete of an unstarted container gave {other:?}")),
+        }
+        kit.driver
+            .start(&id)
+            .map_err(|err| format!("start: {err}"))?;
+        match kit.driver.start(&id) {
+            Err(DriverError::InvalidState { .. }) => {}
+            other => return Err(format!("a second start gave {other:?}")),
+        }
+        let st = block_on(exit.exited());
+        ensure!(st == ExitStatus::exited(0), "the program ended with {st}");
+        ensure!(
+            exit.wait_timeout(Duration::ZERO) == Some(st),
+            "the blocking wait disagrees"
+        );
+        let again = kit.driver.wait(&id).map_err(e)?.status();
+        ensure!(again == Some(st), "a later wait gave {again:?}");
+        kit.driver
+            .delete(&id)
+            .map_err(|err| format!("delete: {err}"))?;
+        expect_gone(kit, &id)
+    })();
+    if checked.is_err() {
+        let _ = kit.driver.terminate(&id);
+        let _ = kit.driver.delete(&id);
+    }
+    created.oom.close();
+    let (out, _) = captured.wait_strings();
+    checked?;
+    ensure!(out == "two-phase\n", "stdout {out:?}");
+    if let Some(rx) = events {
+        use crate::EventKind as K;
+        let kinds: Vec<K> = events_of(&rx, &id).into_iter().map(|ev| ev.kind).collect();
+        let want = vec![
+            K::Created { pid: created.pid },
+            K::Started { pid: created.pid },
+            K::Exited {
+                status: ExitStatus::exited(0),
+            },
+            K::Deleted,
+        ];
+        ensure!(kinds == want, "two-phase events {kinds:?}, want {want:?}");
+    }
     Ok(())
 }

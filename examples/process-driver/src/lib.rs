@@ -25,9 +25,9 @@ use std::time::{Duration, SystemTime};
 
 use execdriver_api::oci_spec::runtime::Process;
 use execdriver_api::{
-    Capabilities, Command, ContainerId, CpuStats, Driver, DriverError, DriverFactory, ExitStatus,
-    HookContext, HookStage, Hooks, Info, MemoryStats, OomNotifier, Operation, PidsStats, Pipes,
-    ResourceStats, Result, Signal, Status, Stdio, parse_options,
+    Capabilities, Command, ContainerId, CpuStats, Created, Driver, DriverError, DriverFactory,
+    Exit, ExitStatus, HookContext, HookStage, Hooks, Info, MemoryStats, OomNotifier, Operation,
+    PidsStats, Pipes, ResourceStats, Result, Signal, Status, Stdio, parse_options,
 };
 use rustix::process::{Pid, WaitId, WaitIdOptions, kill_process, kill_process_group, waitid};
 
@@ -67,15 +67,35 @@ impl DriverFactory for ProcessFactory {
 /// The `process` driver. Create it through [`factory`] or [`ProcessDriver::new`].
 pub struct ProcessDriver {
     shell: PathBuf,
-    table: Mutex<HashMap<ContainerId, Entry>>,
-    /// Notified whenever an entry leaves the table (terminate waits on it).
+    table: Arc<Table>,
+}
+
+/// The containers, shared with their waiter threads.
+#[derive(Default)]
+struct Table {
+    map: Mutex<HashMap<ContainerId, Entry>>,
+    /// Notified whenever an entry leaves the table.
     gone: Condvar,
+}
+
+impl Table {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Entry>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_status(&self, id: &ContainerId, status: Status) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.status = status;
+        }
+    }
 }
 
 struct Entry {
     /// The init process's pid, which is also the container's process group id (0 until spawned).
     pid: i32,
     status: Status,
+    /// Set by the init's waiter thread once it is reaped.
+    exit: Exit,
     bundle: PathBuf,
     rootfs: Option<PathBuf>,
     created: SystemTime,
@@ -87,24 +107,17 @@ impl ProcessDriver {
     pub fn new(options: ProcessOptions) -> Self {
         Self {
             shell: options.shell.unwrap_or_else(|| PathBuf::from("/bin/sh")),
-            table: Mutex::new(HashMap::new()),
-            gone: Condvar::new(),
+            table: Arc::default(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Entry>> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        self.table.lock()
     }
 
     fn remove(&self, id: &ContainerId) {
         self.lock().remove(id);
-        self.gone.notify_all();
-    }
-
-    fn set_status(&self, id: &ContainerId, status: Status) {
-        if let Some(e) = self.lock().get_mut(id) {
-            e.status = status;
-        }
+        self.table.gone.notify_all();
     }
 
     /// Starts `process` stopped just before it execs the program: a shell trampoline sends
@@ -171,26 +184,33 @@ impl ProcessDriver {
     /// Waits until `child` exits, kills what is left of its process group while the leader is
     /// still a zombie (so the group id can't have been reused), then reaps it.
     fn wait_exit(&self, id: &ContainerId, child: &mut Child, group: Option<i32>) -> ExitStatus {
-        if let Ok(pid) = pid_of(child) {
-            while let Err(rustix::io::Errno::INTR) = waitid(
-                WaitId::Pid(pid),
-                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-            ) {}
-            if group.is_none() {
-                // The container's init: its group dies with it, like a pid namespace.
-                let _ = kill_process_group(pid, rustix::process::Signal::KILL);
-                self.set_status(id, Status::Stopped);
-            }
-        }
-        match child.wait() {
-            Ok(st) => exit_status(st),
-            Err(e) => {
-                tracing_free_warn(id, &e);
-                ExitStatus::exited(255)
-            }
+        wait_exit(&self.table, id, child, group)
+    }
+}
+
+/// [`ProcessDriver::wait_exit`], for the waiter threads.
+fn wait_exit(table: &Table, id: &ContainerId, child: &mut Child, group: Option<i32>) -> ExitStatus {
+    if let Ok(pid) = pid_of(child) {
+        while let Err(rustix::io::Errno::INTR) = waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {}
+        if group.is_none() {
+            // The container's init: its group dies with it, like a pid namespace.
+            let _ = kill_process_group(pid, rustix::process::Signal::KILL);
+            table.set_status(id, Status::Stopped);
         }
     }
+    match child.wait() {
+        Ok(st) => exit_status(st),
+        Err(e) => {
+            tracing_free_warn(id, &e);
+            ExitStatus::exited(255)
+        }
+    }
+}
 
+impl ProcessDriver {
     fn cwd(
         cmd_bundle: &std::path::Path,
         rootfs: Option<&std::path::Path>,
@@ -307,14 +327,18 @@ impl Driver for ProcessDriver {
             .with(Operation::Stats)
             .with(Operation::Pids)
             .with(Operation::Signals)
+            .with(Operation::TwoPhase)
     }
 
-    fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+    // `run` is the API's lifecycle engine over these four: the hook sequence is not ours.
+
+    fn create(&self, cmd: &Command, pipes: Pipes) -> Result<Created> {
         execdriver_api::validate_spec(&cmd.spec)?;
         let process = cmd.process()?;
         program_args(process)?;
         let rootfs = cmd.rootfs().ok();
         let cwd = Self::cwd(&cmd.bundle, rootfs.as_deref(), process);
+        let exit = Exit::new();
         {
             let mut table = self.lock();
             if table.contains_key(&cmd.id) {
@@ -327,6 +351,7 @@ impl Driver for ProcessDriver {
                 Entry {
                     pid: 0,
                     status: Status::Created,
+                    exit: exit.clone(),
                     bundle: cmd.bundle.clone(),
                     rootfs,
                     created: SystemTime::now(),
@@ -351,27 +376,67 @@ impl Driver for ProcessDriver {
         if let Some(e) = self.lock().get_mut(&cmd.id) {
             e.pid = pid as i32;
         }
-        let oom = OomNotifier::new();
-        let ctx = HookContext::new(&cmd.id, process, pid, &oom);
-        if let Err(err) = hooks.run(HookStage::PreStart, &ctx) {
+        // One waiter thread per container: fine for an example (a real driver would reap
+        // with one pidfd poller for all of them).
+        let waiter = {
+            let (table, id) = (self.table.clone(), cmd.id.clone());
+            std::thread::Builder::new()
+                .name("process-wait".into())
+                .spawn(move || {
+                    let status = wait_exit(&table, &id, &mut child, None);
+                    exit.set(status);
+                })
+        };
+        if let Err(e) = waiter {
             let _ = kill_process_group(to_pid(pid as i32)?, rustix::process::Signal::KILL);
-            let _ = child.wait();
             self.remove(&cmd.id);
-            return Err(err);
+            return Err(DriverError::io(
+                format!("container {}: waiter thread", cmd.id),
+                e,
+            ));
         }
-        self.set_status(&cmd.id, Status::Running);
-        let _ = kill_process(to_pid(pid as i32)?, rustix::process::Signal::CONT);
-        let started = hooks.run(HookStage::Start, &ctx);
-        if started.is_err() {
-            let _ = kill_process_group(to_pid(pid as i32)?, rustix::process::Signal::KILL);
+        Ok(Created::new(pid, OomNotifier::new()))
+    }
+
+    fn start(&self, id: &ContainerId) -> Result<()> {
+        let mut table = self.lock();
+        let e = table
+            .get_mut(id)
+            .ok_or_else(|| DriverError::not_found(id))?;
+        if e.status != Status::Created {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "start".into(),
+                status: e.status,
+            });
         }
-        let status = self.wait_exit(&cmd.id, &mut child, None);
-        hooks.run_all(
-            HookStage::PostStop,
-            &HookContext::new(&cmd.id, process, pid, &oom).with_exit(status),
-        );
-        self.remove(&cmd.id);
-        started.map(|()| status)
+        kill_process(to_pid(e.pid)?, rustix::process::Signal::CONT)
+            .map_err(|err| errno(format!("container {id}: start"), err))?;
+        e.status = Status::Running;
+        Ok(())
+    }
+
+    fn wait(&self, id: &ContainerId) -> Result<Exit> {
+        self.lock()
+            .get(id)
+            .map(|e| e.exit.clone())
+            .ok_or_else(|| DriverError::not_found(id))
+    }
+
+    fn delete(&self, id: &ContainerId) -> Result<()> {
+        let mut table = self.lock();
+        let e = table.get(id).ok_or_else(|| DriverError::not_found(id))?;
+        if e.exit.status().is_none() {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "delete".into(),
+                status: e.status,
+            });
+        }
+        table.remove(id);
+        drop(table);
+        self.table.gone.notify_all();
+        Ok(())
     }
 
     fn exec(
@@ -467,39 +532,28 @@ impl Driver for ProcessDriver {
     }
 
     fn terminate(&self, id: &ContainerId) -> Result<()> {
-        let mut table = self.lock();
-        let e = table.get(id).ok_or_else(|| DriverError::not_found(id))?;
-        if e.pid != 0 && e.status != Status::Stopped {
-            let _ = kill_process_group(to_pid(e.pid)?, rustix::process::Signal::KILL);
-        }
-        // Wait until the run thread has reaped it and released the id.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while table.contains_key(id) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(DriverError::Internal {
-                    context: format!("container {id}: terminate"),
-                    message: "still not gone after 30s".into(),
-                });
+        let exit = {
+            let table = self.lock();
+            let e = table.get(id).ok_or_else(|| DriverError::not_found(id))?;
+            if e.pid != 0 && e.status != Status::Stopped {
+                let _ = kill_process_group(to_pid(e.pid)?, rustix::process::Signal::KILL);
             }
-            table = self
-                .gone
-                .wait_timeout(table, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            e.exit.clone()
+        };
+        // Until its waiter thread has reaped it.
+        match exit.wait_timeout(Duration::from_secs(30)) {
+            Some(_) => Ok(()),
+            None => Err(DriverError::Internal {
+                context: format!("container {id}: terminate"),
+                message: "still not gone after 30s".into(),
+            }),
         }
-        Ok(())
     }
 
     fn clean(&self, id: &ContainerId) -> Result<()> {
-        match self.lock().get(id) {
-            Some(e) if e.status != Status::Stopped => Err(DriverError::InvalidState {
-                id: id.to_string(),
-                op: "clean".into(),
-                status: e.status,
-            }),
-            // Entries leave the table when their run returns: nothing else to remove.
-            _ => Ok(()),
+        match self.delete(id) {
+            Ok(()) | Err(DriverError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
