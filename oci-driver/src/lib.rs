@@ -94,6 +94,10 @@ pub struct OciDriver {
     live: Mutex<HashMap<ContainerId, Live>>,
     /// Notified whenever a container leaves `live`.
     gone: Condvar,
+    /// Held shared while the binary creates a container (its cgroup below the default parent)
+    /// and exclusively while an empty default parent is removed, so that removal never races
+    /// another container's `mkdir` of its own cgroup (ENOENT from the binary).
+    cgroup_parent: std::sync::RwLock<()>,
 }
 
 struct Live {
@@ -167,6 +171,7 @@ impl OciDriver {
             systemd_cgroup: options.systemd_cgroup,
             live: Mutex::new(HashMap::new()),
             gone: Condvar::new(),
+            cgroup_parent: std::sync::RwLock::new(()),
         })
     }
 
@@ -490,7 +495,13 @@ impl OciDriver {
             status.code = 137;
         }
         let deleted = self.delete(id);
-        cg.remove_default_parent(DEFAULT_CGROUP_PARENT);
+        {
+            let _removing = self
+                .cgroup_parent
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cg.remove_default_parent(DEFAULT_CGROUP_PARENT);
+        }
         hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
         oom.close();
         if let Some(t) = &pty {
@@ -789,10 +800,15 @@ impl Driver for OciDriver {
             if let Some(c) = &console {
                 opts = opts.console_socket(c.path());
             }
-            if let Err(e) =
+            let created = {
+                let _creating = self
+                    .cgroup_parent
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 self.client_for(&log, pipes, tty)?
                     .create(cmd.id.as_str(), &bundle, Some(&opts))
-            {
+            };
+            if let Err(e) = created {
                 let err = self.failed("create", &cmd.id, e, Some(&log));
                 let _ = self.delete(&cmd.id);
                 return Err(err);

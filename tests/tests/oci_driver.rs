@@ -150,3 +150,33 @@ fn a_restarted_engine_finds_and_ends_the_containers_of_the_last_one() {
         ));
     }
 }
+
+/// Containers without a cgroupsPath share the default parent `execdriver-oci`; the end of one
+/// run removes it when empty. That removal raced another container's `mkdir` of its cgroup
+/// below it: the binary's create failed with ENOENT now and then (seen in CI under the kit's
+/// parallel checks; this stress run did not reproduce it before the fix, it guards the fix).
+/// Many short runs at once must all succeed.
+#[test]
+fn concurrent_runs_share_the_default_cgroup_parent() {
+    for (binary, d) in drivers("concurrent_runs_share_the_default_cgroup_parent") {
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..8 {
+                        let cmd =
+                            busybox_command(&unique_id("oci-par"), &["true"], |_| {}).unwrap();
+                        d.run(&cmd, Pipes::null(), &Hooks::new())
+                            .map(|st| st.code)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for t in threads {
+            let r = t.join().unwrap();
+            assert!(r.is_ok(), "{binary}: {r:?}");
+        }
+    }
+}

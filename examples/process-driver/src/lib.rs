@@ -211,6 +211,39 @@ fn wait_exit(table: &Table, id: &ContainerId, child: &mut Child, group: Option<i
 }
 
 impl ProcessDriver {
+    /// Moves container `id` from `from` to `to` by sending `sig` to its init (its whole
+    /// process group with `group`), as operation `op`; `InvalidState` from any other status.
+    fn transition(
+        &self,
+        id: &ContainerId,
+        op: &str,
+        from: Status,
+        to: Status,
+        sig: Signal,
+        group: bool,
+    ) -> Result<()> {
+        let mut table = self.lock();
+        let e = table
+            .get_mut(id)
+            .ok_or_else(|| DriverError::not_found(id))?;
+        if e.status != from {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: op.into(),
+                status: e.status,
+            });
+        }
+        let (pid, sig) = (to_pid(e.pid)?, signal(sig)?);
+        if group {
+            kill_process_group(pid, sig)
+        } else {
+            kill_process(pid, sig)
+        }
+        .map_err(|err| errno(format!("container {id}: {op}"), err))?;
+        e.status = to;
+        Ok(())
+    }
+
     fn cwd(
         cmd_bundle: &std::path::Path,
         rootfs: Option<&std::path::Path>,
@@ -399,21 +432,14 @@ impl Driver for ProcessDriver {
     }
 
     fn start(&self, id: &ContainerId) -> Result<()> {
-        let mut table = self.lock();
-        let e = table
-            .get_mut(id)
-            .ok_or_else(|| DriverError::not_found(id))?;
-        if e.status != Status::Created {
-            return Err(DriverError::InvalidState {
-                id: id.to_string(),
-                op: "start".into(),
-                status: e.status,
-            });
-        }
-        kill_process(to_pid(e.pid)?, rustix::process::Signal::CONT)
-            .map_err(|err| errno(format!("container {id}: start"), err))?;
-        e.status = Status::Running;
-        Ok(())
+        self.transition(
+            id,
+            "start",
+            Status::Created,
+            Status::Running,
+            Signal::CONT,
+            false,
+        )
     }
 
     fn wait(&self, id: &ContainerId) -> Result<Exit> {
@@ -496,39 +522,25 @@ impl Driver for ProcessDriver {
     }
 
     fn pause(&self, id: &ContainerId) -> Result<()> {
-        let mut table = self.lock();
-        let e = table
-            .get_mut(id)
-            .ok_or_else(|| DriverError::not_found(id))?;
-        if e.status != Status::Running {
-            return Err(DriverError::InvalidState {
-                id: id.to_string(),
-                op: "pause".into(),
-                status: e.status,
-            });
-        }
-        kill_process_group(to_pid(e.pid)?, rustix::process::Signal::STOP)
-            .map_err(|err| errno(format!("container {id}: pause"), err))?;
-        e.status = Status::Paused;
-        Ok(())
+        self.transition(
+            id,
+            "pause",
+            Status::Running,
+            Status::Paused,
+            Signal::STOP,
+            true,
+        )
     }
 
     fn unpause(&self, id: &ContainerId) -> Result<()> {
-        let mut table = self.lock();
-        let e = table
-            .get_mut(id)
-            .ok_or_else(|| DriverError::not_found(id))?;
-        if e.status != Status::Paused {
-            return Err(DriverError::InvalidState {
-                id: id.to_string(),
-                op: "unpause".into(),
-                status: e.status,
-            });
-        }
-        kill_process_group(to_pid(e.pid)?, rustix::process::Signal::CONT)
-            .map_err(|err| errno(format!("container {id}: unpause"), err))?;
-        e.status = Status::Running;
-        Ok(())
+        self.transition(
+            id,
+            "unpause",
+            Status::Paused,
+            Status::Running,
+            Signal::CONT,
+            true,
+        )
     }
 
     fn terminate(&self, id: &ContainerId) -> Result<()> {
