@@ -1107,25 +1107,6 @@ fn events_in_order(kit: &Kit) -> CheckResult {
     Ok(())
 }
 
-/// Polls `f` on this thread, parking between wake-ups (enough to show `Exit` works in async).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
-}
-
 fn two_phase_lifecycle(kit: &Kit) -> CheckResult {
     let id = kit.id();
     let cmd = command(
@@ -1174,7 +1155,7 @@ fn two_phase_lifecycle(kit: &Kit) -> CheckResult {
             Err(DriverError::InvalidState { .. }) => {}
             other => return Err(format!("a second start gave {other:?}")),
         }
-        let st = block_on(exit.exited());
+        let st = crate::lifecycle::block_on(exit.exited());
         ensure!(st == ExitStatus::exited(0), "the program ended with {st}");
         ensure!(
             exit.wait_timeout(Duration::ZERO) == Some(st),
