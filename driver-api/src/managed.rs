@@ -155,8 +155,9 @@ pub(crate) struct Managed {
     pub(crate) inner: Arc<dyn Driver>,
     pub(crate) gate: Arc<Gate>,
     events: Arc<EventBus>,
-    /// Containers made with `create` and not deleted yet, each counted by the gate.
-    created: Mutex<std::collections::HashMap<ContainerId, InUse>>,
+    /// Containers made with `create` and not deleted yet, each counted by the gate, with
+    /// their init's pid (for `Started`).
+    created: Mutex<std::collections::HashMap<ContainerId, (InUse, u32)>>,
 }
 
 impl Managed {
@@ -169,9 +170,17 @@ impl Managed {
         }
     }
 
-    fn created(&self) -> MutexGuard<'_, std::collections::HashMap<ContainerId, InUse>> {
+    fn created(&self) -> MutexGuard<'_, std::collections::HashMap<ContainerId, (InUse, u32)>> {
         self.created.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Publishes a container's OOM kills on `bus` as they happen (until its channel is closed).
+fn watch_oom(bus: &Arc<EventBus>, id: &ContainerId, oom: &crate::OomNotifier) {
+    let (bus, id) = (bus.clone(), id.clone());
+    oom.watch(Box::new(move |ev| {
+        bus.publish(&id, EventKind::Oom { count: ev.count });
+    }));
 }
 
 /// `driver` with a lifecycle event stream ([`Driver::subscribe`]) — what every driver a
@@ -231,11 +240,7 @@ impl Driver for Managed {
             .on_pre_start(move |ctx| {
                 flag.store(true, Ordering::SeqCst);
                 bus.publish(ctx.id(), EventKind::Created { pid: ctx.pid() });
-                // OOM kills as they happen; the driver closes the channel when the run ends.
-                let (id, bus) = (ctx.id().clone(), bus.clone());
-                ctx.notifier().watch(Box::new(move |ev| {
-                    bus.publish(&id, EventKind::Oom { count: ev.count });
-                }));
+                watch_oom(&bus, ctx.id(), ctx.notifier());
                 Ok(())
             })
             .on_start(move |ctx| {
@@ -262,27 +267,21 @@ impl Driver for Managed {
         let id = &command.id;
         self.events
             .publish(id, EventKind::Created { pid: created.pid });
-        let (bus, oom_id) = (self.events.clone(), id.clone());
-        created.oom.watch(Box::new(move |ev| {
-            bus.publish(&oom_id, EventKind::Oom { count: ev.count });
-        }));
+        watch_oom(&self.events, id, &created.oom);
         if let Ok(exit) = self.inner.wait(id) {
             let (bus, exit_id) = (self.events.clone(), id.clone());
             exit.on_exit(move |status| bus.publish(&exit_id, EventKind::Exited { status }));
         }
-        self.created().insert(id.clone(), counted);
+        self.created().insert(id.clone(), (counted, created.pid));
         Ok(created)
     }
 
     fn start(&self, id: &ContainerId) -> Result<()> {
         self.inner.start(id)?;
-        if let Ok(info) = self.inner.info(id) {
-            self.events.publish(
-                id,
-                EventKind::Started {
-                    pid: info.pid.unwrap_or(0),
-                },
-            );
+        // Only for containers made through this wrapper (their Created was published).
+        let pid = self.created().get(id).map(|(_, pid)| *pid);
+        if let Some(pid) = pid {
+            self.events.publish(id, EventKind::Started { pid });
         }
         Ok(())
     }

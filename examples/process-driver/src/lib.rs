@@ -180,15 +180,10 @@ impl ProcessDriver {
             }
         }
     }
-
-    /// Waits until `child` exits, kills what is left of its process group while the leader is
-    /// still a zombie (so the group id can't have been reused), then reaps it.
-    fn wait_exit(&self, id: &ContainerId, child: &mut Child, group: Option<i32>) -> ExitStatus {
-        wait_exit(&self.table, id, child, group)
-    }
 }
 
-/// [`ProcessDriver::wait_exit`], for the waiter threads.
+/// Waits until `child` exits, kills what is left of its process group while the leader is
+/// still a zombie (so the group id can't have been reused), then reaps it.
 fn wait_exit(table: &Table, id: &ContainerId, child: &mut Child, group: Option<i32>) -> ExitStatus {
     if let Ok(pid) = pid_of(child) {
         while let Err(rustix::io::Errno::INTR) = waitid(
@@ -498,7 +493,7 @@ impl Driver for ProcessDriver {
         if started.is_err() {
             let _ = child.kill();
         }
-        let status = self.wait_exit(id, &mut child, Some(group));
+        let status = wait_exit(&self.table, id, &mut child, Some(group));
         hooks.run_all(
             HookStage::PostStop,
             &HookContext::new(id, process, pid, &oom).with_exit(status),
