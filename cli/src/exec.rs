@@ -247,7 +247,7 @@ pub fn exec(ctx: &Ctx, id: &str, flags: &ExecFlags, command: &[String]) -> Resul
                 extra: preserved(flags.preserve_fds)?,
                 ..Pipes::inherit()
             };
-            let created = driver.exec_detached_with(&id, &process, pipes, &Hooks::new(), opts)?;
+            let created = driver.exec_detached_with(&id, &process, pipes, opts)?;
             if let (Some(master), Some(sock)) = (&created.terminal, &flags.console_socket) {
                 crate::fdpass::send_console(sock, master.as_fd())?;
             }

@@ -131,7 +131,7 @@ fn native_create_with(
         extra: crate::exec::preserved(flags.preserve_fds)?,
         ..Pipes::inherit()
     };
-    let created = match native.create(cmd, pipes) {
+    let created = match native.create_detached(cmd, pipes) {
         Ok(c) => c,
         Err(e) => {
             ctx.records.remove(&cmd.id);
@@ -143,7 +143,7 @@ fn native_create_with(
         (master, _) => (Ok(()), master),
     };
     if let Err(e) = handed {
-        let _ = native.delete(&cmd.id, true);
+        let _ = native.delete_stored(&cmd.id, true);
         ctx.records.remove(&cmd.id);
         return Err(e.into());
     }
@@ -677,7 +677,7 @@ fn kill_all(driver: &dyn Driver, id: &ContainerId, sig: Signal) -> Result<()> {
 pub fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<ExitCode> {
     let id = ContainerId::new(id)?;
     match ctx.target(&id)? {
-        Target::Native { driver, record } => match driver.delete(&id, force) {
+        Target::Native { driver, record } => match driver.delete_stored(&id, force) {
             Ok(()) => {}
             // Gone already (its state was removed): forget the record.
             Err(DriverError::NotFound { .. }) if force || record.is_some() => {}

@@ -91,6 +91,12 @@ pub trait Driver: Send + Sync {
     /// Runs an extra process in a running container and waits for it. The hooks' contexts carry
     /// the exec'd process's pid.
     ///
+    /// Provided: [`lifecycle::exec`](crate::lifecycle::exec) over
+    /// [`exec_create`](Self::exec_create), [`exec_start`](Self::exec_start),
+    /// [`exec_wait`](Self::exec_wait) and [`exec_delete`](Self::exec_delete) — the same hook
+    /// semantics as a container's. A driver without those primitives implements `exec` itself
+    /// (or leaves it `Unsupported`).
+    ///
     /// # Errors
     /// `NotFound`, `NotRunning`/`InvalidState` (paused), `InvalidSpec`, or `Unsupported`.
     fn exec(
@@ -100,7 +106,53 @@ pub trait Driver: Send + Sync {
         pipes: Pipes,
         hooks: &Hooks,
     ) -> Result<ExitStatus> {
-        let _ = (id, process, pipes, hooks);
+        crate::lifecycle::exec(self, id, process, pipes, hooks)
+    }
+
+    /// Creates an extra process in a running container: set up inside it, its program not
+    /// started. The returned pid names it for [`exec_start`](Self::exec_start),
+    /// [`exec_wait`](Self::exec_wait) and [`exec_delete`](Self::exec_delete); the OOM
+    /// broadcaster is the container's.
+    ///
+    /// # Errors
+    /// As [`exec`](Self::exec) up to the start; nothing is left behind on error.
+    fn exec_create(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+    ) -> Result<crate::Created> {
+        let _ = (id, process, pipes);
+        Err(DriverError::unsupported("exec", self.name()))
+    }
+
+    /// Starts the program of a process made by [`exec_create`](Self::exec_create).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown pid, `InvalidState` when it started already, what exec'ing
+    /// it gave.
+    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        let _ = (id, pid);
+        Err(DriverError::unsupported("exec", self.name()))
+    }
+
+    /// The exit notification of a process made by [`exec_create`](Self::exec_create).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown pid.
+    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<crate::Exit> {
+        let _ = (id, pid);
+        Err(DriverError::unsupported("exec", self.name()))
+    }
+
+    /// Releases a process made by [`exec_create`](Self::exec_create): kills it (SIGKILL) and
+    /// waits for it first if it still runs, so its exit notification is set when this returns.
+    /// The pid is unknown to the driver afterwards.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown pid.
+    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        let _ = (id, pid);
         Err(DriverError::unsupported("exec", self.name()))
     }
 

@@ -13,9 +13,11 @@ use crate::command::{Command, Pipes};
 use crate::driver::Driver;
 use crate::error::Result;
 use crate::hooks::{HookContext, HookStage, Hooks};
+use crate::id::ContainerId;
 use crate::oom::OomNotifier;
 use crate::status::ExitStatus;
 use crate::terminal::Terminal;
+use oci_spec::runtime::Process;
 
 /// A container [`create`](crate::Driver::create) made: its isolation and init exist, the
 /// program has not started.
@@ -277,6 +279,81 @@ pub fn run<D: Driver + ?Sized>(
     hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
     finish(&created);
     let deleted = driver.delete(id);
+    started.and(deleted).map(|()| status)
+}
+
+/// [`Driver::exec`] over a driver's exec primitives, with the hook semantics of [`run`]:
+///
+/// 1. [`exec_create`](Driver::exec_create) (nothing is left behind on error);
+/// 2. `pre_start` hooks with the process's pid — the first error kills and releases it and is
+///    returned; `post_stop` hooks do not run;
+/// 3. [`exec_start`](Driver::exec_start), then the `start` hooks — a failure of either kills
+///    the process (`post_stop` still runs, and that failure is returned);
+/// 4. wait for its exit; 5. `post_stop` hooks with the status, the terminal closed;
+/// 6. [`exec_delete`](Driver::exec_delete). The exit status is returned.
+///
+/// # Errors
+/// `exec_create`'s, `Hook` for a failed callback, `exec_start`'s, `exec_delete`'s.
+pub fn exec<D: Driver + ?Sized>(
+    driver: &D,
+    id: &ContainerId,
+    process: &Process,
+    pipes: Pipes,
+    hooks: &Hooks,
+) -> Result<ExitStatus> {
+    let created = driver.exec_create(id, process, pipes)?;
+    exec_created(driver, id, process, created, hooks)
+}
+
+/// [`exec`] from step 2, for a process the driver created already (with options of its own,
+/// e.g. the native driver's `exec_with`).
+///
+/// # Errors
+/// As [`exec`].
+pub fn exec_created<D: Driver + ?Sized>(
+    driver: &D,
+    id: &ContainerId,
+    process: &Process,
+    created: Created,
+    hooks: &Hooks,
+) -> Result<ExitStatus> {
+    let pid = created.pid;
+    let ctx =
+        HookContext::new(id, process, pid, &created.oom).with_terminal(created.terminal.clone());
+    let finish = |created: &Created| {
+        if let Some(t) = &created.terminal {
+            let _ = t.close();
+        }
+    };
+    let exit = match driver.exec_wait(id, pid) {
+        Ok(exit) => exit,
+        Err(e) => {
+            let _ = driver.exec_delete(id, pid);
+            finish(&created);
+            return Err(e);
+        }
+    };
+    if let Err(e) = hooks.run(HookStage::PreStart, &ctx) {
+        let _ = driver.exec_delete(id, pid);
+        finish(&created);
+        return Err(e);
+    }
+    let started = driver
+        .exec_start(id, pid)
+        .and_then(|()| hooks.run(HookStage::Start, &ctx));
+    // A failed start: killed and released here (exec_delete waits for it).
+    let deleted_early = started.is_err();
+    if deleted_early {
+        let _ = driver.exec_delete(id, pid);
+    }
+    let status = exit.wait();
+    hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
+    finish(&created);
+    let deleted = if deleted_early {
+        Ok(())
+    } else {
+        driver.exec_delete(id, pid)
+    };
     started.and(deleted).map(|()| status)
 }
 

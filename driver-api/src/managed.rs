@@ -158,6 +158,8 @@ pub(crate) struct Managed {
     /// Containers made with `create` and not deleted yet, each counted by the gate, with
     /// their init's pid (for `Started`).
     created: Mutex<std::collections::HashMap<ContainerId, (InUse, u32)>>,
+    /// Processes made with `exec_create` and not released yet, each counted by the gate.
+    execs: Mutex<std::collections::HashMap<(ContainerId, u32), InUse>>,
 }
 
 impl Managed {
@@ -167,11 +169,16 @@ impl Managed {
             gate,
             events: Arc::new(EventBus::default()),
             created: Mutex::new(std::collections::HashMap::new()),
+            execs: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
     fn created(&self) -> MutexGuard<'_, std::collections::HashMap<ContainerId, (InUse, u32)>> {
         self.created.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn execs(&self) -> MutexGuard<'_, std::collections::HashMap<(ContainerId, u32), InUse>> {
+        self.execs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -321,6 +328,41 @@ impl Driver for Managed {
             });
         let all = with_first(ours.clone(), hooks);
         caller_index(&ours, self.inner.exec(id, process, pipes, &all))
+    }
+
+    fn exec_create(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+    ) -> Result<crate::Created> {
+        let counted = self.gate.enter_existing();
+        let created = self.inner.exec_create(id, process, pipes)?;
+        self.execs().insert((id.clone(), created.pid), counted);
+        Ok(created)
+    }
+
+    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        self.inner.exec_start(id, pid)?;
+        self.events.publish(id, EventKind::ExecStarted { pid });
+        // After ExecStarted, also when it exited already (on_exit then runs at once).
+        if let Ok(exit) = self.inner.exec_wait(id, pid) {
+            let (bus, exit_id) = (self.events.clone(), id.clone());
+            exit.on_exit(move |status| {
+                bus.publish(&exit_id, EventKind::ExecExited { pid, status })
+            });
+        }
+        Ok(())
+    }
+
+    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<crate::Exit> {
+        self.inner.exec_wait(id, pid)
+    }
+
+    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        self.inner.exec_delete(id, pid)?;
+        self.execs().remove(&(id.clone(), pid));
+        Ok(())
     }
 
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {

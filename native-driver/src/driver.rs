@@ -1,7 +1,7 @@
 //! The `native` driver: [`Driver`] over namespaces, cgroups and on-disk state.
 
 use crate::trampoline::{self, Exec, TrampolineArgv};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -10,9 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
-    Capabilities, Command, ContainerId, Driver, DriverError, ExitStatus, HookContext, HookStage,
-    Hooks, Info, OomNotifier, Operation, Pipes, ResourceStats, Result, Signal, Status, Stdio,
-    Terminal,
+    Capabilities, Command, ContainerId, Driver, DriverError, Exit, ExitStatus, Hooks, Info,
+    OomNotifier, Operation, Pipes, ResourceStats, Result, Signal, Status, Stdio, Terminal,
 };
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupFs, Layout, Placement, RealFs, stats};
@@ -20,6 +19,7 @@ use crate::oci_hooks::{InContainer, OciHook, OciHooks, OciState};
 use crate::oom::OomWatcher;
 use crate::options::NativeOptions;
 use crate::plan::{IdMaps, Plan, PlanInputs, ProcessPlan};
+use crate::reaper::Reaper;
 use crate::state::{DirLock, ReadError, STATE_VERSION, State, StateStore};
 use crate::sys::child::{ChildArgs, kind};
 use crate::sys::spawn::{Channel, above, above_stdio, dup_above, fork, socketpair};
@@ -40,10 +40,51 @@ pub struct NativeDriver {
     /// driver lives so that the next container does not create them again; removed, where
     /// empty, when the driver is dropped.
     kept_parents: Mutex<BTreeSet<PathBuf>>,
+    /// Reaps every process this value started in-process (one thread for all of them).
+    reaper: Reaper,
+    /// Containers made by [`Driver::create`] in this process, until deleted.
+    live: Mutex<HashMap<ContainerId, Live>>,
+    /// Processes made by [`Driver::exec_create`], until [`Driver::exec_delete`].
+    execs: Mutex<HashMap<(ContainerId, u32), LiveExec>>,
+}
+
+/// A container [`Driver::create`] made in this process.
+struct Live {
+    /// Set by the reaper once the init exited (with the OOM kills counted by then).
+    exit: Exit,
+    /// Until `start`: what it needs to let the init exec.
+    pending: Option<Pending>,
+    /// What `delete` releases.
+    res: Resources,
+    oci: Arc<OciHooks>,
+    state: State,
+}
+
+/// A set-up process waiting on its socket for the GO to exec.
+struct Pending {
+    chan: Channel,
+    plan: Plan,
+    pidfd: Arc<OwnedFd>,
+}
+
+/// A process [`Driver::exec_create`] made.
+struct LiveExec {
+    exit: Exit,
+    pidfd: Arc<OwnedFd>,
+    /// Until `exec_start`.
+    pending: Option<(Channel, ProcessPlan)>,
 }
 
 impl Drop for NativeDriver {
     fn drop(&mut self) {
+        // Containers made in-process end with the value that made them (nothing is left).
+        let live: Vec<(ContainerId, Live)> = lock(&self.live).drain().collect();
+        for (id, mut l) in live {
+            if l.exit.status().is_none() {
+                let _ = self.terminate(&id);
+            }
+            l.res.release(self, &id);
+        }
         let kept = std::mem::take(&mut *lock(&self.kept_parents));
         crate::cgroups::remove_kept(&*self.fs, &kept);
     }
@@ -96,6 +137,9 @@ impl NativeDriver {
             last_cap: OnceLock::new(),
             dev_null: OnceLock::new(),
             kept_parents: Mutex::new(BTreeSet::new()),
+            reaper: Reaper::new(),
+            live: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -172,6 +216,42 @@ impl NativeDriver {
         }
     }
 
+    /// Removes the traces of a stopped container by its stored state.
+    fn clean_stored(&self, id: &ContainerId) -> Result<()> {
+        let st = match self.state.read(id) {
+            Ok(None) => return Ok(()),
+            Ok(Some(st)) => Some(st),
+            Err(ReadError::Incomplete) if self.state.is_locked(id) => {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "clean".into(),
+                    status: Status::Created,
+                });
+            }
+            // Left by a crash before the state was written, or unreadable: remove it.
+            Err(_) => None,
+        };
+        if let Some(st) = &st {
+            let status = self.status(st);
+            if status != Status::Stopped {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "clean".into(),
+                    status,
+                });
+            }
+            st.cgroup.end(&*self.fs).map_err(|e| cgroup_error(id, e))?;
+            let mut kept = BTreeSet::new();
+            let r = st.cgroup.remove(&*self.fs, Some(&mut kept));
+            lock(&self.kept_parents).extend(kept);
+            r.map_err(|e| cgroup_error(id, e))?;
+            if st.rootfs_bound {
+                detach_rootfs(id, &st.rootfs);
+            }
+        }
+        self.state.remove(id)
+    }
+
     /// The state of a container whose init is alive, or `NotRunning`.
     fn load_alive(&self, id: &ContainerId) -> Result<State> {
         let st = self.load(id)?;
@@ -226,11 +306,10 @@ fn owned(fd: RawFd) -> OwnedFd {
     sys::own_fd(fd)
 }
 
-/// Tears a launch down unless it was finished: kills and reaps the processes it started,
-/// removes its cgroup and its state.
-struct Launch<'a> {
-    driver: &'a NativeDriver,
-    id: ContainerId,
+/// What a launch made that its teardown releases: the processes it started (until reaped),
+/// its cgroup, its state and the rootfs bind.
+#[derive(Default)]
+struct Resources {
     lock: Option<DirLock>,
     cgroup: Option<Cgroup>,
     /// The init (or the intermediate), until reaped.
@@ -239,45 +318,54 @@ struct Launch<'a> {
     rootfs_bind: Option<PathBuf>,
 }
 
-impl Launch<'_> {
-    /// Leaves everything in place: the processes run on, the cgroup and state stay.
-    fn disarm(&mut self) {
-        self.children.clear();
-        self.cgroup = None;
-        self.lock = None;
-        self.rootfs_bind = None;
-    }
-
-    fn teardown(&mut self) {
+impl Resources {
+    /// Kills and reaps the processes left in it, removes the cgroup, the rootfs bind and the
+    /// state.
+    fn release(&mut self, driver: &NativeDriver, id: &ContainerId) {
         for pidfd in self.children.drain(..) {
             let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
             let _ = sys::waitid_pidfd(pidfd.as_raw_fd(), false);
         }
         if let Some(cg) = self.cgroup.take() {
-            let fs = &*self.driver.fs;
+            let fs = &*driver.fs;
             // The driver-wide set is locked only to merge into it: kill_all and the removal's
             // retries can take seconds, and other teardowns must not queue behind them.
             let mut kept = BTreeSet::new();
             let r = cg.end(fs).and_then(|()| cg.remove(fs, Some(&mut kept)));
-            lock(&self.driver.kept_parents).extend(kept);
+            lock(&driver.kept_parents).extend(kept);
             if let Err(e) = r {
-                tracing::error!(id = %self.id, err = %e, "failed to remove the container's cgroup");
+                tracing::error!(id = %id, err = %e, "failed to remove the container's cgroup");
             }
         }
         if let Some(rootfs) = self.rootfs_bind.take() {
-            detach_rootfs(&self.id, &rootfs);
+            detach_rootfs(id, &rootfs);
         }
         if self.lock.take().is_some()
-            && let Err(e) = self.driver.state.remove(&self.id)
+            && let Err(e) = driver.state.remove(id)
         {
-            tracing::error!(id = %self.id, err = %e, "failed to remove the container's state");
+            tracing::error!(id = %id, err = %e, "failed to remove the container's state");
         }
+    }
+}
+
+/// Tears a launch down unless it was finished (see [`Resources::release`]).
+struct Launch<'a> {
+    driver: &'a NativeDriver,
+    id: ContainerId,
+    res: Resources,
+}
+
+impl Launch<'_> {
+    /// Leaves everything in place and hands it over: the processes run on, the cgroup and
+    /// state stay.
+    fn disarm(&mut self) -> Resources {
+        std::mem::take(&mut self.res)
     }
 }
 
 impl Drop for Launch<'_> {
     fn drop(&mut self) {
-        self.teardown();
+        self.res.release(self.driver, &self.id);
     }
 }
 
@@ -313,18 +401,13 @@ impl ExecOptions {
     }
 }
 
-/// What [`NativeDriver::create`] and [`NativeDriver::exec_detached`] leave running.
+/// What [`NativeDriver::create_detached`] and [`NativeDriver::exec_detached`] leave running.
 #[derive(Debug)]
 pub struct Created {
     /// The process's pid.
     pub pid: u32,
     /// The pty master, when the process has a terminal.
     pub terminal: Option<OwnedFd>,
-}
-
-enum Execed {
-    Exited(ExitStatus),
-    Detached(Created),
 }
 
 /// The name of the fifo a created (not started) init waits on, in its state directory.
@@ -366,6 +449,16 @@ impl Drop for ExecGuard {
             let _ = sys::waitid_pidfd(pidfd.as_raw_fd(), false);
         }
     }
+}
+
+/// A process set up in a container, waiting to exec.
+struct ExecSetUp {
+    guard: ExecGuard,
+    chan: Channel,
+    plan: ProcessPlan,
+    pid: i32,
+    terminal: Option<Arc<Pty>>,
+    cgroup: Cgroup,
 }
 
 /// The fds the child dups onto 0, 1, 2 and onto 3, 4, … (`Pipes::extra`), kept open until
@@ -453,13 +546,6 @@ fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {
     Ok(())
 }
 
-fn exit_status(si_code: i32, status: i32) -> ExitStatus {
-    match si_code {
-        libc::CLD_EXITED => ExitStatus::exited(status),
-        _ => ExitStatus::signaled(status),
-    }
-}
-
 impl Driver for NativeDriver {
     fn name(&self) -> &str {
         NAME
@@ -477,27 +563,190 @@ impl Driver for NativeDriver {
             .with(Operation::Exec)
             .with(Operation::Terminal)
             .with(Operation::Isolation)
+            .with(Operation::TwoPhase)
     }
 
-    fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+    // `run` and `exec` are the API's lifecycle engine over the primitives below.
+
+    fn create(&self, cmd: &Command, pipes: Pipes) -> Result<execdriver_api::Created> {
+        let id = &cmd.id;
         let oci = OciHooks::from_spec(&cmd.spec)?;
         let mut created = false;
-        let result = self.run_inner(cmd, pipes, hooks, &oci, &mut created);
-        // OCI: poststop after the container is deleted, also when its start failed.
-        if created {
-            run_poststop(cmd, &oci);
-        }
-        result
+        let launched = match self.launch(cmd, pipes, &oci, &mut created, false) {
+            Ok(l) => l,
+            Err(e) => {
+                // OCI: poststop after the container is deleted, also when its create failed.
+                if created {
+                    run_poststop(cmd, &oci);
+                }
+                return Err(e);
+            }
+        };
+        let Launched {
+            mut launch,
+            chan,
+            plan,
+            state,
+            pid,
+            terminal,
+            oom,
+            oom_watch,
+        } = launched;
+        let exit = Exit::new();
+        let registered = match launch.res.children.pop() {
+            Some(fd) => {
+                let pidfd = Arc::new(fd);
+                self.reap(id, &pidfd, &exit, oom_watch).map(|()| pidfd)
+            }
+            None => Err(DriverError::Internal {
+                context: format!("container {id}"),
+                message: "the init has no pidfd".into(),
+            }),
+        };
+        let pidfd = match registered {
+            Ok(fd) => fd,
+            Err(e) => {
+                // The init was taken out of the launch: kill it here, the rest on drop.
+                if let Ok(st) = self.load(id)
+                    && let Some(fd) = self.init_pidfd(&st)
+                {
+                    let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+                    let _ = sys::waitid_pidfd(fd.as_raw_fd(), false);
+                }
+                drop(launch);
+                run_poststop(cmd, &oci);
+                return Err(e);
+            }
+        };
+        let res = launch.disarm();
+        lock(&self.live).insert(
+            id.clone(),
+            Live {
+                exit,
+                pending: Some(Pending { chan, plan, pidfd }),
+                res,
+                oci: Arc::new(oci),
+                state,
+            },
+        );
+        let terminal = terminal.map(|t| t as Arc<dyn Terminal>);
+        Ok(execdriver_api::Created::new(pid as u32, oom).with_terminal(terminal))
     }
 
-    fn exec(
+    fn start(&self, id: &ContainerId) -> Result<()> {
+        let pending = {
+            let mut live = lock(&self.live);
+            match live.get_mut(id) {
+                None => None,
+                Some(l) => match l.pending.take() {
+                    Some(p) => Some(p),
+                    None => {
+                        let status = self.status(&l.state);
+                        return Err(DriverError::InvalidState {
+                            id: id.to_string(),
+                            op: "start".into(),
+                            status,
+                        });
+                    }
+                },
+            }
+        };
+        match pending {
+            Some(p) => self.start_live(id, p),
+            // Made by another process (`create_detached`): started through its fifo.
+            None => self.start_detached(id),
+        }
+    }
+
+    fn wait(&self, id: &ContainerId) -> Result<Exit> {
+        if let Some(l) = lock(&self.live).get(id) {
+            return Ok(l.exit.clone());
+        }
+        // Known, but its init is not this process's child: nothing here can reap it.
+        self.load(id)?;
+        Err(DriverError::unsupported(
+            format!("wait for container {id}, which another process created"),
+            NAME,
+        ))
+    }
+
+    fn delete(&self, id: &ContainerId) -> Result<()> {
+        let mut l = {
+            let mut live = lock(&self.live);
+            let Some(l) = live.get(id) else {
+                drop(live);
+                return self.delete_stored(id, false);
+            };
+            if l.exit.status().is_none() {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "delete".into(),
+                    status: self.status(&l.state),
+                });
+            }
+            live.remove(id).expect("present under the lock")
+        };
+        // Its exec'd processes died with the init (its pid namespace or cgroup).
+        lock(&self.execs).retain(|(cid, _), _| cid != id);
+        l.res.release(self, id);
+        Self::poststop(&l.oci, &l.state);
+        Ok(())
+    }
+
+    fn exec_create(
         &self,
         id: &ContainerId,
         process: &Process,
         pipes: Pipes,
-        hooks: &Hooks,
-    ) -> Result<ExitStatus> {
-        self.exec_with(id, process, pipes, hooks, ExecOptions::default())
+    ) -> Result<execdriver_api::Created> {
+        self.exec_create_with(id, process, pipes, &ExecOptions::default())
+    }
+
+    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        let (pending, exit) = {
+            let mut execs = lock(&self.execs);
+            let e = execs
+                .get_mut(&(id.clone(), pid))
+                .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+            let Some(p) = e.pending.take() else {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: format!("start exec {pid}"),
+                    status: if e.exit.status().is_some() {
+                        Status::Stopped
+                    } else {
+                        Status::Running
+                    },
+                });
+            };
+            (p, e.exit.clone())
+        };
+        let (chan, plan) = pending;
+        Self::let_exec(id, chan, None, &plan, &exit)
+    }
+
+    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<Exit> {
+        lock(&self.execs)
+            .get(&(id.clone(), pid))
+            .map(|e| e.exit.clone())
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))
+    }
+
+    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        let e = lock(&self.execs)
+            .remove(&(id.clone(), pid))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+        if e.exit.status().is_none() {
+            // Unreaped until the reaper sets the exit, so the pidfd still names it.
+            let _ = sys::pidfd_send_signal(e.pidfd.as_raw_fd(), libc::SIGKILL);
+            if e.exit.wait_timeout(Duration::from_secs(10)).is_none() {
+                return Err(DriverError::Internal {
+                    context: format!("container {id}: exec {pid}"),
+                    message: "still running 10s after SIGKILL (is the container paused?)".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {
@@ -538,38 +787,10 @@ impl Driver for NativeDriver {
     }
 
     fn clean(&self, id: &ContainerId) -> Result<()> {
-        let st = match self.state.read(id) {
-            Ok(None) => return Ok(()),
-            Ok(Some(st)) => Some(st),
-            Err(ReadError::Incomplete) if self.state.is_locked(id) => {
-                return Err(DriverError::InvalidState {
-                    id: id.to_string(),
-                    op: "clean".into(),
-                    status: Status::Created,
-                });
-            }
-            // Left by a crash before the state was written, or unreadable: remove it.
-            Err(_) => None,
-        };
-        if let Some(st) = &st {
-            let status = self.status(st);
-            if status != Status::Stopped {
-                return Err(DriverError::InvalidState {
-                    id: id.to_string(),
-                    op: "clean".into(),
-                    status,
-                });
-            }
-            st.cgroup.end(&*self.fs).map_err(|e| cgroup_error(id, e))?;
-            let mut kept = BTreeSet::new();
-            let r = st.cgroup.remove(&*self.fs, Some(&mut kept));
-            lock(&self.kept_parents).extend(kept);
-            r.map_err(|e| cgroup_error(id, e))?;
-            if st.rootfs_bound {
-                detach_rootfs(id, &st.rootfs);
-            }
+        if lock(&self.live).contains_key(id) {
+            return Driver::delete(self, id);
         }
-        self.state.remove(id)
+        self.clean_stored(id)
     }
 
     fn info(&self, id: &ContainerId) -> Result<Info> {
@@ -731,10 +952,10 @@ impl NativeDriver {
         let mut launch = Launch {
             driver: self,
             id: id.clone(),
-            lock: Some(self.state.create(id)?),
-            cgroup: None,
-            children: Vec::new(),
-            rootfs_bind: None,
+            res: Resources {
+                lock: Some(self.state.create(id)?),
+                ..Resources::default()
+            },
         };
         // `create`: the init holds the fifo open for reading and writing until `start`
         // writes into it; our copy closes once it is cloned.
@@ -762,7 +983,7 @@ impl NativeDriver {
             None
         };
         cgroup.create_for(&*self.fs, id)?;
-        launch.cgroup = Some(cgroup.clone());
+        launch.res.cgroup = Some(cgroup.clone());
         // Always, with or without `linux.resources`: the device rules (deny-all, the spec's,
         // runc's defaults) apply to every container.
         {
@@ -823,7 +1044,7 @@ impl NativeDriver {
                     e as i32,
                 )
             })?;
-            launch.rootfs_bind = Some(rootfs.clone());
+            launch.res.rootfs_bind = Some(rootfs.clone());
         }
         if plan.ns.new_user {
             // Every bind source gets an fd number of its own, which the intermediate's helper
@@ -857,7 +1078,7 @@ impl NativeDriver {
         let intermediate = !plan.ns.joins.is_empty() || !plan.rootfs.source_fds.is_empty();
         let (pid0, pidfd0) = fork(&args, intermediate)
             .map_err(|e| DriverError::sys(format!("container {id}: clone3"), e))?;
-        launch.children.push(pidfd0);
+        launch.res.children.push(pidfd0);
         drop(child_end);
         drop(stdio);
         let chan = Channel::new(parent_end).map_err(|e| DriverError::io("setup socket", e))?;
@@ -895,12 +1116,12 @@ impl NativeDriver {
                 }
             };
             // Reap the intermediate; the init is our child too (CLONE_PARENT).
-            if let Some(mid) = launch.children.pop() {
+            if let Some(mid) = launch.res.children.pop() {
                 let _ = sys::waitid_pidfd(mid.as_raw_fd(), false);
             }
             let pidfd = sys::pidfd_open(grandchild)
                 .map_err(|e| DriverError::sys(format!("container {id}: pidfd_open"), e))?;
-            launch.children.push(owned(pidfd));
+            launch.res.children.push(owned(pidfd));
             grandchild
         } else {
             if let Some(maps) = &plan.id_maps {
@@ -937,13 +1158,14 @@ impl NativeDriver {
                 .collect(),
             seccomp: cmd.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             hooks: cmd.spec.hooks().clone(),
-            rootfs_bound: launch.rootfs_bind.is_some(),
+            rootfs_bound: launch.res.rootfs_bind.is_some(),
         };
         self.state.write(&state)?;
         *created = true;
 
         go(&chan)?;
         let init_fd = launch
+            .res
             .children
             .last()
             .ok_or_else(|| setup_failed("has no pidfd"))?;
@@ -993,129 +1215,272 @@ impl NativeDriver {
         })
     }
 
-    /// `run` without the OCI poststop hooks; `created` is set once the container exists.
-    fn run_inner(
-        &self,
-        cmd: &Command,
-        pipes: Pipes,
-        hooks: &Hooks,
-        oci: &OciHooks,
-        created: &mut bool,
-    ) -> Result<ExitStatus> {
-        let id = &cmd.id;
-        let process = cmd.process()?;
-        let Launched {
-            mut launch,
-            chan,
-            plan,
-            mut state,
-            pid,
-            terminal,
-            oom,
-            oom_watch,
-        } = self.launch(cmd, pipes, oci, created, false)?;
-        let setup_failed = |what: &str| DriverError::Internal {
-            context: format!("container {id}"),
-            message: format!("the container init {what}"),
-        };
-
-        // 3. pre_start hooks: the container exists, its program has not started.
-        let as_terminal = terminal.clone().map(|t| t as Arc<dyn Terminal>);
-        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(as_terminal);
-        hooks.run(HookStage::PreStart, &ctx)?;
-        if !oci.start_container.is_empty() {
-            let init_fd = launch
-                .children
-                .last()
-                .ok_or_else(|| setup_failed("has no pidfd"))?;
-            OciHook::run_all(
-                &oci.start_container,
-                &oci_state(&state, "created"),
-                Some(InContainer {
-                    pidfd: init_fd,
-                    flags: namespaces_of(pid)?,
-                    cwd: None,
-                    seccomp: plan.process.seccomp.as_ref(),
-                }),
-            )?;
-        }
-
-        // 4. Start: the init execs; EOF on the socket means execve succeeded.
+    /// Lets a set-up init (or exec'd process) exec its program: GO on its socket, then EOF
+    /// means `execve` succeeded, an error record says why it did not. `exit` (the reaper's)
+    /// describes an init that died on the way.
+    fn let_exec(
+        id: &ContainerId,
+        chan: Channel,
+        plan: Option<&Plan>,
+        process: &ProcessPlan,
+        exit: &Exit,
+    ) -> Result<()> {
         let died_early = |e: std::io::Error| -> DriverError {
-            // A broken socket: the init died (killed, by a hook or anyone) before its program
-            // started. Say how, rather than what the socket said.
-            let pidfd = launch.children.last().map(AsRawFd::as_raw_fd);
-            match pidfd.map(|fd| sys::waitid_pidfd(fd, true)) {
-                Some(Ok((code, st))) => DriverError::Internal {
+            // A broken socket: the process died (killed, by a hook or anyone) before its
+            // program started. Say how, rather than what the socket said.
+            match exit.wait_timeout(Duration::from_secs(1)) {
+                Some(st) => DriverError::Internal {
                     context: format!("container {id}"),
                     message: format!(
-                        "its init ended ({}) before the program started",
-                        exit_status(code, st)
+                        "{} ended ({st}) before the program started",
+                        if plan.is_some() {
+                            "its init"
+                        } else {
+                            "the exec'd process"
+                        }
                     ),
                 },
-                _ => DriverError::io(format!("container {id}: start"), e),
+                None => DriverError::io(format!("container {id}: start"), e),
             }
         };
         if let Err(e) = chan.go() {
             return Err(died_early(e));
         }
-        let exec_error = match chan.recv() {
-            Ok(None) => None,
-            Ok(Some(m)) if m.kind == kind::ERROR => {
-                Some(failure::describe(Some(&plan), &plan.process, &m))
-            }
-            Ok(Some(_)) => Some(setup_failed("sent an unexpected message")),
-            Err(e) => Some(died_early(e)),
-        };
-        drop(chan);
-        let pidfd = launch
-            .children
-            .last()
-            .map(AsRawFd::as_raw_fd)
-            .ok_or_else(|| setup_failed("has no pidfd"))?;
-        let started = match exec_error {
-            Some(e) => Err(e),
-            None => {
-                state.started = true;
-                self.state.write(&state)?;
-                OciHook::run_logged(&oci.poststart, &oci_state(&state, "running"));
-                hooks.run(HookStage::Start, &ctx)
-            }
-        };
-        if started.is_err() {
-            let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+        match chan.recv() {
+            Ok(None) => Ok(()),
+            Ok(Some(m)) if m.kind == kind::ERROR => Err(failure::describe(plan, process, &m)),
+            Ok(Some(_)) => Err(DriverError::Internal {
+                context: format!("container {id}"),
+                message: "the process sent an unexpected message at its start".into(),
+            }),
+            Err(e) => Err(died_early(e)),
         }
-
-        // 5. Wait.
-        let status = match sys::waitid_pidfd(pidfd, false) {
-            Ok((code, st)) => exit_status(code, st),
-            Err(e) => return Err(DriverError::sys(format!("container {id}: waitid"), e)),
-        };
-        launch.children.clear();
-        // Every OOM kill the kernel counted reaches the receivers before run returns.
-        let oom_kills = oom_watch.as_ref().map_or(0, |w| w.sync());
-        drop(oom_watch);
-        let status = status.with_oom_killed(oom_kills > 0);
-
-        // 6. post_stop, then release everything.
-        hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
-        oom.close();
-        if let Some(t) = &terminal {
-            let _ = t.close();
-        }
-        launch.teardown();
-        started.map(|()| status)
     }
 
-    fn exec_inner(
+    /// Hands a set-up process's pidfd to the reaper: `exit` is set (after the container's
+    /// OOM kills are counted, with `oom`) when it exits.
+    fn reap(
+        &self,
+        id: &ContainerId,
+        pidfd: &Arc<OwnedFd>,
+        exit: &Exit,
+        oom: Option<crate::oom::Watch>,
+    ) -> Result<()> {
+        let exit = exit.clone();
+        self.reaper
+            .watch(pidfd.clone(), move |status| {
+                // Every OOM kill the kernel counted reaches the receivers before the exit.
+                let kills = oom.as_ref().map_or(0, crate::oom::Watch::sync);
+                drop(oom);
+                exit.set(status.with_oom_killed(kills > 0));
+            })
+            .map_err(|e| DriverError::Internal {
+                context: format!("container {id}"),
+                message: e,
+            })
+    }
+
+    /// Creates a container and leaves its init waiting for [`start`](Driver::start), as
+    /// `runc create` does, for a caller that exits before it starts: the init waits on a fifo
+    /// in the state directory, so any process can start it; the cgroup, state and init stay
+    /// when this returns. The OCI hooks up to `createContainer` have run. The init is a child
+    /// of the calling process, which must reap it, or exit and leave that to its subreaper (a
+    /// container shim). (An engine that keeps running uses [`Driver::create`].)
+    ///
+    /// # Errors
+    /// As [`Driver::run`] up to the point where the program would exec.
+    pub fn create_detached(&self, cmd: &Command, pipes: Pipes) -> Result<Created> {
+        let oci = OciHooks::from_spec(&cmd.spec)?;
+        let mut created = false;
+        match self.launch(cmd, pipes, &oci, &mut created, true) {
+            Ok(Launched {
+                mut launch,
+                chan,
+                terminal,
+                pid,
+                ..
+            }) => {
+                launch.disarm();
+                drop(chan);
+                Ok(Created {
+                    pid: pid as u32,
+                    terminal: terminal.and_then(|t| t.take()),
+                })
+            }
+            Err(e) => {
+                if created {
+                    run_poststop(cmd, &oci);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The OCI hooks kept in a container's state.
+    fn stored_hooks(&self, st: &State) -> Result<OciHooks> {
+        let spec = execdriver_api::oci_spec::runtime::SpecBuilder::default()
+            .hooks(st.hooks.clone().unwrap_or_default())
+            .build()
+            .map_err(|e| DriverError::Internal {
+                context: format!("container {}: hooks", st.id),
+                message: e.to_string(),
+            })?;
+        OciHooks::from_spec(&spec)
+    }
+
+    /// The `startContainer` hooks, in the container's namespaces.
+    fn start_container_hooks(
+        oci: &OciHooks,
+        st: &State,
+        init: &OwnedFd,
+        seccomp: Option<&crate::seccomp::SeccompPlan>,
+    ) -> Result<()> {
+        if oci.start_container.is_empty() {
+            return Ok(());
+        }
+        OciHook::run_all(
+            &oci.start_container,
+            &oci_state(st, "created"),
+            Some(InContainer {
+                pidfd: init,
+                flags: namespaces_of(st.pid)?,
+                cwd: None,
+                seccomp,
+            }),
+        )
+    }
+
+    /// Starts a container made by [`create_detached`](Self::create_detached), from any
+    /// process: runs its `startContainer` hooks, lets its init exec the program (one byte into
+    /// its fifo), runs `poststart`.
+    fn start_detached(&self, id: &ContainerId) -> Result<()> {
+        let mut st = self.load(id)?;
+        let status = self.status(&st);
+        let fifo = self.state.dir(id).join(EXEC_FIFO);
+        if status != Status::Created || !fifo.exists() {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "start".into(),
+                status,
+            });
+        }
+        let init = self
+            .init_pidfd(&st)
+            .ok_or_else(|| DriverError::NotRunning {
+                id: id.to_string(),
+                status: Status::Stopped,
+            })?;
+        let oci = self.stored_hooks(&st)?;
+        let seccomp = match &st.seccomp {
+            Some(s) if !oci.start_container.is_empty() => crate::seccomp::compile(s)?,
+            _ => None,
+        };
+        Self::start_container_hooks(&oci, &st, &init, seccomp.as_ref())?;
+        // The init blocks reading the fifo: one byte and it execs. Non-blocking, so a gone
+        // init (no reader left) is ENXIO rather than a hang.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => DriverError::NotRunning {
+                    id: id.to_string(),
+                    status: Status::Stopped,
+                },
+                _ => DriverError::io(format!("container {id}: open {}", fifo.display()), e),
+            })?;
+        std::io::Write::write_all(&mut f, b"0")
+            .map_err(|e| DriverError::io(format!("container {id}: write {}", fifo.display()), e))?;
+        drop(f);
+        let _ = std::fs::remove_file(&fifo);
+        st.started = true;
+        self.state.write(&st)?;
+        OciHook::run_logged(&oci.poststart, &oci_state(&st, "running"));
+        Ok(())
+    }
+
+    /// Starts a container [`Driver::create`] made in this process.
+    fn start_live(&self, id: &ContainerId, pending: Pending) -> Result<()> {
+        let (oci, mut state, exit) = {
+            let live = lock(&self.live);
+            let l = live.get(id).ok_or_else(|| DriverError::not_found(id))?;
+            (l.oci.clone(), l.state.clone(), l.exit.clone())
+        };
+        let Pending { chan, plan, pidfd } = pending;
+        Self::start_container_hooks(&oci, &state, &pidfd, plan.process.seccomp.as_ref())?;
+        Self::let_exec(id, chan, Some(&plan), &plan.process, &exit)?;
+        state.started = true;
+        self.state.write(&state)?;
+        if let Some(l) = lock(&self.live).get_mut(id) {
+            l.state.started = true;
+        }
+        OciHook::run_logged(&oci.poststart, &oci_state(&state, "running"));
+        Ok(())
+    }
+
+    /// Removes a container by its stored state — made by
+    /// [`create_detached`](Self::create_detached), or left by a crashed engine: kills it first
+    /// when it was never started, or with `force` when it runs; then removes its cgroup and
+    /// state and runs its `poststop` hooks, as `runc delete` does.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidState` for a running or paused container, without `force`.
+    pub fn delete_stored(&self, id: &ContainerId, force: bool) -> Result<()> {
+        if lock(&self.live).contains_key(id) {
+            if force {
+                self.terminate(id)?;
+            }
+            return Driver::delete(self, id);
+        }
+        let st = match self.state.read(id) {
+            Ok(Some(st)) => Some(st),
+            Ok(None) => return Err(DriverError::not_found(id)),
+            Err(_) => None,
+        };
+        if let Some(st) = &st {
+            let status = self.status(st);
+            // A created container was never started: deleting it is how an engine gives up on
+            // it (runc kills it too); a running or paused one needs `force`.
+            if status != Status::Stopped {
+                if !force && status != Status::Created {
+                    return Err(DriverError::InvalidState {
+                        id: id.to_string(),
+                        op: "delete".into(),
+                        status,
+                    });
+                }
+                self.terminate(id)?;
+            }
+        }
+        self.clean_stored(id)?;
+        if let Some(st) = st {
+            let oci = self.stored_hooks(&st)?;
+            Self::poststop(&oci, &st);
+        }
+        Ok(())
+    }
+
+    /// The `poststop` hooks of a deleted container (their failures are logged).
+    fn poststop(oci: &OciHooks, st: &State) {
+        let state = OciState {
+            id: &st.id,
+            status: "stopped",
+            pid: None,
+            bundle: &st.bundle,
+            annotations: &st.annotations,
+        };
+        OciHook::run_logged(&oci.poststop, &state.json());
+    }
+
+    /// Sets up a process in a running container up to the point where it would exec (its
+    /// pidfd in the returned guard).
+    fn exec_setup(
         &self,
         id: &ContainerId,
         process: &Process,
         pipes: Pipes,
-        hooks: &Hooks,
-        detached: bool,
-        opts: ExecOptions,
-    ) -> Result<Execed> {
+        opts: &ExecOptions,
+    ) -> Result<ExecSetUp> {
         let st = self.load_alive(id)?;
         match self.status(&st) {
             // Created too, as runc: the namespaces, cgroup and rootfs exist; the init waits
@@ -1206,218 +1571,72 @@ impl NativeDriver {
             .map_err(|e| DriverError::sys(format!("container {id}: exec: pidfd_open"), e))?;
         guard.children.push(owned(pidfd));
         chan.go().map_err(io_err)?;
-        let setup = SetUp {
-            pidfd: guard.children.last().expect("just pushed"),
-            pid,
-            state: &st,
-            status: "running",
+        let terminal = {
+            let setup = SetUp {
+                pidfd: guard.children.last().expect("just pushed"),
+                pid,
+                state: &st,
+                status: "running",
+            };
+            await_ready(&chan, id, None, &plan, setup, &mut || Ok(()))?
         };
-        let terminal = await_ready(&chan, id, None, &plan, setup, &mut || Ok(()))?;
+        Ok(ExecSetUp {
+            guard,
+            chan,
+            plan,
+            pid,
+            terminal,
+            cgroup: st.cgroup,
+        })
+    }
 
+    /// [`Driver::exec_create`] with options.
+    ///
+    /// # Errors
+    /// As [`Driver::exec`] up to the start.
+    pub fn exec_create_with(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        pipes: Pipes,
+        opts: &ExecOptions,
+    ) -> Result<execdriver_api::Created> {
+        let ExecSetUp {
+            mut guard,
+            chan,
+            plan,
+            pid,
+            terminal,
+            cgroup,
+        } = self.exec_setup(id, process, pipes, opts)?;
+        let pidfd = Arc::new(guard.children.pop().ok_or_else(|| DriverError::Internal {
+            context: format!("container {id}: exec"),
+            message: "no pidfd".into(),
+        })?);
         // The container's OOM events, for this process's hooks.
         let oom = OomNotifier::new();
-        let _oom_watch = self.oom.watch(id, &st.cgroup, &oom).ok();
-        let as_terminal = terminal.clone().map(|t| t as Arc<dyn Terminal>);
-        let ctx = HookContext::new(id, process, pid as u32, &oom).with_terminal(as_terminal);
-        hooks.run(HookStage::PreStart, &ctx)?;
-        chan.go().map_err(io_err)?;
-        let exec_error = match chan.recv() {
-            Ok(None) => None,
-            Ok(Some(m)) if m.kind == kind::ERROR => Some(failure::describe(None, &plan, &m)),
-            Ok(Some(_)) => Some(DriverError::Internal {
-                context: format!("container {id}: exec"),
-                message: "unexpected message".into(),
-            }),
-            Err(e) => Some(io_err(e)),
-        };
-        drop(chan);
-        let pidfd = guard.children.last().map(AsRawFd::as_raw_fd).unwrap_or(-1);
-        if detached {
-            if let Some(e) = exec_error {
-                return Err(e);
-            }
-            hooks.run(HookStage::Start, &ctx)?;
-            // The process runs on; whoever reaps our orphans (a shim) gets its exit.
-            guard.children.clear();
-            return Ok(Execed::Detached(Created {
-                pid: pid as u32,
-                terminal: terminal.and_then(|t| t.take()),
-            }));
+        let watch = self.oom.watch(id, &cgroup, &oom).ok();
+        let exit = Exit::new();
+        if let Err(e) = self.reap(id, &pidfd, &exit, watch) {
+            let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+            let _ = sys::waitid_pidfd(pidfd.as_raw_fd(), false);
+            return Err(e);
         }
-        let started = match exec_error {
-            Some(e) => Err(e),
-            None => hooks.run(HookStage::Start, &ctx),
-        };
-        if started.is_err() {
-            let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
-        }
-        let status = match sys::waitid_pidfd(pidfd, false) {
-            Ok((code, st)) => exit_status(code, st),
-            Err(e) => return Err(DriverError::sys(format!("container {id}: exec: waitid"), e)),
-        };
-        guard.children.clear();
-        hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
-        oom.close();
-        if let Some(t) = &terminal {
-            let _ = t.close();
-        }
-        started.map(|()| Execed::Exited(status))
+        lock(&self.execs).insert(
+            (id.clone(), pid as u32),
+            LiveExec {
+                exit,
+                pidfd,
+                pending: Some((chan, plan)),
+            },
+        );
+        let terminal = terminal.map(|t| t as Arc<dyn Terminal>);
+        Ok(execdriver_api::Created::new(pid as u32, oom).with_terminal(terminal))
     }
 
-    /// Creates a container and leaves its init waiting for [`start`](Self::start), as
-    /// `runc create` does: the cgroup, state and init stay when this returns. The OCI hooks up
-    /// to `createContainer` have run. The init is a child of the calling process, which must
-    /// reap it, or exit and leave that to its subreaper (a container shim).
-    ///
-    /// # Errors
-    /// As [`Driver::run`] up to the point where the program would exec.
-    pub fn create(&self, cmd: &Command, pipes: Pipes) -> Result<Created> {
-        let oci = OciHooks::from_spec(&cmd.spec)?;
-        let mut created = false;
-        match self.launch(cmd, pipes, &oci, &mut created, true) {
-            Ok(Launched {
-                mut launch,
-                chan,
-                terminal,
-                pid,
-                ..
-            }) => {
-                launch.disarm();
-                drop(chan);
-                Ok(Created {
-                    pid: pid as u32,
-                    terminal: terminal.and_then(|t| t.take()),
-                })
-            }
-            Err(e) => {
-                if created {
-                    run_poststop(cmd, &oci);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// The OCI hooks kept in a container's state.
-    fn stored_hooks(&self, st: &State) -> Result<OciHooks> {
-        let spec = execdriver_api::oci_spec::runtime::SpecBuilder::default()
-            .hooks(st.hooks.clone().unwrap_or_default())
-            .build()
-            .map_err(|e| DriverError::Internal {
-                context: format!("container {}: hooks", st.id),
-                message: e.to_string(),
-            })?;
-        OciHooks::from_spec(&spec)
-    }
-
-    /// Starts a container made by [`create`](Self::create), from any process: runs its
-    /// `startContainer` hooks, lets its init exec the program, runs `poststart`.
-    ///
-    /// # Errors
-    /// `NotFound`; `InvalidState` unless it is created and not started.
-    pub fn start(&self, id: &ContainerId) -> Result<()> {
-        let mut st = self.load(id)?;
-        let status = self.status(&st);
-        let fifo = self.state.dir(id).join(EXEC_FIFO);
-        if status != Status::Created || !fifo.exists() {
-            return Err(DriverError::InvalidState {
-                id: id.to_string(),
-                op: "start".into(),
-                status,
-            });
-        }
-        let init = self
-            .init_pidfd(&st)
-            .ok_or_else(|| DriverError::NotRunning {
-                id: id.to_string(),
-                status: Status::Stopped,
-            })?;
-        let oci = self.stored_hooks(&st)?;
-        if !oci.start_container.is_empty() {
-            let seccomp = st
-                .seccomp
-                .as_ref()
-                .map(crate::seccomp::compile)
-                .transpose()?
-                .flatten();
-            OciHook::run_all(
-                &oci.start_container,
-                &oci_state(&st, "created"),
-                Some(InContainer {
-                    pidfd: &init,
-                    flags: namespaces_of(st.pid)?,
-                    cwd: None,
-                    seccomp: seccomp.as_ref(),
-                }),
-            )?;
-        }
-        // The init blocks reading the fifo: one byte and it execs. Non-blocking, so a gone
-        // init (no reader left) is ENXIO rather than a hang.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&fifo)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENXIO) => DriverError::NotRunning {
-                    id: id.to_string(),
-                    status: Status::Stopped,
-                },
-                _ => DriverError::io(format!("container {id}: open {}", fifo.display()), e),
-            })?;
-        std::io::Write::write_all(&mut f, b"0")
-            .map_err(|e| DriverError::io(format!("container {id}: write {}", fifo.display()), e))?;
-        drop(f);
-        let _ = std::fs::remove_file(&fifo);
-        st.started = true;
-        self.state.write(&st)?;
-        OciHook::run_logged(&oci.poststart, &oci_state(&st, "running"));
-        Ok(())
-    }
-
-    /// Removes a container made by [`create`](Self::create) (or left by a crashed engine):
-    /// kills it first when it was never started, or with `force` when it runs; then removes its cgroup and state and runs its `poststop`
-    /// hooks, as `runc delete` does.
-    ///
-    /// # Errors
-    /// `NotFound`; `InvalidState` for a running or paused container, without `force`.
-    pub fn delete(&self, id: &ContainerId, force: bool) -> Result<()> {
-        let st = match self.state.read(id) {
-            Ok(Some(st)) => Some(st),
-            Ok(None) => return Err(DriverError::not_found(id)),
-            Err(_) => None,
-        };
-        if let Some(st) = &st {
-            let status = self.status(st);
-            // A created container was never started: deleting it is how an engine gives up on
-            // it (runc kills it too); a running or paused one needs `force`.
-            if status != Status::Stopped {
-                if !force && status != Status::Created {
-                    return Err(DriverError::InvalidState {
-                        id: id.to_string(),
-                        op: "delete".into(),
-                        status,
-                    });
-                }
-                self.terminate(id)?;
-            }
-        }
-        self.clean(id)?;
-        if let Some(st) = st {
-            let oci = self.stored_hooks(&st)?;
-            let state = OciState {
-                id,
-                status: "stopped",
-                pid: None,
-                bundle: &st.bundle,
-                annotations: &st.annotations,
-            };
-            OciHook::run_logged(&oci.poststop, &state.json());
-        }
-        Ok(())
-    }
-
-    /// Runs a process in a running container and returns once it has started (its pre_start
-    /// and start hooks ran), as `runc exec --detach` does. The process is a child of the caller.
+    /// Runs a process in a running container and returns once it has started, as
+    /// `runc exec --detach` does. The process is a child of the caller, which must reap it, or
+    /// exit and leave that to its subreaper (a container shim).
     ///
     /// # Errors
     /// As [`Driver::exec`].
@@ -1426,12 +1645,12 @@ impl NativeDriver {
         id: &ContainerId,
         process: &Process,
         pipes: Pipes,
-        hooks: &Hooks,
     ) -> Result<Created> {
-        self.exec_detached_with(id, process, pipes, hooks, ExecOptions::default())
+        self.exec_detached_with(id, process, pipes, ExecOptions::default())
     }
 
-    /// [`Driver::exec`] with options.
+    /// [`Driver::exec`] with options: the lifecycle engine over
+    /// [`exec_create_with`](Self::exec_create_with).
     ///
     /// # Errors
     /// As [`Driver::exec`].
@@ -1443,13 +1662,8 @@ impl NativeDriver {
         hooks: &Hooks,
         opts: ExecOptions,
     ) -> Result<ExitStatus> {
-        match self.exec_inner(id, process, pipes, hooks, false, opts)? {
-            Execed::Exited(st) => Ok(st),
-            Execed::Detached(_) => Err(DriverError::Internal {
-                context: format!("container {id}: exec"),
-                message: "detached unexpectedly".into(),
-            }),
-        }
+        let created = self.exec_create_with(id, process, pipes, &opts)?;
+        execdriver_api::lifecycle::exec_created(self, id, process, created, hooks)
     }
 
     /// [`exec_detached`](Self::exec_detached) with options.
@@ -1461,16 +1675,23 @@ impl NativeDriver {
         id: &ContainerId,
         process: &Process,
         pipes: Pipes,
-        hooks: &Hooks,
         opts: ExecOptions,
     ) -> Result<Created> {
-        match self.exec_inner(id, process, pipes, hooks, true, opts)? {
-            Execed::Detached(c) => Ok(c),
-            Execed::Exited(st) => Err(DriverError::Internal {
-                context: format!("container {id}: exec"),
-                message: format!("exited before detaching: {st}"),
-            }),
-        }
+        let ExecSetUp {
+            mut guard,
+            chan,
+            plan,
+            pid,
+            terminal,
+            ..
+        } = self.exec_setup(id, process, pipes, &opts)?;
+        // Nothing reaps it here: its exit is for whoever reaps our orphans.
+        Self::let_exec(id, chan, None, &plan, &Exit::new())?;
+        guard.children.clear();
+        Ok(Created {
+            pid: pid as u32,
+            terminal: terminal.and_then(|t| t.take()),
+        })
     }
 
     /// How many OOM kills the kernel counted in the container's cgroup (for `events`).

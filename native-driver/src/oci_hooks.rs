@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use execdriver_api::oci_spec::runtime::{Hook, Spec};
 use execdriver_api::{ContainerId, DriverError, HookStage};
-use libc::c_char;
 
 use crate::plan::paths::{cpath, cstring};
 use crate::sys;
@@ -58,10 +57,10 @@ pub(crate) struct OciHook {
     #[allow(dead_code)]
     c_args: Vec<CString>,
     #[allow(dead_code)]
-    argv: Vec<*const c_char>,
+    argv: crate::sys::CPtrs,
     #[allow(dead_code)]
     c_env: Vec<CString>,
-    envp: Vec<*const c_char>,
+    envp: crate::sys::CPtrs,
     tramp: TrampolineArgv,
     timeout: Option<Duration>,
 }
@@ -181,10 +180,8 @@ impl OciHook {
             .flatten()
             .map(|e| cstring(e, &format!("{name}.env")))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut argv: Vec<*const c_char> = c_args.iter().map(|c| c.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        let mut envp: Vec<*const c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
-        envp.push(std::ptr::null());
+        let argv = crate::sys::CPtrs::to(&c_args);
+        let envp = crate::sys::CPtrs::to(&c_env);
         let cpath = cpath(&path, &format!("{name}.path"))?;
         // In the container's namespaces the hook is exec'd through the sealed trampoline (its
         // binary may be container content); the vectors point into `cpath` and `c_args`.

@@ -91,7 +91,7 @@ pub(crate) struct TrampolineArgv {
     #[allow(dead_code)]
     report: CString,
     /// One NULL-terminated vector per candidate path, in the candidates' order.
-    vectors: Vec<Vec<*const c_char>>,
+    vectors: Vec<crate::sys::CPtrs>,
 }
 
 impl TrampolineArgv {
@@ -113,7 +113,7 @@ impl TrampolineArgv {
                 if v.last().is_none_or(|l| !l.is_null()) {
                     v.push(std::ptr::null());
                 }
-                v
+                crate::sys::CPtrs::from_vec(v)
             })
             .collect();
         Self { report, vectors }
@@ -121,7 +121,7 @@ impl TrampolineArgv {
 
     /// The vector for the candidate at `index`.
     pub fn get(&self, index: usize) -> Option<&[*const c_char]> {
-        self.vectors.get(index).map(Vec::as_slice)
+        self.vectors.get(index).map(|v| &**v)
     }
 }
 

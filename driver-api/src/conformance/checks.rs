@@ -184,6 +184,12 @@ pub static CHECKS: &[Check] = &[
         description: "create leaves the program unstarted (info: created, same pid), start runs it, wait's Exit gives its status (sync and async), delete frees the id; start twice, delete before the exit and a second create are refused",
         run: two_phase_lifecycle,
     },
+    Check {
+        name: "two_phase_exec",
+        requires: &[Operation::TwoPhase, Operation::Exec],
+        description: "exec_create leaves the process unstarted, exec_start runs it (a second start refused), exec_wait gives its status, exec_delete forgets it; an unstarted one deleted never runs; exec with a failing pre_start never runs the program and skips post_stop",
+        run: two_phase_exec,
+    },
 ];
 
 fn host_files_out_of_reach(kit: &Kit) -> CheckResult {
@@ -1188,6 +1194,139 @@ fn two_phase_lifecycle(kit: &Kit) -> CheckResult {
             K::Deleted,
         ];
         ensure!(kinds == want, "two-phase events {kinds:?}, want {want:?}");
+    }
+    Ok(())
+}
+
+fn two_phase_exec(kit: &Kit) -> CheckResult {
+    let (handle, _) = start(kit, &Program::RunForever, Pipes::null(), Hooks::new())?;
+    let id = handle.id().clone();
+    let events = kit.driver.subscribe().ok();
+    let echo = |text: &str| {
+        kit.fixture.exec_process(&Program::Echo {
+            stdout: text.into(),
+            stderr: String::new(),
+        })
+    };
+    let mut pids = Vec::new();
+    let checked = (|| {
+        // Created, started, waited for, deleted.
+        let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
+        let created = kit
+            .driver
+            .exec_create(&id, &echo("two-phase exec\n").map_err(e)?, pipes)
+            .map_err(|err| format!("exec_create: {err}"))?;
+        let pid = created.pid;
+        pids.push(pid);
+        ensure!(pid > 0, "exec_create gave pid 0");
+        let exit = kit
+            .driver
+            .exec_wait(&id, pid)
+            .map_err(|err| format!("exec_wait: {err}"))?;
+        ensure!(
+            exit.status().is_none(),
+            "the exec'd process ended before its start: {:?}",
+            exit.status()
+        );
+        kit.driver
+            .exec_start(&id, pid)
+            .map_err(|err| format!("exec_start: {err}"))?;
+        match kit.driver.exec_start(&id, pid) {
+            Err(DriverError::InvalidState { .. }) => {}
+            other => return Err(format!("a second exec_start gave {other:?}")),
+        }
+        let st = crate::lifecycle::block_on(exit.exited());
+        ensure!(
+            st == ExitStatus::exited(0),
+            "the exec'd program ended with {st}"
+        );
+        let (out, _) = captured.wait_strings();
+        ensure!(out == "two-phase exec\n", "exec stdout {out:?}");
+        kit.driver
+            .exec_delete(&id, pid)
+            .map_err(|err| format!("exec_delete: {err}"))?;
+        match kit.driver.exec_wait(&id, pid) {
+            Err(DriverError::NotFound { .. }) => {}
+            other => return Err(format!("exec_wait after exec_delete gave {other:?}")),
+        }
+
+        // Created and deleted unstarted: its program never runs.
+        let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
+        let created = kit
+            .driver
+            .exec_create(&id, &echo("must not run\n").map_err(e)?, pipes)
+            .map_err(|err| format!("exec_create: {err}"))?;
+        pids.push(created.pid);
+        let exit = kit.driver.exec_wait(&id, created.pid).map_err(e)?;
+        kit.driver
+            .exec_delete(&id, created.pid)
+            .map_err(|err| format!("exec_delete of an unstarted process: {err}"))?;
+        ensure!(
+            exit.status().is_some(),
+            "exec_delete returned before the process was gone"
+        );
+        let (out, _) = captured.wait_strings();
+        ensure!(out.is_empty(), "an unstarted exec ran: {out:?}");
+
+        // The provided exec: a refused pre_start means the program never runs.
+        let ran = Arc::new(Mutex::new(Vec::<&str>::new()));
+        let (r1, r2) = (ran.clone(), ran.clone());
+        let hooks = Hooks::new()
+            .on_pre_start(|_| Err("refused by the engine".into()))
+            .on_start(move |_| {
+                r1.lock().map_err(|_| "poisoned")?.push("start");
+                Ok(())
+            })
+            .on_post_stop(move |_| {
+                r2.lock().map_err(|_| "poisoned")?.push("post_stop");
+                Ok(())
+            });
+        let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
+        match kit
+            .driver
+            .exec(&id, &echo("refused\n").map_err(e)?, pipes, &hooks)
+        {
+            Err(DriverError::Hook {
+                stage: HookStage::PreStart,
+                index: 0,
+                ..
+            }) => {}
+            other => return Err(format!("exec with a refusing pre_start gave {other:?}")),
+        }
+        let (out, _) = captured.wait_strings();
+        ensure!(out.is_empty(), "a refused exec ran: {out:?}");
+        let later = ran.lock().map_err(|_| "poisoned")?.clone();
+        ensure!(later.is_empty(), "hooks after the refusal ran: {later:?}");
+        let info = kit.driver.info(&id).map_err(e)?;
+        ensure!(
+            info.status == Status::Running,
+            "after the execs the container is {}",
+            info.status
+        );
+        Ok(())
+    })();
+    if checked.is_err() {
+        for pid in &pids {
+            let _ = kit.driver.exec_delete(&id, *pid);
+        }
+    }
+    stop(kit, handle)?;
+    checked?;
+    if let Some(rx) = events {
+        use crate::EventKind as K;
+        let execs: Vec<K> = events_of(&rx, &id)
+            .into_iter()
+            .map(|ev| ev.kind)
+            .filter(|k| matches!(k, K::ExecStarted { .. } | K::ExecExited { .. }))
+            .collect();
+        let want = vec![
+            K::ExecStarted { pid: pids[0] },
+            K::ExecExited {
+                pid: pids[0],
+                status: ExitStatus::exited(0),
+            },
+        ];
+        ensure!(execs == want, "exec events {execs:?}, want {want:?}");
     }
     Ok(())
 }

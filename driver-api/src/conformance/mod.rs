@@ -265,7 +265,7 @@ macro_rules! conformance_tests {
             stats_while_running, pids_while_running, exec_into_running, terminal, clean_then_reuse,
             concurrent_runs, duplicate_live_id_rejected, unknown_id_not_found,
             invalid_ids_rejected, host_files_out_of_reach, engine_binary_never_runs, oom_killed,
-            events_in_order, two_phase_lifecycle);
+            events_in_order, two_phase_lifecycle, two_phase_exec);
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {
         $(

@@ -26,8 +26,8 @@ use std::time::{Duration, SystemTime};
 use execdriver_api::oci_spec::runtime::Process;
 use execdriver_api::{
     Capabilities, Command, ContainerId, CpuStats, Created, Driver, DriverError, DriverFactory,
-    Exit, ExitStatus, HookContext, HookStage, Hooks, Info, MemoryStats, OomNotifier, Operation,
-    PidsStats, Pipes, ResourceStats, Result, Signal, Status, Stdio, parse_options,
+    Exit, ExitStatus, Info, MemoryStats, OomNotifier, Operation, PidsStats, Pipes, ResourceStats,
+    Result, Signal, Status, Stdio, parse_options,
 };
 use rustix::process::{Pid, WaitId, WaitIdOptions, kill_process, kill_process_group, waitid};
 
@@ -76,11 +76,26 @@ struct Table {
     map: Mutex<HashMap<ContainerId, Entry>>,
     /// Notified whenever an entry leaves the table.
     gone: Condvar,
+    /// Processes made by `exec_create`, by container and pid, until `exec_delete`.
+    execs: Mutex<HashMap<(ContainerId, u32), ExecEntry>>,
+}
+
+struct ExecEntry {
+    started: bool,
+    /// Set (under the lock, while the process is still a zombie) once it exited: from then on
+    /// its pid is not signalled.
+    exited: bool,
+    /// Set by its waiter thread once it is reaped.
+    exit: Exit,
 }
 
 impl Table {
     fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Entry>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn execs(&self) -> MutexGuard<'_, HashMap<(ContainerId, u32), ExecEntry>> {
+        self.execs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set_status(&self, id: &ContainerId, status: Status) {
@@ -183,7 +198,7 @@ impl ProcessDriver {
 }
 
 /// Waits until `child` exits, kills what is left of its process group while the leader is
-/// still a zombie (so the group id can't have been reused), then reaps it.
+/// still a zombie (so the group id can't have been reused) and marks it gone, then reaps it.
 fn wait_exit(table: &Table, id: &ContainerId, child: &mut Child, group: Option<i32>) -> ExitStatus {
     if let Ok(pid) = pid_of(child) {
         while let Err(rustix::io::Errno::INTR) = waitid(
@@ -194,6 +209,8 @@ fn wait_exit(table: &Table, id: &ContainerId, child: &mut Child, group: Option<i
             // The container's init: its group dies with it, like a pid namespace.
             let _ = kill_process_group(pid, rustix::process::Signal::KILL);
             table.set_status(id, Status::Stopped);
+        } else if let Some(e) = table.execs().get_mut(&(id.clone(), child.id())) {
+            e.exited = true;
         }
     }
     match child.wait() {
@@ -203,6 +220,25 @@ fn wait_exit(table: &Table, id: &ContainerId, child: &mut Child, group: Option<i
             ExitStatus::exited(255)
         }
     }
+}
+
+/// Reaps `child` on a thread of its own and sets `exit` then. One waiter thread per process:
+/// fine for an example (a real driver reaps with one pidfd poller for all of them).
+fn spawn_waiter(
+    table: &Arc<Table>,
+    id: &ContainerId,
+    mut child: Child,
+    group: Option<i32>,
+    exit: Exit,
+) -> std::io::Result<()> {
+    let (table, id) = (table.clone(), id.clone());
+    std::thread::Builder::new()
+        .name("process-wait".into())
+        .spawn(move || {
+            let status = wait_exit(&table, &id, &mut child, group);
+            exit.set(status);
+        })
+        .map(drop)
 }
 
 impl ProcessDriver {
@@ -393,7 +429,7 @@ impl Driver for ProcessDriver {
                 },
             );
         }
-        let mut child = match self.spawn_stopped(&cmd.id, process, &cwd, pipes, None) {
+        let child = match self.spawn_stopped(&cmd.id, process, &cwd, pipes, None) {
             Ok(c) => c,
             Err(e) => {
                 self.remove(&cmd.id);
@@ -404,17 +440,7 @@ impl Driver for ProcessDriver {
         if let Some(e) = self.lock().get_mut(&cmd.id) {
             e.pid = pid as i32;
         }
-        // One waiter thread per container: fine for an example (a real driver would reap
-        // with one pidfd poller for all of them).
-        let waiter = {
-            let (table, id) = (self.table.clone(), cmd.id.clone());
-            std::thread::Builder::new()
-                .name("process-wait".into())
-                .spawn(move || {
-                    let status = wait_exit(&table, &id, &mut child, None);
-                    exit.set(status);
-                })
-        };
+        let waiter = spawn_waiter(&self.table, &cmd.id, child, None, exit);
         if let Err(e) = waiter {
             let _ = kill_process_group(to_pid(pid as i32)?, rustix::process::Signal::KILL);
             self.remove(&cmd.id);
@@ -460,13 +486,9 @@ impl Driver for ProcessDriver {
         Ok(())
     }
 
-    fn exec(
-        &self,
-        id: &ContainerId,
-        process: &Process,
-        pipes: Pipes,
-        hooks: &Hooks,
-    ) -> Result<ExitStatus> {
+    // `exec` is the API's lifecycle engine over these four, like `run`.
+
+    fn exec_create(&self, id: &ContainerId, process: &Process, pipes: Pipes) -> Result<Created> {
         let (group, cwd) = {
             let table = self.lock();
             let e = table.get(id).ok_or_else(|| DriverError::not_found(id))?;
@@ -479,26 +501,70 @@ impl Driver for ProcessDriver {
             }
             (e.pid, Self::cwd(&e.bundle, e.rootfs.as_deref(), process))
         };
-        let mut child = self.spawn_stopped(id, process, &cwd, pipes, Some(group))?;
+        let child = self.spawn_stopped(id, process, &cwd, pipes, Some(group))?;
         let pid = child.id();
-        let oom = OomNotifier::new();
-        let ctx = HookContext::new(id, process, pid, &oom);
-        if let Err(err) = hooks.run(HookStage::PreStart, &ctx) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(err);
-        }
-        let _ = kill_process(to_pid(pid as i32)?, rustix::process::Signal::CONT);
-        let started = hooks.run(HookStage::Start, &ctx);
-        if started.is_err() {
-            let _ = child.kill();
-        }
-        let status = wait_exit(&self.table, id, &mut child, Some(group));
-        hooks.run_all(
-            HookStage::PostStop,
-            &HookContext::new(id, process, pid, &oom).with_exit(status),
+        let exit = Exit::new();
+        self.table.execs().insert(
+            (id.clone(), pid),
+            ExecEntry {
+                started: false,
+                exited: false,
+                exit: exit.clone(),
+            },
         );
-        started.map(|()| status)
+        if let Err(e) = spawn_waiter(&self.table, id, child, Some(group), exit) {
+            self.table.execs().remove(&(id.clone(), pid));
+            let _ = kill_process(to_pid(pid as i32)?, rustix::process::Signal::KILL);
+            return Err(DriverError::io(format!("container {id}: waiter thread"), e));
+        }
+        Ok(Created::new(pid, OomNotifier::new()))
+    }
+
+    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        let mut execs = self.table.execs();
+        let e = execs
+            .get_mut(&(id.clone(), pid))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+        if e.started || e.exited {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: format!("start exec {pid}"),
+                status: if e.exited {
+                    Status::Stopped
+                } else {
+                    Status::Running
+                },
+            });
+        }
+        // Under the lock: `exited` is set under it while the process is still a zombie.
+        kill_process(to_pid(pid as i32)?, rustix::process::Signal::CONT)
+            .map_err(|err| errno(format!("container {id}: exec {pid}: start"), err))?;
+        e.started = true;
+        Ok(())
+    }
+
+    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<Exit> {
+        self.table
+            .execs()
+            .get(&(id.clone(), pid))
+            .map(|e| e.exit.clone())
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))
+    }
+
+    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
+        let exit = {
+            let execs = self.table.execs();
+            let e = execs
+                .get(&(id.clone(), pid))
+                .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+            if !e.exited {
+                let _ = kill_process(to_pid(pid as i32)?, rustix::process::Signal::KILL);
+            }
+            e.exit.clone()
+        };
+        exit.wait();
+        self.table.execs().remove(&(id.clone(), pid));
+        Ok(())
     }
 
     fn kill(&self, id: &ContainerId, sig: Signal) -> Result<()> {

@@ -4,7 +4,6 @@ use std::ffi::CString;
 
 use execdriver_api::DriverError;
 use execdriver_api::oci_spec::runtime::{Capability, Process};
-use libc::c_char;
 
 use super::paths::cstring;
 
@@ -32,10 +31,10 @@ pub(crate) struct ProcessPlan {
     /// Keeps the strings `argv_ptrs` points into alive.
     #[allow(dead_code)]
     argv: Vec<CString>,
-    pub argv_ptrs: Vec<*const c_char>,
+    pub argv_ptrs: crate::sys::CPtrs,
     #[allow(dead_code)]
     envp: Vec<CString>,
-    pub envp_ptrs: Vec<*const c_char>,
+    pub envp_ptrs: crate::sys::CPtrs,
     /// Paths to try for `args[0]`, in order (PATH lookup inside the container).
     pub candidates: Vec<CString>,
     /// `args[0]` as given, for messages.
@@ -282,10 +281,8 @@ impl ProcessPlan {
             })
         });
 
-        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-        envp_ptrs.push(std::ptr::null());
+        let argv_ptrs = crate::sys::CPtrs::to(&argv);
+        let envp_ptrs = crate::sys::CPtrs::to(&envp);
 
         Ok(Self {
             argv,

@@ -77,13 +77,7 @@ impl SeccompPlan {
     }
 }
 
-/// The kernel's `struct sock_fprog`.
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct SockFprog {
-    pub len: u16,
-    pub filter: *const SockFilter,
-}
+pub(crate) use crate::sys::SockFprog;
 
 fn field(f: &str) -> String {
     format!("linux.seccomp.{f}")

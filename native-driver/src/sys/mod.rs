@@ -10,7 +10,7 @@
 pub(crate) mod child;
 pub(crate) mod spawn;
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
@@ -31,6 +31,56 @@ fn errno() -> Errno {
 fn check(r: c_long) -> SysResult {
     if r < 0 { Err(errno()) } else { Ok(r) }
 }
+
+/// A NULL-terminated vector of pointers to C strings (an `argv` or `envp`) that point into
+/// strings its owner keeps beside it — a plan's or a hook's own `CString`s, whose heap
+/// buffers never move or change while the owner lives.
+#[derive(Debug, Default)]
+pub(crate) struct CPtrs(Vec<*const c_char>);
+
+impl CPtrs {
+    /// Pointers to `strings`, NULL-terminated. The caller keeps `strings` with the result.
+    pub fn to(strings: &[CString]) -> Self {
+        let mut v: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        v.push(std::ptr::null());
+        Self(v)
+    }
+
+    /// `v` as it is (the caller terminates it and owns what it points into).
+    pub fn from_vec(v: Vec<*const c_char>) -> Self {
+        Self(v)
+    }
+}
+
+impl std::ops::Deref for CPtrs {
+    type Target = [*const c_char];
+
+    fn deref(&self) -> &[*const c_char] {
+        &self.0
+    }
+}
+
+// SAFETY: the pointers are only read (by `execve` in a child), never written through, and
+// they point into heap strings owned by the same value that owns this vector (see the type's
+// docs), so moving or sharing that value between threads moves or shares the strings with it.
+unsafe impl Send for CPtrs {}
+// SAFETY: as for Send: shared access only reads the pointers.
+unsafe impl Sync for CPtrs {}
+
+/// The kernel's `struct sock_fprog`: a filter program's length and its instructions, which
+/// the seccomp plan that holds this owns beside it (see [`CPtrs`] for why that is Send).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct SockFprog {
+    pub len: u16,
+    pub filter: *const crate::seccomp::bpf::SockFilter,
+}
+
+// SAFETY: `filter` points into a heap vector owned by the same seccomp plan, only read (by
+// the kernel when a child installs it), so the plan can move between threads with it.
+unsafe impl Send for SockFprog {}
+// SAFETY: as for Send: shared access only reads it.
+unsafe impl Sync for SockFprog {}
 
 /// A nullable C string pointer.
 #[inline]
