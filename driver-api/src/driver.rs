@@ -110,49 +110,53 @@ pub trait Driver: Send + Sync {
     }
 
     /// Creates an extra process in a running container: set up inside it, its program not
-    /// started. The returned pid names it for [`exec_start`](Self::exec_start),
-    /// [`exec_wait`](Self::exec_wait) and [`exec_delete`](Self::exec_delete); the OOM
-    /// broadcaster is the container's.
+    /// started. Drivers that implement the exec primitives list [`Operation::TwoPhaseExec`].
+    /// The caller names it with `exec_id` (unique among the container's execs until
+    /// [`exec_delete`](Self::exec_delete), as containerd's exec ids are) for
+    /// [`exec_start`](Self::exec_start), [`exec_wait`](Self::exec_wait) and `exec_delete`;
+    /// `Created.pid` is its pid, the OOM broadcaster the container's.
     ///
     /// # Errors
-    /// As [`exec`](Self::exec) up to the start; nothing is left behind on error.
+    /// As [`exec`](Self::exec) up to the start; `AlreadyExists` for an exec id in use;
+    /// nothing is left behind on error.
     fn exec_create(
         &self,
         id: &ContainerId,
+        exec_id: &str,
         process: &Process,
         pipes: Pipes,
     ) -> Result<crate::Created> {
-        let _ = (id, process, pipes);
+        let _ = (id, exec_id, process, pipes);
         Err(DriverError::unsupported("exec", self.name()))
     }
 
     /// Starts the program of a process made by [`exec_create`](Self::exec_create).
     ///
     /// # Errors
-    /// `NotFound` for an unknown pid, `InvalidState` when it started already, what exec'ing
-    /// it gave.
-    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
-        let _ = (id, pid);
+    /// `NotFound` for an unknown exec id, `InvalidState` when it started already, what
+    /// exec'ing it gave.
+    fn exec_start(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        let _ = (id, exec_id);
         Err(DriverError::unsupported("exec", self.name()))
     }
 
     /// The exit notification of a process made by [`exec_create`](Self::exec_create).
     ///
     /// # Errors
-    /// `NotFound` for an unknown pid.
-    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<crate::Exit> {
-        let _ = (id, pid);
+    /// `NotFound` for an unknown exec id.
+    fn exec_wait(&self, id: &ContainerId, exec_id: &str) -> Result<crate::Exit> {
+        let _ = (id, exec_id);
         Err(DriverError::unsupported("exec", self.name()))
     }
 
     /// Releases a process made by [`exec_create`](Self::exec_create): kills it (SIGKILL) and
     /// waits for it first if it still runs, so its exit notification is set when this returns.
-    /// The pid is unknown to the driver afterwards.
+    /// The exec id is free again afterwards.
     ///
     /// # Errors
-    /// `NotFound` for an unknown pid.
-    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
-        let _ = (id, pid);
+    /// `NotFound` for an unknown exec id.
+    fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        let _ = (id, exec_id);
         Err(DriverError::unsupported("exec", self.name()))
     }
 
@@ -295,11 +299,15 @@ pub enum Operation {
     /// [`Driver::create`], [`Driver::start`], [`Driver::wait`] and [`Driver::delete`]; `run`
     /// is the lifecycle engine over them.
     TwoPhase,
+    /// [`Driver::exec_create`], [`Driver::exec_start`], [`Driver::exec_wait`] and
+    /// [`Driver::exec_delete`]: an extra process can be set up without starting it; `exec` is
+    /// the lifecycle engine over them.
+    TwoPhaseExec,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Exec,
         Self::Pause,
         Self::Stats,
@@ -311,6 +319,7 @@ impl Operation {
         Self::Signals,
         Self::Isolation,
         Self::TwoPhase,
+        Self::TwoPhaseExec,
     ];
 
     /// The snake_case name.
@@ -327,6 +336,7 @@ impl Operation {
             Self::Signals => "signals",
             Self::Isolation => "isolation",
             Self::TwoPhase => "two_phase",
+            Self::TwoPhaseExec => "two_phase_exec",
         }
     }
 }

@@ -301,8 +301,18 @@ pub fn exec<D: Driver + ?Sized>(
     pipes: Pipes,
     hooks: &Hooks,
 ) -> Result<ExitStatus> {
-    let created = driver.exec_create(id, process, pipes)?;
-    exec_created(driver, id, process, created, hooks)
+    let exec_id = next_exec_id();
+    let created = driver.exec_create(id, &exec_id, process, pipes)?;
+    exec_created(driver, id, &exec_id, process, created, hooks)
+}
+
+/// A fresh exec id for [`exec`] (`exec-<n>`, unique in this process).
+pub fn next_exec_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "exec-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// [`exec`] from step 2, for a process the driver created already (with options of its own,
@@ -313,38 +323,38 @@ pub fn exec<D: Driver + ?Sized>(
 pub fn exec_created<D: Driver + ?Sized>(
     driver: &D,
     id: &ContainerId,
+    exec_id: &str,
     process: &Process,
     created: Created,
     hooks: &Hooks,
 ) -> Result<ExitStatus> {
-    let pid = created.pid;
-    let ctx =
-        HookContext::new(id, process, pid, &created.oom).with_terminal(created.terminal.clone());
+    let ctx = HookContext::new(id, process, created.pid, &created.oom)
+        .with_terminal(created.terminal.clone());
     let finish = |created: &Created| {
         if let Some(t) = &created.terminal {
             let _ = t.close();
         }
     };
-    let exit = match driver.exec_wait(id, pid) {
+    let exit = match driver.exec_wait(id, exec_id) {
         Ok(exit) => exit,
         Err(e) => {
-            let _ = driver.exec_delete(id, pid);
+            let _ = driver.exec_delete(id, exec_id);
             finish(&created);
             return Err(e);
         }
     };
     if let Err(e) = hooks.run(HookStage::PreStart, &ctx) {
-        let _ = driver.exec_delete(id, pid);
+        let _ = driver.exec_delete(id, exec_id);
         finish(&created);
         return Err(e);
     }
     let started = driver
-        .exec_start(id, pid)
+        .exec_start(id, exec_id)
         .and_then(|()| hooks.run(HookStage::Start, &ctx));
     // A failed start: killed and released here (exec_delete waits for it).
     let deleted_early = started.is_err();
     if deleted_early {
-        let _ = driver.exec_delete(id, pid);
+        let _ = driver.exec_delete(id, exec_id);
     }
     let status = exit.wait();
     hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
@@ -352,7 +362,7 @@ pub fn exec_created<D: Driver + ?Sized>(
     let deleted = if deleted_early {
         Ok(())
     } else {
-        driver.exec_delete(id, pid)
+        driver.exec_delete(id, exec_id)
     };
     started.and(deleted).map(|()| status)
 }

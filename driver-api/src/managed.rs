@@ -158,8 +158,9 @@ pub(crate) struct Managed {
     /// Containers made with `create` and not deleted yet, each counted by the gate, with
     /// their init's pid (for `Started`).
     created: Mutex<std::collections::HashMap<ContainerId, (InUse, u32)>>,
-    /// Processes made with `exec_create` and not released yet, each counted by the gate.
-    execs: Mutex<std::collections::HashMap<(ContainerId, u32), InUse>>,
+    /// Processes made with `exec_create` and not released yet, each counted by the gate,
+    /// with their pid (for `ExecStarted`).
+    execs: Mutex<std::collections::HashMap<(ContainerId, String), (InUse, u32)>>,
 }
 
 impl Managed {
@@ -177,7 +178,9 @@ impl Managed {
         self.created.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn execs(&self) -> MutexGuard<'_, std::collections::HashMap<(ContainerId, u32), InUse>> {
+    fn execs(
+        &self,
+    ) -> MutexGuard<'_, std::collections::HashMap<(ContainerId, String), (InUse, u32)>> {
         self.execs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -333,20 +336,26 @@ impl Driver for Managed {
     fn exec_create(
         &self,
         id: &ContainerId,
+        exec_id: &str,
         process: &Process,
         pipes: Pipes,
     ) -> Result<crate::Created> {
         let counted = self.gate.enter_existing();
-        let created = self.inner.exec_create(id, process, pipes)?;
-        self.execs().insert((id.clone(), created.pid), counted);
+        let created = self.inner.exec_create(id, exec_id, process, pipes)?;
+        self.execs()
+            .insert((id.clone(), exec_id.to_owned()), (counted, created.pid));
         Ok(created)
     }
 
-    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
-        self.inner.exec_start(id, pid)?;
+    fn exec_start(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        self.inner.exec_start(id, exec_id)?;
+        let key = (id.clone(), exec_id.to_owned());
+        let Some(pid) = self.execs().get(&key).map(|(_, pid)| *pid) else {
+            return Ok(());
+        };
         self.events.publish(id, EventKind::ExecStarted { pid });
         // After ExecStarted, also when it exited already (on_exit then runs at once).
-        if let Ok(exit) = self.inner.exec_wait(id, pid) {
+        if let Ok(exit) = self.inner.exec_wait(id, exec_id) {
             let (bus, exit_id) = (self.events.clone(), id.clone());
             exit.on_exit(move |status| {
                 bus.publish(&exit_id, EventKind::ExecExited { pid, status })
@@ -355,13 +364,13 @@ impl Driver for Managed {
         Ok(())
     }
 
-    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<crate::Exit> {
-        self.inner.exec_wait(id, pid)
+    fn exec_wait(&self, id: &ContainerId, exec_id: &str) -> Result<crate::Exit> {
+        self.inner.exec_wait(id, exec_id)
     }
 
-    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
-        self.inner.exec_delete(id, pid)?;
-        self.execs().remove(&(id.clone(), pid));
+    fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        self.inner.exec_delete(id, exec_id)?;
+        self.execs().remove(&(id.clone(), exec_id.to_owned()));
         Ok(())
     }
 

@@ -45,7 +45,7 @@ pub struct NativeDriver {
     /// Containers made by [`Driver::create`] in this process, until deleted.
     live: Mutex<HashMap<ContainerId, Live>>,
     /// Processes made by [`Driver::exec_create`], until [`Driver::exec_delete`].
-    execs: Mutex<HashMap<(ContainerId, u32), LiveExec>>,
+    execs: Mutex<HashMap<(ContainerId, String), LiveExec>>,
 }
 
 /// A container [`Driver::create`] made in this process.
@@ -564,6 +564,7 @@ impl Driver for NativeDriver {
             .with(Operation::Terminal)
             .with(Operation::Isolation)
             .with(Operation::TwoPhase)
+            .with(Operation::TwoPhaseExec)
     }
 
     // `run` and `exec` are the API's lifecycle engine over the primitives below.
@@ -696,22 +697,23 @@ impl Driver for NativeDriver {
     fn exec_create(
         &self,
         id: &ContainerId,
+        exec_id: &str,
         process: &Process,
         pipes: Pipes,
     ) -> Result<execdriver_api::Created> {
-        self.exec_create_with(id, process, pipes, &ExecOptions::default())
+        self.exec_create_with(id, exec_id, process, pipes, &ExecOptions::default())
     }
 
-    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
+    fn exec_start(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
         let (pending, exit) = {
             let mut execs = lock(&self.execs);
             let e = execs
-                .get_mut(&(id.clone(), pid))
-                .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+                .get_mut(&(id.clone(), exec_id.to_owned()))
+                .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
             let Some(p) = e.pending.take() else {
                 return Err(DriverError::InvalidState {
                     id: id.to_string(),
-                    op: format!("start exec {pid}"),
+                    op: format!("start exec {exec_id}"),
                     status: if e.exit.status().is_some() {
                         Status::Stopped
                     } else {
@@ -725,23 +727,23 @@ impl Driver for NativeDriver {
         Self::let_exec(id, chan, None, &plan, &exit)
     }
 
-    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<Exit> {
+    fn exec_wait(&self, id: &ContainerId, exec_id: &str) -> Result<Exit> {
         lock(&self.execs)
-            .get(&(id.clone(), pid))
+            .get(&(id.clone(), exec_id.to_owned()))
             .map(|e| e.exit.clone())
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
     }
 
-    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
+    fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
         let e = lock(&self.execs)
-            .remove(&(id.clone(), pid))
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+            .remove(&(id.clone(), exec_id.to_owned()))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
         if e.exit.status().is_none() {
             // Unreaped until the reaper sets the exit, so the pidfd still names it.
             let _ = sys::pidfd_send_signal(e.pidfd.as_raw_fd(), libc::SIGKILL);
             if e.exit.wait_timeout(Duration::from_secs(10)).is_none() {
                 return Err(DriverError::Internal {
-                    context: format!("container {id}: exec {pid}"),
+                    context: format!("container {id}: exec {exec_id}"),
                     message: "still running 10s after SIGKILL (is the container paused?)".into(),
                 });
             }
@@ -1597,6 +1599,7 @@ impl NativeDriver {
     pub fn exec_create_with(
         &self,
         id: &ContainerId,
+        exec_id: &str,
         process: &Process,
         pipes: Pipes,
         opts: &ExecOptions,
@@ -1608,7 +1611,14 @@ impl NativeDriver {
             pid,
             terminal,
             cgroup,
-        } = self.exec_setup(id, process, pipes, opts)?;
+        } = {
+            if lock(&self.execs).contains_key(&(id.clone(), exec_id.to_owned())) {
+                return Err(DriverError::AlreadyExists {
+                    id: format!("{id} exec {exec_id}"),
+                });
+            }
+            self.exec_setup(id, process, pipes, opts)?
+        };
         let pidfd = Arc::new(guard.children.pop().ok_or_else(|| DriverError::Internal {
             context: format!("container {id}: exec"),
             message: "no pidfd".into(),
@@ -1622,14 +1632,28 @@ impl NativeDriver {
             let _ = sys::waitid_pidfd(pidfd.as_raw_fd(), false);
             return Err(e);
         }
-        lock(&self.execs).insert(
-            (id.clone(), pid as u32),
-            LiveExec {
-                exit,
-                pidfd,
-                pending: Some((chan, plan)),
-            },
-        );
+        {
+            use std::collections::hash_map::Entry;
+            let mut execs = lock(&self.execs);
+            match execs.entry((id.clone(), exec_id.to_owned())) {
+                // Taken by a concurrent exec_create meanwhile: this one goes (the reaper
+                // reaps it).
+                Entry::Occupied(_) => {
+                    drop(execs);
+                    let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+                    return Err(DriverError::AlreadyExists {
+                        id: format!("{id} exec {exec_id}"),
+                    });
+                }
+                Entry::Vacant(v) => {
+                    v.insert(LiveExec {
+                        exit,
+                        pidfd,
+                        pending: Some((chan, plan)),
+                    });
+                }
+            }
+        }
         let terminal = terminal.map(|t| t as Arc<dyn Terminal>);
         Ok(execdriver_api::Created::new(pid as u32, oom).with_terminal(terminal))
     }
@@ -1662,8 +1686,9 @@ impl NativeDriver {
         hooks: &Hooks,
         opts: ExecOptions,
     ) -> Result<ExitStatus> {
-        let created = self.exec_create_with(id, process, pipes, &opts)?;
-        execdriver_api::lifecycle::exec_created(self, id, process, created, hooks)
+        let exec_id = execdriver_api::lifecycle::next_exec_id();
+        let created = self.exec_create_with(id, &exec_id, process, pipes, &opts)?;
+        execdriver_api::lifecycle::exec_created(self, id, &exec_id, process, created, hooks)
     }
 
     /// [`exec_detached`](Self::exec_detached) with options.

@@ -4,10 +4,11 @@
 //! command line).
 //!
 //! How the contract maps onto the binary:
-//! - `run`: the spec is written to a bundle of the driver's own (`<root>/bundles/<id>`, the
-//!   rootfs made absolute), `create --pid-file` leaves the init waiting, the `pre_start` hooks
-//!   get its real pid, then `start`, the `start` hooks, the wait, `delete --force`, the
-//!   `post_stop` hooks.
+//! - `create`: the spec is written to a bundle of the driver's own (`<root>/bundles/<id>`, the
+//!   rootfs made absolute), `create --pid-file` leaves the init waiting (so `pre_start` hooks
+//!   get its real pid); `start` is the binary's `start`; `delete` its `delete --force`. `run`
+//!   is the API's lifecycle engine over them. A waiter thread per container polls the init's
+//!   pidfd and its cgroup's OOM events and reaps it.
 //! - The init's parent (`create`) exits at once, so the engine process becomes a *child
 //!   subreaper* on first use (`PR_SET_CHILD_SUBREAPER`, as containerd's shim is): the init is
 //!   re-parented to it and reaped by pid. Only pids this driver started are reaped.
@@ -30,14 +31,14 @@ use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio as StdStdio;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
-    Capabilities, Command, ContainerId, Driver, DriverError, DriverFactory, ExitStatus,
-    HookContext, HookStage, Hooks, Info, OomNotifier, Operation, Pipes, ResourceStats, Result,
-    Signal, Status, Stdio, Terminal, parse_options,
+    Capabilities, Command, ContainerId, Created, Driver, DriverError, DriverFactory, Exit,
+    ExitStatus, HookContext, HookStage, Hooks, Info, OomNotifier, Operation, Pipes, ResourceStats,
+    Result, Signal, Status, Stdio, Terminal, parse_options,
 };
 use runc::options::{CreateOpts, DeleteOpts, ExecOpts, GlobalOpts, KillOpts};
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
@@ -91,9 +92,8 @@ pub struct OciDriver {
     root: PathBuf,
     extra_args: Vec<String>,
     systemd_cgroup: bool,
-    live: Mutex<HashMap<ContainerId, Live>>,
-    /// Notified whenever a container leaves `live`.
-    gone: Condvar,
+    /// Containers this value created, until deleted (shared with their waiter threads).
+    live: Arc<Mutex<HashMap<ContainerId, Live>>>,
     /// Held shared while the binary creates a container (its cgroup below the default parent)
     /// and exclusively while an empty default parent is removed, so that removal never races
     /// another container's `mkdir` of its own cgroup (ENOENT from the binary).
@@ -108,6 +108,8 @@ struct Live {
     created: SystemTime,
     cgroup: cgroup::Paths,
     annotations: std::collections::BTreeMap<String, String>,
+    /// Set by the container's waiter thread once the init is reaped.
+    exit: Exit,
 }
 
 impl OciDriver {
@@ -169,8 +171,7 @@ impl OciDriver {
             root,
             extra_args: options.extra_args,
             systemd_cgroup: options.systemd_cgroup,
-            live: Mutex::new(HashMap::new()),
-            gone: Condvar::new(),
+            live: Arc::new(Mutex::new(HashMap::new())),
             cgroup_parent: std::sync::RwLock::new(()),
         })
     }
@@ -281,11 +282,14 @@ impl OciDriver {
 
     fn remove(&self, id: &ContainerId) {
         self.lock().remove(id);
-        self.gone.notify_all();
     }
 
+    /// Sets the status of a live container that has not stopped (its waiter marks it stopped,
+    /// and nothing moves it back).
     fn set_status(&self, id: &ContainerId, status: Status) {
-        if let Some(l) = self.lock().get_mut(id) {
+        if let Some(l) = self.lock().get_mut(id)
+            && l.status != Status::Stopped
+        {
             l.status = status;
         }
     }
@@ -367,7 +371,7 @@ impl OciDriver {
     }
 
     /// `delete --force`, ignoring a container that is already gone.
-    fn delete(&self, id: &ContainerId) -> Result<()> {
+    fn force_delete(&self, id: &ContainerId) -> Result<()> {
         let client = self.client(None, None)?;
         match client.delete(id.as_str(), Some(&DeleteOpts::new().force(true))) {
             Ok(()) => Ok(()),
@@ -377,139 +381,95 @@ impl OciDriver {
             },
         }
     }
+}
 
-    /// Waits for our (re-parented) child `pid` to exit, counting OOM kills of its cgroup.
-    fn wait_exit(
-        &self,
-        id: &ContainerId,
-        pidfd: &OwnedFd,
-        cg: &cgroup::Paths,
-        oom: &OomNotifier,
-    ) -> Result<ExitStatus> {
-        use rustix::event::{PollFd, PollFlags};
-        // Woken by the exit or by an OOM event of the container's memory cgroup; the kill
-        // counter says how many OOM kills there were.
-        let watch = cg.oom_watch();
-        let mut seen = 0;
-        loop {
-            let (exited, oom_event) = {
-                let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
-                if let Some(w) = &watch {
-                    fds.push(PollFd::new(w, PollFlags::IN));
-                }
-                match rustix::event::poll(&mut fds, None) {
-                    Ok(_) => (
-                        !fds[0].revents().is_empty(),
-                        fds.get(1).is_some_and(|f| !f.revents().is_empty()),
-                    ),
-                    Err(rustix::io::Errno::INTR) => (false, false),
-                    Err(e) => {
-                        return Err(DriverError::sys(
-                            format!("container {id}: poll"),
-                            e.raw_os_error(),
-                        ));
-                    }
-                }
-            };
-            if oom_event && let Some(w) = &watch {
-                let mut drain = [0u8; 4096];
-                while rustix::io::read(w, &mut drain).is_ok_and(|n| n > 0) {}
+/// Waits for our (re-parented) child `pid` to exit, counting OOM kills of its cgroup.
+fn wait_exit(
+    id: &ContainerId,
+    pidfd: &OwnedFd,
+    cg: &cgroup::Paths,
+    oom: &OomNotifier,
+) -> Result<ExitStatus> {
+    use rustix::event::{PollFd, PollFlags};
+    // Woken by the exit or by an OOM event of the container's memory cgroup; the kill
+    // counter says how many OOM kills there were.
+    let watch = cg.oom_watch();
+    let mut seen = 0;
+    loop {
+        let (exited, oom_event) = {
+            let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
+            if let Some(w) = &watch {
+                fds.push(PollFd::new(w, PollFlags::IN));
             }
-            let kills = cg.oom_kills();
-            while seen < kills {
-                oom.notify(id);
-                seen += 1;
-            }
-            if exited {
-                break;
-            }
-        }
-        loop {
-            match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
-                Ok(Some(st)) => {
-                    let status = if let Some(sig) = st.terminating_signal() {
-                        ExitStatus::signaled(sig)
-                    } else {
-                        ExitStatus::exited(st.exit_status().unwrap_or(255))
-                    };
-                    return Ok(status);
-                }
-                Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => (
+                    !fds[0].revents().is_empty(),
+                    fds.get(1).is_some_and(|f| !f.revents().is_empty()),
+                ),
+                Err(rustix::io::Errno::INTR) => (false, false),
                 Err(e) => {
                     return Err(DriverError::sys(
-                        format!("container {id}: waitid"),
+                        format!("container {id}: poll"),
                         e.raw_os_error(),
                     ));
                 }
             }
+        };
+        if oom_event && let Some(w) = &watch {
+            let mut drain = [0u8; 4096];
+            while rustix::io::read(w, &mut drain).is_ok_and(|n| n > 0) {}
         }
-    }
-
-    fn run_created(
-        &self,
-        cmd: &Command,
-        pid: u32,
-        pidfd: OwnedFd,
-        pty: Option<Arc<console::Pty>>,
-        hooks: &Hooks,
-    ) -> Result<ExitStatus> {
-        let id = &cmd.id;
-        let process = cmd.process()?;
-        let cg = cgroup::Paths::of_pid(pid);
-        if let Some(l) = self.lock().get_mut(id) {
-            l.pid = pid;
-            l.cgroup = cg.clone();
-        }
-        let oom = OomNotifier::new();
-        let ctx = HookContext::new(id, process, pid, &oom)
-            .with_terminal(pty.clone().map(|t| t as Arc<dyn Terminal>));
-        if let Err(err) = hooks.run(HookStage::PreStart, &ctx) {
-            let _ = self.delete(id);
-            let _ = self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom);
-            return Err(err);
-        }
-        let log = self.bundle_dir(id).join("start.log");
-        let started = self
-            .client(Some(&log), None)?
-            .start(id.as_str())
-            .map(|_| ())
-            .map_err(|e| self.failed("start", id, e, Some(&log)));
-        if let Err(err) = started {
-            let _ = self.delete(id);
-            let _ = self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom);
-            return Err(err);
-        }
-        self.set_status(id, Status::Running);
-        let started = hooks.run(HookStage::Start, &ctx);
-        if started.is_err() {
-            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-        }
-        let mut status = self.wait_exit(id, &pidfd, &cg, &oom)?;
-        self.set_status(id, Status::Stopped);
         let kills = cg.oom_kills();
-        while oom.count() < kills {
+        while seen < kills {
             oom.notify(id);
+            seen += 1;
         }
-        status.oom_killed = oom.count() > 0 && status.signal == Some(SIGKILL);
-        if status.oom_killed {
-            status.code = 137;
+        if exited {
+            break;
         }
-        let deleted = self.delete(id);
-        {
-            let _removing = self
-                .cgroup_parent
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cg.remove_default_parent(DEFAULT_CGROUP_PARENT);
-        }
-        hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
-        oom.close();
-        if let Some(t) = &pty {
-            let _ = t.close();
-        }
-        started?;
-        deleted.map(|()| status)
     }
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+            Ok(Some(st)) => {
+                let status = if let Some(sig) = st.terminating_signal() {
+                    ExitStatus::signaled(sig)
+                } else {
+                    ExitStatus::exited(st.exit_status().unwrap_or(255))
+                };
+                return Ok(status);
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                return Err(DriverError::sys(
+                    format!("container {id}: waitid"),
+                    e.raw_os_error(),
+                ));
+            }
+        }
+    }
+}
+
+/// The status of a reaped init, with the OOM kills of its cgroup delivered on `oom` and
+/// counted in it.
+fn final_status(
+    id: &ContainerId,
+    waited: Result<ExitStatus>,
+    cg: &cgroup::Paths,
+    oom: &OomNotifier,
+) -> ExitStatus {
+    let mut status = waited.unwrap_or_else(|e| {
+        tracing::error!(%id, err = %e, "waiting for the init failed; reporting exit 255");
+        ExitStatus::exited(255)
+    });
+    let kills = cg.oom_kills();
+    while oom.count() < kills {
+        oom.notify(id);
+    }
+    status.oom_killed = oom.count() > 0 && status.signal == Some(SIGKILL);
+    if status.oom_killed {
+        status.code = 137;
+    }
+    status
 }
 
 const SIGKILL: i32 = 9;
@@ -757,9 +717,12 @@ impl Driver for OciDriver {
             .with(Operation::Terminal)
             .with(Operation::Signals)
             .with(Operation::Isolation)
+            .with(Operation::TwoPhase)
     }
 
-    fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+    // `run` is the API's lifecycle engine over create/start/wait/delete.
+
+    fn create(&self, cmd: &Command, pipes: Pipes) -> Result<Created> {
         execdriver_api::validate_spec(&cmd.spec)?;
         let tty = cmd.process()?.terminal().unwrap_or(false);
         become_subreaper()?;
@@ -778,6 +741,7 @@ impl Driver for OciDriver {
                     bundle: cmd.bundle.clone(),
                     created: SystemTime::now(),
                     cgroup: cgroup::Paths::default(),
+                    exit: Exit::new(),
                     annotations: cmd
                         .spec
                         .annotations()
@@ -810,13 +774,13 @@ impl Driver for OciDriver {
             };
             if let Err(e) = created {
                 let err = self.failed("create", &cmd.id, e, Some(&log));
-                let _ = self.delete(&cmd.id);
+                let _ = self.force_delete(&cmd.id);
                 return Err(err);
             }
             let (pid, pidfd) = match pid_from_file(&pid_file) {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = self.delete(&cmd.id);
+                    let _ = self.force_delete(&cmd.id);
                     return Err(e);
                 }
             };
@@ -833,8 +797,8 @@ impl Driver for OciDriver {
                 Ok(pty) => pty,
                 Err(e) => {
                     // The init is our child by now: reaped, not left a zombie.
-                    let _ = self.delete(&cmd.id);
-                    let _ = self.wait_exit(
+                    let _ = self.force_delete(&cmd.id);
+                    let _ = wait_exit(
                         &cmd.id,
                         &pidfd,
                         &cgroup::Paths::default(),
@@ -844,11 +808,108 @@ impl Driver for OciDriver {
                 }
             };
             drop(console);
-            self.run_created(cmd, pid, pidfd, pty, hooks)
+            Ok((pid, pidfd, pty))
         })();
-        self.discard_bundle(&cmd.id);
-        self.remove(&cmd.id);
-        result
+        let (pid, pidfd, pty) = match result {
+            Ok(made) => made,
+            Err(e) => {
+                self.discard_bundle(&cmd.id);
+                self.remove(&cmd.id);
+                return Err(e);
+            }
+        };
+        let id = &cmd.id;
+        let cg = cgroup::Paths::of_pid(pid);
+        let exit = {
+            let mut live = self.lock();
+            let l = live.get_mut(id).ok_or_else(|| DriverError::not_found(id))?;
+            l.pid = pid;
+            l.cgroup = cg.clone();
+            l.exit.clone()
+        };
+        let oom = OomNotifier::new();
+        // One waiter per container: it sleeps in poll on the init's pidfd and the cgroup's
+        // OOM events, delivers those, reaps the init and marks the container stopped.
+        let waiter = {
+            let (live, id, oom) = (self.live.clone(), id.clone(), oom.clone());
+            std::thread::Builder::new()
+                .name("oci-wait".into())
+                .spawn(move || {
+                    let status = final_status(&id, wait_exit(&id, &pidfd, &cg, &oom), &cg, &oom);
+                    if let Some(l) = live
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_mut(&id)
+                    {
+                        l.status = Status::Stopped;
+                    }
+                    exit.set(status);
+                })
+        };
+        if let Err(e) = waiter {
+            let _ = self.force_delete(id);
+            self.discard_bundle(id);
+            self.remove(id);
+            return Err(DriverError::io(format!("container {id}: waiter thread"), e));
+        }
+        let terminal = pty.map(|t| t as Arc<dyn Terminal>);
+        Ok(Created::new(pid, oom).with_terminal(terminal))
+    }
+
+    fn start(&self, id: &ContainerId) -> Result<()> {
+        if !self.lock().contains_key(id) {
+            // Created by another value on this root: the binary knows it.
+            self.state(id)?;
+        } else {
+            self.expect_status(id, "start", Status::Created)?;
+        }
+        let log = self.bundle_dir(id).join("start.log");
+        self.client(Some(&log), None)?
+            .start(id.as_str())
+            .map(|_| ())
+            .map_err(|e| self.failed("start", id, e, Some(&log)))?;
+        self.set_status(id, Status::Running);
+        Ok(())
+    }
+
+    fn wait(&self, id: &ContainerId) -> Result<Exit> {
+        if let Some(l) = self.lock().get(id) {
+            return Ok(l.exit.clone());
+        }
+        self.state(id)?;
+        Err(DriverError::unsupported(
+            format!("wait for container {id}, which another driver value created"),
+            NAME,
+        ))
+    }
+
+    fn delete(&self, id: &ContainerId) -> Result<()> {
+        let cg = {
+            let live = self.lock();
+            let Some(l) = live.get(id) else {
+                drop(live);
+                return self.clean(id);
+            };
+            if l.exit.status().is_none() {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: "delete".into(),
+                    status: l.status,
+                });
+            }
+            l.cgroup.clone()
+        };
+        let deleted = self.force_delete(id);
+        {
+            let _removing = self
+                .cgroup_parent
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cg.remove_default_parent(DEFAULT_CGROUP_PARENT);
+        }
+        self.discard_bundle(id);
+        self.remove(id);
+        deleted
     }
 
     fn exec(
@@ -892,8 +953,7 @@ impl Driver for OciDriver {
                 Err(e) => {
                     let _ =
                         rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-                    let _ =
-                        self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &OomNotifier::new());
+                    let _ = wait_exit(id, &pidfd, &cgroup::Paths::default(), &OomNotifier::new());
                     return Err(e);
                 }
             };
@@ -903,14 +963,14 @@ impl Driver for OciDriver {
                 .with_terminal(pty.clone().map(|t| t as Arc<dyn Terminal>));
             if let Err(err) = hooks.run(HookStage::PreStart, &ctx) {
                 let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-                let _ = self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom);
+                let _ = wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom);
                 return Err(err);
             }
             let started = hooks.run(HookStage::Start, &ctx);
             if started.is_err() {
                 let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
             }
-            let status = self.wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom)?;
+            let status = wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom)?;
             hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
             if let Some(t) = &pty {
                 let _ = t.close();
@@ -965,28 +1025,19 @@ impl Driver for OciDriver {
             let _ = self
                 .client(None, None)?
                 .kill(id.as_str(), 9, Some(&KillOpts::new().all(true)));
-            return self.delete(id);
+            return self.force_delete(id);
         }
         let _ = self
             .client(None, None)?
             .kill(id.as_str(), 9, Some(&KillOpts::new().all(true)));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut live = self.lock();
-        while live.contains_key(id) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(DriverError::Internal {
-                    context: format!("container {id}: terminate"),
-                    message: "still not gone after 30s".into(),
-                });
-            }
-            live = self
-                .gone
-                .wait_timeout(live, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        let exit = self.wait(id)?;
+        match exit.wait_timeout(Duration::from_secs(30)) {
+            Some(_) => Ok(()),
+            None => Err(DriverError::Internal {
+                context: format!("container {id}: terminate"),
+                message: "still not gone after 30s".into(),
+            }),
         }
-        Ok(())
     }
 
     fn clean(&self, id: &ContainerId) -> Result<()> {
@@ -998,7 +1049,7 @@ impl Driver for OciDriver {
                     status: l.status,
                 });
             }
-            return Ok(());
+            return Driver::delete(self, id);
         }
         match self.state(id) {
             Ok(c) if status_of(&c) != Status::Stopped => Err(DriverError::InvalidState {
@@ -1007,7 +1058,7 @@ impl Driver for OciDriver {
                 status: status_of(&c),
             }),
             Ok(_) => {
-                self.delete(id)?;
+                self.force_delete(id)?;
                 self.discard_bundle(id);
                 Ok(())
             }

@@ -186,8 +186,8 @@ pub static CHECKS: &[Check] = &[
     },
     Check {
         name: "two_phase_exec",
-        requires: &[Operation::TwoPhase, Operation::Exec],
-        description: "exec_create leaves the process unstarted, exec_start runs it (a second start refused), exec_wait gives its status, exec_delete forgets it; an unstarted one deleted never runs; exec with a failing pre_start never runs the program and skips post_stop",
+        requires: &[Operation::TwoPhaseExec, Operation::Exec],
+        description: "exec_create leaves the process unstarted (a second one with the same exec id refused), exec_start runs it (a second start refused), exec_wait gives its status, exec_delete forgets it; an unstarted one deleted never runs; exec with a failing pre_start never runs the program and skips post_stop",
         run: two_phase_exec,
     },
 ];
@@ -1208,20 +1208,27 @@ fn two_phase_exec(kit: &Kit) -> CheckResult {
             stderr: String::new(),
         })
     };
-    let mut pids = Vec::new();
+    let mut made: Vec<(String, u32)> = Vec::new();
     let checked = (|| {
         // Created, started, waited for, deleted.
         let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
+        let first = "two-phase-1";
         let created = kit
             .driver
-            .exec_create(&id, &echo("two-phase exec\n").map_err(e)?, pipes)
+            .exec_create(&id, first, &echo("two-phase exec\n").map_err(e)?, pipes)
             .map_err(|err| format!("exec_create: {err}"))?;
-        let pid = created.pid;
-        pids.push(pid);
-        ensure!(pid > 0, "exec_create gave pid 0");
+        made.push((first.to_owned(), created.pid));
+        ensure!(created.pid > 0, "exec_create gave pid 0");
+        match kit
+            .driver
+            .exec_create(&id, first, &echo("again\n").map_err(e)?, Pipes::null())
+        {
+            Err(DriverError::AlreadyExists { .. }) => {}
+            other => return Err(format!("a second exec_create of {first} gave {other:?}")),
+        }
         let exit = kit
             .driver
-            .exec_wait(&id, pid)
+            .exec_wait(&id, first)
             .map_err(|err| format!("exec_wait: {err}"))?;
         ensure!(
             exit.status().is_none(),
@@ -1229,9 +1236,9 @@ fn two_phase_exec(kit: &Kit) -> CheckResult {
             exit.status()
         );
         kit.driver
-            .exec_start(&id, pid)
+            .exec_start(&id, first)
             .map_err(|err| format!("exec_start: {err}"))?;
-        match kit.driver.exec_start(&id, pid) {
+        match kit.driver.exec_start(&id, first) {
             Err(DriverError::InvalidState { .. }) => {}
             other => return Err(format!("a second exec_start gave {other:?}")),
         }
@@ -1243,23 +1250,24 @@ fn two_phase_exec(kit: &Kit) -> CheckResult {
         let (out, _) = captured.wait_strings();
         ensure!(out == "two-phase exec\n", "exec stdout {out:?}");
         kit.driver
-            .exec_delete(&id, pid)
+            .exec_delete(&id, first)
             .map_err(|err| format!("exec_delete: {err}"))?;
-        match kit.driver.exec_wait(&id, pid) {
+        match kit.driver.exec_wait(&id, first) {
             Err(DriverError::NotFound { .. }) => {}
             other => return Err(format!("exec_wait after exec_delete gave {other:?}")),
         }
 
         // Created and deleted unstarted: its program never runs.
         let (pipes, captured) = Pipes::capture().map_err(|e| e.to_string())?;
+        let second = "two-phase-2";
         let created = kit
             .driver
-            .exec_create(&id, &echo("must not run\n").map_err(e)?, pipes)
+            .exec_create(&id, second, &echo("must not run\n").map_err(e)?, pipes)
             .map_err(|err| format!("exec_create: {err}"))?;
-        pids.push(created.pid);
-        let exit = kit.driver.exec_wait(&id, created.pid).map_err(e)?;
+        made.push((second.to_owned(), created.pid));
+        let exit = kit.driver.exec_wait(&id, second).map_err(e)?;
         kit.driver
-            .exec_delete(&id, created.pid)
+            .exec_delete(&id, second)
             .map_err(|err| format!("exec_delete of an unstarted process: {err}"))?;
         ensure!(
             exit.status().is_some(),
@@ -1306,8 +1314,8 @@ fn two_phase_exec(kit: &Kit) -> CheckResult {
         Ok(())
     })();
     if checked.is_err() {
-        for pid in &pids {
-            let _ = kit.driver.exec_delete(&id, *pid);
+        for (exec_id, _) in &made {
+            let _ = kit.driver.exec_delete(&id, exec_id);
         }
     }
     stop(kit, handle)?;
@@ -1320,9 +1328,9 @@ fn two_phase_exec(kit: &Kit) -> CheckResult {
             .filter(|k| matches!(k, K::ExecStarted { .. } | K::ExecExited { .. }))
             .collect();
         let want = vec![
-            K::ExecStarted { pid: pids[0] },
+            K::ExecStarted { pid: made[0].1 },
             K::ExecExited {
-                pid: pids[0],
+                pid: made[0].1,
                 status: ExitStatus::exited(0),
             },
         ];

@@ -77,10 +77,11 @@ struct Table {
     /// Notified whenever an entry leaves the table.
     gone: Condvar,
     /// Processes made by `exec_create`, by container and pid, until `exec_delete`.
-    execs: Mutex<HashMap<(ContainerId, u32), ExecEntry>>,
+    execs: Mutex<HashMap<(ContainerId, String), ExecEntry>>,
 }
 
 struct ExecEntry {
+    pid: u32,
     started: bool,
     /// Set (under the lock, while the process is still a zombie) once it exited: from then on
     /// its pid is not signalled.
@@ -94,7 +95,7 @@ impl Table {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn execs(&self) -> MutexGuard<'_, HashMap<(ContainerId, u32), ExecEntry>> {
+    fn execs(&self) -> MutexGuard<'_, HashMap<(ContainerId, String), ExecEntry>> {
         self.execs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -209,7 +210,12 @@ fn wait_exit(table: &Table, id: &ContainerId, child: &mut Child, group: Option<i
             // The container's init: its group dies with it, like a pid namespace.
             let _ = kill_process_group(pid, rustix::process::Signal::KILL);
             table.set_status(id, Status::Stopped);
-        } else if let Some(e) = table.execs().get_mut(&(id.clone(), child.id())) {
+        } else if let Some(e) = table
+            .execs()
+            .iter_mut()
+            .find(|((cid, _), e)| cid == id && e.pid == child.id())
+            .map(|(_, e)| e)
+        {
             e.exited = true;
         }
     }
@@ -392,6 +398,7 @@ impl Driver for ProcessDriver {
             .with(Operation::Pids)
             .with(Operation::Signals)
             .with(Operation::TwoPhase)
+            .with(Operation::TwoPhaseExec)
     }
 
     // `run` is the API's lifecycle engine over these four: the hook sequence is not ours.
@@ -488,7 +495,14 @@ impl Driver for ProcessDriver {
 
     // `exec` is the API's lifecycle engine over these four, like `run`.
 
-    fn exec_create(&self, id: &ContainerId, process: &Process, pipes: Pipes) -> Result<Created> {
+    fn exec_create(
+        &self,
+        id: &ContainerId,
+        exec_id: &str,
+        process: &Process,
+        pipes: Pipes,
+    ) -> Result<Created> {
+        let key = (id.clone(), exec_id.to_owned());
         let (group, cwd) = {
             let table = self.lock();
             let e = table.get(id).ok_or_else(|| DriverError::not_found(id))?;
@@ -501,34 +515,40 @@ impl Driver for ProcessDriver {
             }
             (e.pid, Self::cwd(&e.bundle, e.rootfs.as_deref(), process))
         };
+        if self.table.execs().contains_key(&key) {
+            return Err(DriverError::AlreadyExists {
+                id: format!("{id} exec {exec_id}"),
+            });
+        }
         let child = self.spawn_stopped(id, process, &cwd, pipes, Some(group))?;
         let pid = child.id();
         let exit = Exit::new();
         self.table.execs().insert(
-            (id.clone(), pid),
+            key.clone(),
             ExecEntry {
+                pid,
                 started: false,
                 exited: false,
                 exit: exit.clone(),
             },
         );
         if let Err(e) = spawn_waiter(&self.table, id, child, Some(group), exit) {
-            self.table.execs().remove(&(id.clone(), pid));
+            self.table.execs().remove(&key);
             let _ = kill_process(to_pid(pid as i32)?, rustix::process::Signal::KILL);
             return Err(DriverError::io(format!("container {id}: waiter thread"), e));
         }
         Ok(Created::new(pid, OomNotifier::new()))
     }
 
-    fn exec_start(&self, id: &ContainerId, pid: u32) -> Result<()> {
+    fn exec_start(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
         let mut execs = self.table.execs();
         let e = execs
-            .get_mut(&(id.clone(), pid))
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+            .get_mut(&(id.clone(), exec_id.to_owned()))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
         if e.started || e.exited {
             return Err(DriverError::InvalidState {
                 id: id.to_string(),
-                op: format!("start exec {pid}"),
+                op: format!("start exec {exec_id}"),
                 status: if e.exited {
                     Status::Stopped
                 } else {
@@ -537,33 +557,34 @@ impl Driver for ProcessDriver {
             });
         }
         // Under the lock: `exited` is set under it while the process is still a zombie.
-        kill_process(to_pid(pid as i32)?, rustix::process::Signal::CONT)
-            .map_err(|err| errno(format!("container {id}: exec {pid}: start"), err))?;
+        kill_process(to_pid(e.pid as i32)?, rustix::process::Signal::CONT)
+            .map_err(|err| errno(format!("container {id}: exec {exec_id}: start"), err))?;
         e.started = true;
         Ok(())
     }
 
-    fn exec_wait(&self, id: &ContainerId, pid: u32) -> Result<Exit> {
+    fn exec_wait(&self, id: &ContainerId, exec_id: &str) -> Result<Exit> {
         self.table
             .execs()
-            .get(&(id.clone(), pid))
+            .get(&(id.clone(), exec_id.to_owned()))
             .map(|e| e.exit.clone())
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
     }
 
-    fn exec_delete(&self, id: &ContainerId, pid: u32) -> Result<()> {
+    fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        let key = (id.clone(), exec_id.to_owned());
         let exit = {
             let execs = self.table.execs();
             let e = execs
-                .get(&(id.clone(), pid))
-                .ok_or_else(|| DriverError::not_found(format!("{id} exec {pid}")))?;
+                .get(&key)
+                .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
             if !e.exited {
-                let _ = kill_process(to_pid(pid as i32)?, rustix::process::Signal::KILL);
+                let _ = kill_process(to_pid(e.pid as i32)?, rustix::process::Signal::KILL);
             }
             e.exit.clone()
         };
         exit.wait();
-        self.table.execs().remove(&(id.clone(), pid));
+        self.table.execs().remove(&key);
         Ok(())
     }
 
