@@ -114,7 +114,10 @@ pub trait Driver: Send + Sync {
     /// The caller names it with `exec_id` (unique among the container's execs until
     /// [`exec_delete`](Self::exec_delete), as containerd's exec ids are) for
     /// [`exec_start`](Self::exec_start), [`exec_wait`](Self::exec_wait) and `exec_delete`;
-    /// `Created.pid` is its pid, the OOM broadcaster the container's.
+    /// `Created.pid` is its pid, the OOM broadcaster the container's. A driver whose
+    /// runtime can't hold an extra process before its program runs (an OCI binary's `exec`)
+    /// starts it here, makes `exec_start` only record the start, and does not list
+    /// `TwoPhaseExec`: `pre_start` hooks then see a running process.
     ///
     /// # Errors
     /// As [`exec`](Self::exec) up to the start; `AlreadyExists` for an exec id in use;

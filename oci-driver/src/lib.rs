@@ -12,8 +12,9 @@
 //! - The init's parent (`create`) exits at once, so the engine process becomes a *child
 //!   subreaper* on first use (`PR_SET_CHILD_SUBREAPER`, as containerd's shim is): the init is
 //!   re-parented to it and reaped by pid. Only pids this driver started are reaped.
-//! - exec is `exec --detach --pid-file`: the binary has no created state for an extra process,
-//!   so its `pre_start` hooks run once it has started.
+//! - `exec_create` is `exec --detach --pid-file`: the binary has no created state for an extra
+//!   process, so it starts there and its `pre_start` hooks run once it has started
+//!   (`exec_start` only records the start; no `Operation::TwoPhaseExec`).
 //! - OOM: the container's memory cgroup (found from `/proc/<init>/cgroup`) is watched while
 //!   the run waits — v1 an eventfd on `memory.oom_control` (`cgroup.event_control`), v2
 //!   inotify on `memory.events` — and each event's `oom_kill` count is delivered.
@@ -37,8 +38,8 @@ use std::time::{Duration, SystemTime};
 use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
     Capabilities, Command, ContainerId, Created, Driver, DriverError, DriverFactory, Exit,
-    ExitStatus, HookContext, HookStage, Hooks, Info, OomNotifier, Operation, Pipes, ResourceStats,
-    Result, Signal, Status, Stdio, Terminal, parse_options,
+    ExitStatus, Info, OomNotifier, Operation, Pipes, ResourceStats, Result, Signal, Status, Stdio,
+    Terminal, parse_options,
 };
 use runc::options::{CreateOpts, DeleteOpts, ExecOpts, GlobalOpts, KillOpts};
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
@@ -109,6 +110,16 @@ struct Live {
     cgroup: cgroup::Paths,
     annotations: std::collections::BTreeMap<String, String>,
     /// Set by the container's waiter thread once the init is reaped.
+    exit: Exit,
+    /// Processes `exec_create` started, by exec id, until `exec_delete`.
+    execs: HashMap<String, LiveExec>,
+}
+
+/// A process the binary exec'd into a container.
+struct LiveExec {
+    pidfd: Arc<OwnedFd>,
+    started: bool,
+    /// Set by its waiter thread once it is reaped.
     exit: Exit,
 }
 
@@ -742,6 +753,7 @@ impl Driver for OciDriver {
                     created: SystemTime::now(),
                     cgroup: cgroup::Paths::default(),
                     exit: Exit::new(),
+                    execs: HashMap::new(),
                     annotations: cmd
                         .spec
                         .annotations()
@@ -912,13 +924,17 @@ impl Driver for OciDriver {
         deleted
     }
 
-    fn exec(
+    // `exec` is the API's lifecycle engine over these four. The binary has no created state
+    // for an extra process: `exec_create` starts it (`exec --detach`), so its `pre_start`
+    // hooks see it running and `exec_start` only records the start (no `TwoPhaseExec`).
+
+    fn exec_create(
         &self,
         id: &ContainerId,
+        exec_id: &str,
         process: &Process,
         pipes: Pipes,
-        hooks: &Hooks,
-    ) -> Result<ExitStatus> {
+    ) -> Result<Created> {
         let tty = process.terminal().unwrap_or(false);
         {
             let live = self.lock();
@@ -928,6 +944,11 @@ impl Driver for OciDriver {
                     id: id.to_string(),
                     op: "exec".into(),
                     status: l.status,
+                });
+            }
+            if l.execs.contains_key(exec_id) {
+                return Err(DriverError::AlreadyExists {
+                    id: format!("{id} exec {exec_id}"),
                 });
             }
         }
@@ -945,41 +966,116 @@ impl Driver for OciDriver {
         let ran = self
             .client_for(&log, pipes, tty)?
             .exec(id.as_str(), process, Some(&opts));
-        let result = (|| {
+        let made = (|| {
             ran.map_err(|e| self.failed("exec", id, e, Some(&log)))?;
             let (pid, pidfd) = pid_from_file(&pid_file)?;
+            let pidfd = Arc::new(pidfd);
             let pty = match console.as_ref().map(|c| c.receive()).transpose() {
                 Ok(m) => m.map(|m| Arc::new(console::Pty::new(m))),
                 Err(e) => {
                     let _ =
-                        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+                        rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
                     let _ = wait_exit(id, &pidfd, &cgroup::Paths::default(), &OomNotifier::new());
                     return Err(e);
                 }
             };
-            drop(console);
-            let oom = OomNotifier::new();
-            let ctx = HookContext::new(id, process, pid, &oom)
-                .with_terminal(pty.clone().map(|t| t as Arc<dyn Terminal>));
-            if let Err(err) = hooks.run(HookStage::PreStart, &ctx) {
-                let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-                let _ = wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom);
-                return Err(err);
-            }
-            let started = hooks.run(HookStage::Start, &ctx);
-            if started.is_err() {
-                let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-            }
-            let status = wait_exit(id, &pidfd, &cgroup::Paths::default(), &oom)?;
-            hooks.run_all(HookStage::PostStop, &ctx.with_exit(status));
-            if let Some(t) = &pty {
-                let _ = t.close();
-            }
-            started.map(|()| status)
+            Ok((pid, pidfd, pty))
         })();
         let _ = fs::remove_file(&pid_file);
         let _ = fs::remove_file(&log);
-        result
+        let (pid, pidfd, pty) = made?;
+        drop(console);
+        let exit = Exit::new();
+        let waiter = {
+            let (id, pidfd, exit) = (id.clone(), pidfd.clone(), exit.clone());
+            std::thread::Builder::new()
+                .name("oci-exec-wait".into())
+                .spawn(move || {
+                    let waited =
+                        wait_exit(&id, &pidfd, &cgroup::Paths::default(), &OomNotifier::new());
+                    exit.set(waited.unwrap_or_else(|e| {
+                        tracing::error!(%id, err = %e, "waiting for an exec'd process failed");
+                        ExitStatus::exited(255)
+                    }));
+                })
+        };
+        if let Err(e) = waiter {
+            let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
+            let _ = wait_exit(id, &pidfd, &cgroup::Paths::default(), &OomNotifier::new());
+            return Err(DriverError::io(
+                format!("container {id}: exec waiter thread"),
+                e,
+            ));
+        }
+        let entry = LiveExec {
+            pidfd: pidfd.clone(),
+            started: false,
+            exit,
+        };
+        let taken = match self.lock().get_mut(id) {
+            Some(l) if !l.execs.contains_key(exec_id) => {
+                l.execs.insert(exec_id.to_owned(), entry);
+                false
+            }
+            _ => true,
+        };
+        if taken {
+            // The exec id was taken (or the container deleted) meanwhile: this one goes.
+            let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
+            return Err(DriverError::AlreadyExists {
+                id: format!("{id} exec {exec_id}"),
+            });
+        }
+        let terminal = pty.map(|t| t as Arc<dyn Terminal>);
+        Ok(Created::new(pid, OomNotifier::new()).with_terminal(terminal))
+    }
+
+    fn exec_start(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        let mut live = self.lock();
+        let e = live
+            .get_mut(id)
+            .and_then(|l| l.execs.get_mut(exec_id))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+        if e.started {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: format!("start exec {exec_id}"),
+                status: if e.exit.status().is_some() {
+                    Status::Stopped
+                } else {
+                    Status::Running
+                },
+            });
+        }
+        e.started = true;
+        Ok(())
+    }
+
+    fn exec_wait(&self, id: &ContainerId, exec_id: &str) -> Result<Exit> {
+        self.lock()
+            .get(id)
+            .and_then(|l| l.execs.get(exec_id))
+            .map(|e| e.exit.clone())
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
+    }
+
+    fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        let e = self
+            .lock()
+            .get_mut(id)
+            .and_then(|l| l.execs.remove(exec_id))
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+        if e.exit.status().is_none() {
+            // Unreaped until its waiter sets the exit, so the pidfd still names it.
+            let _ = rustix::process::pidfd_send_signal(&*e.pidfd, rustix::process::Signal::KILL);
+            if e.exit.wait_timeout(Duration::from_secs(10)).is_none() {
+                return Err(DriverError::Internal {
+                    context: format!("container {id}: exec {exec_id}"),
+                    message: "still running 10s after SIGKILL".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {

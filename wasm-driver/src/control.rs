@@ -160,11 +160,8 @@ impl Control {
 
     /// Records this thread as the instance's.
     pub fn bind_thread(&self) {
-        let tid = std::fs::read_link("/proc/thread-self")
-            .ok()
-            .and_then(|p| p.file_name().and_then(|n| n.to_str()?.parse().ok()))
-            .unwrap_or(0);
-        self.tid.store(tid, Ordering::Relaxed);
+        self.tid
+            .store(nix::unistd::gettid().as_raw(), Ordering::Relaxed);
     }
 }
 

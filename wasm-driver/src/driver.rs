@@ -3,33 +3,35 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use execdriver_api::oci_spec::runtime::{LinuxResources, Process};
 use execdriver_api::{
-    Capabilities, Command, ContainerId, CpuStats, Driver, DriverError, ExitStatus, HookContext,
-    HookStage, Hooks, HttpStats, Info, MemoryStats, Operation, PidsStats, Pipes, ResourceStats,
-    Result, Signal, Status,
+    Capabilities, Command, ContainerId, CpuStats, Created, Driver, DriverError, Exit, ExitStatus,
+    HttpStats, Info, MemoryStats, Operation, PidsStats, Pipes, ResourceStats, Result, Signal,
+    Status,
 };
 
 use crate::cache::{CacheStats, Compiled, ModuleCache};
 use crate::control::{Control, Shared};
 use crate::engine::Runtime;
 use crate::http::Instances;
-use crate::instance::{self, Preopen, Setup};
+use crate::instance::{self, Preopen, Ready, Setup};
 use crate::options::WasmOptions;
+use crate::runners::Runners;
 use crate::{NAME, entry};
 
 /// The `wasm` driver. Create it with [`crate::factory`] (by name, through a registry) or
 /// [`WasmDriver::new`].
 pub struct WasmDriver {
     options: WasmOptions,
-    runtime: OnceLock<std::result::Result<Runtime, String>>,
+    runtime: OnceLock<std::result::Result<Arc<Runtime>, String>>,
     modules: ModuleCache,
+    /// Containers from `create` until `delete`.
     table: Mutex<HashMap<ContainerId, Arc<Container>>>,
-    /// Notified whenever a container leaves the table.
-    gone: Condvar,
+    /// The threads started instances run on.
+    runners: Runners,
 }
 
 struct Container {
@@ -47,6 +49,20 @@ struct Container {
     http_address: OnceLock<std::net::SocketAddr>,
     started: AtomicBool,
     stopped: AtomicBool,
+    /// The init's exit.
+    exit: Exit,
+    /// The instantiated init until `start`.
+    pending: Mutex<Option<Ready>>,
+    /// Instances made by `exec_create`, by exec id, until `exec_delete`.
+    execs: Mutex<HashMap<String, ExecInstance>>,
+}
+
+/// An instance `exec_create` made.
+struct ExecInstance {
+    control: Arc<Control>,
+    exit: Exit,
+    /// Instantiated, until `exec_start`.
+    pending: Option<Ready>,
 }
 
 impl Container {
@@ -61,14 +77,6 @@ impl Container {
             Status::Created
         }
     }
-}
-
-/// One instance to run: the planned module and what the caller passed.
-struct Job<'a> {
-    planned: Planned,
-    process: &'a Process,
-    pipes: Pipes,
-    hooks: &'a Hooks,
 }
 
 /// A process, resolved against a container's rootfs and ready to instantiate.
@@ -100,7 +108,7 @@ impl WasmDriver {
             options,
             runtime: OnceLock::new(),
             table: Mutex::new(HashMap::new()),
-            gone: Condvar::new(),
+            runners: Runners::default(),
         }
     }
 
@@ -109,9 +117,9 @@ impl WasmDriver {
         self.modules.stats()
     }
 
-    fn runtime(&self) -> Result<&Runtime> {
+    fn runtime(&self) -> Result<&Arc<Runtime>> {
         self.runtime
-            .get_or_init(|| Runtime::new(&self.options))
+            .get_or_init(|| Runtime::new(&self.options).map(Arc::new))
             .as_ref()
             .map_err(|e| DriverError::Internal {
                 context: "wasm runtime".into(),
@@ -249,97 +257,112 @@ impl WasmDriver {
         })
     }
 
-    /// Instantiates and runs one instance of `c` on this thread, with hooks.
-    fn run_instance(
+    /// Instantiates `planned` for `control` on this thread (its entry not called): the
+    /// instance, or the status of one that died while instantiating (killed, or out of
+    /// memory in its start function).
+    fn instantiate(
         &self,
         c: &Arc<Container>,
         control: &Arc<Control>,
-        job: Job<'_>,
-        is_init: bool,
-    ) -> Result<ExitStatus> {
-        let Job {
-            planned,
-            process,
-            pipes,
-            hooks,
-        } = job;
+        planned: Planned,
+        pipes: Pipes,
+    ) -> Result<std::result::Result<Ready, ExitStatus>> {
         let rt = self.runtime()?;
-        let id = c.shared.id.clone();
-        let pid = std::process::id();
         rt.tokio.handle().block_on(async {
             let _tick = rt.ticking();
             control.bind_thread();
             let ready = tokio::select! {
                 biased;
-                sig = control.killed() => return self.after(c, control, ExitStatus::signaled(sig), process, hooks, Ok(())),
+                sig = control.killed() => return Ok(Err(ExitStatus::signaled(sig))),
                 r = instance::instantiate(rt, &planned.compiled, planned.setup, pipes, control, &c.instances) => r,
             };
-            let ready = match ready {
-                Ok(r) => r,
-                Err(e) => {
-                    if let Some(st) = early_death(&e, control) {
-                        return self.after(c, control, st, process, hooks, Ok(()));
-                    }
-                    return Err(match e.downcast::<DriverError>() {
+            match ready {
+                Ok(r) => Ok(Ok(r)),
+                Err(e) => match early_death(&e, control) {
+                    Some(st) => Ok(Err(st)),
+                    None => Err(match e.downcast::<DriverError>() {
                         Ok(e) => e,
                         Err(e) => DriverError::cant_handle(NAME, format!("instantiate: {e:#}")),
-                    });
-                }
-            };
-            let serves = planned.compiled.serves_http();
-            if let instance::Ready::Http { server } = &ready {
-                if let Some(a) = server.local_addr() {
-                    let _ = c.http_address.set(a);
-                }
-                c.shared.http.serving.store(true, Ordering::SeqCst);
+                    }),
+                },
             }
-            let ctx = HookContext::new(&id, process, pid, &c.shared.oom);
-            hooks.run(HookStage::PreStart, &ctx)?;
-            if is_init {
-                c.started.store(true, Ordering::SeqCst);
-            }
-            let started = hooks.run(HookStage::Start, &ctx);
-            if started.is_err() {
-                control.request_kill(9);
-            }
-            // A server decides itself what a kill means (SIGTERM: a graceful stop).
-            let status = tokio::select! {
-                biased;
-                sig = control.killed(), if !serves => {
-                    if control.oom_killed.load(Ordering::SeqCst) {
-                        ExitStatus::signaled(9).with_oom_killed(true)
-                    } else {
-                        ExitStatus::signaled(sig)
-                    }
-                }
-                st = instance::call(ready, control, id.as_str()) => st,
-            };
-            self.after(c, control, status, process, hooks, started)
         })
     }
 
-    /// post_stop hooks, then the result.
-    fn after(
+    /// Runs an instantiated instance on a thread of the pool; `done` gets its status (on
+    /// that thread) when it ends.
+    fn launch(
         &self,
-        c: &Container,
-        control: &Control,
-        status: ExitStatus,
-        process: &Process,
-        hooks: &Hooks,
-        started: Result<()>,
-    ) -> Result<ExitStatus> {
-        let status =
-            status.with_oom_killed(status.oom_killed || control.oom_killed.load(Ordering::SeqCst));
-        let ctx = HookContext::new(&c.shared.id, process, std::process::id(), &c.shared.oom)
-            .with_exit(status);
-        hooks.run_all(HookStage::PostStop, &ctx);
-        started.map(|()| status)
+        c: &Arc<Container>,
+        control: &Arc<Control>,
+        ready: Ready,
+        done: impl FnOnce(ExitStatus) + Send + 'static,
+    ) -> Result<()> {
+        let rt = self.runtime()?.clone();
+        let control = control.clone();
+        let id = c.shared.id.clone();
+        self.runners
+            .run(move || {
+                let serves = matches!(ready, Ready::Http { .. });
+                let status = rt.tokio.handle().block_on(async {
+                    let _tick = rt.ticking();
+                    control.bind_thread();
+                    // A server decides itself what a kill means (SIGTERM: a graceful stop).
+                    tokio::select! {
+                        biased;
+                        sig = control.killed(), if !serves => {
+                            if control.oom_killed.load(Ordering::SeqCst) {
+                                ExitStatus::signaled(9).with_oom_killed(true)
+                            } else {
+                                ExitStatus::signaled(sig)
+                            }
+                        }
+                        st = instance::call(ready, &control, id.as_str()) => st,
+                    }
+                });
+                done(status.with_oom_killed(
+                    status.oom_killed || control.oom_killed.load(Ordering::SeqCst),
+                ));
+            })
+            .map_err(|e| {
+                DriverError::io(
+                    format!("container {}: start an instance thread", c.shared.id),
+                    e,
+                )
+            })
     }
 
     fn remove(&self, id: &ContainerId) {
         lock(&self.table).remove(id);
-        self.gone.notify_all();
     }
+}
+
+/// The init of `c` ended with `status`: the container stops, every exec'd instance with it
+/// (started ones are killed and awaited, unstarted ones dropped), then the exit is set.
+fn end_container(c: &Container, status: ExitStatus) {
+    c.stopped.store(true, Ordering::SeqCst);
+    *lock(&c.pending) = None;
+    for e in lock(&c.execs).values_mut() {
+        if e.pending.take().is_some() {
+            c.instances.remove(&e.control);
+            e.exit.set(ExitStatus::signaled(9));
+        }
+    }
+    let others: Vec<_> = c
+        .instances
+        .lock()
+        .iter()
+        .filter(|i| !Arc::ptr_eq(i, &c.init))
+        .cloned()
+        .collect();
+    for i in &others {
+        i.request_kill(9);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.instances.lock().len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    c.exit.set(status);
 }
 
 /// An instantiation that failed because the instance was killed or ran out of memory (in its
@@ -506,9 +529,13 @@ impl Driver for WasmDriver {
             .with(Operation::Pids)
             .with(Operation::Update)
             .with(Operation::Oom)
+            .with(Operation::TwoPhase)
+            .with(Operation::TwoPhaseExec)
     }
 
-    fn run(&self, cmd: &Command, pipes: Pipes, hooks: &Hooks) -> Result<ExitStatus> {
+    // `run` and `exec` are the API's lifecycle engine over the primitives below.
+
+    fn create(&self, cmd: &Command, pipes: Pipes) -> Result<Created> {
         execdriver_api::validate_spec(&cmd.spec)?;
         pipes.refuse_extra(NAME)?;
         let process = cmd.process()?;
@@ -567,6 +594,9 @@ impl Driver for WasmDriver {
             http_address: OnceLock::new(),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            exit: Exit::new(),
+            pending: Mutex::new(None),
+            execs: Mutex::new(HashMap::new()),
         });
         {
             let mut table = lock(&self.table);
@@ -577,43 +607,82 @@ impl Driver for WasmDriver {
             }
             table.insert(cmd.id.clone(), c.clone());
         }
-        let job = Job {
-            planned,
-            process,
-            pipes,
-            hooks,
-        };
-        let result = self.run_instance(&c, &init, job, true);
-        // The init is gone: the container stops, and every exec'd instance with it.
-        c.stopped.store(true, Ordering::SeqCst);
-        let others: Vec<_> = c
-            .instances
-            .lock()
-            .iter()
-            .filter(|i| !Arc::ptr_eq(i, &init))
-            .cloned()
-            .collect();
-        for i in &others {
-            i.request_kill(9);
+        match self.instantiate(&c, &init, planned, pipes) {
+            Ok(Ok(ready)) => {
+                if let Ready::Http { server } = &ready {
+                    if let Some(a) = server.local_addr() {
+                        let _ = c.http_address.set(a);
+                    }
+                    c.shared.http.serving.store(true, Ordering::SeqCst);
+                }
+                *lock(&c.pending) = Some(ready);
+            }
+            // Killed while it instantiated: created, and exited at once.
+            Ok(Err(status)) => end_container(&c, status),
+            Err(e) => {
+                self.remove(&cmd.id);
+                return Err(e);
+            }
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while c.instances.lock().len() > 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        c.shared.oom.close();
-        self.remove(&cmd.id);
-        result
+        Ok(Created::new(std::process::id(), c.shared.oom.clone()))
     }
 
-    fn exec(
+    fn start(&self, id: &ContainerId) -> Result<()> {
+        let c = self.get(id)?;
+        let Some(ready) = lock(&c.pending).take() else {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "start".into(),
+                status: c.status(),
+            });
+        };
+        c.started.store(true, Ordering::SeqCst);
+        let ended = c.clone();
+        let launched = self.launch(&c, &c.init, ready, move |status| {
+            end_container(&ended, status);
+        });
+        if let Err(e) = launched {
+            end_container(&c, ExitStatus::signaled(9));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn wait(&self, id: &ContainerId) -> Result<Exit> {
+        Ok(self.get(id)?.exit.clone())
+    }
+
+    fn delete(&self, id: &ContainerId) -> Result<()> {
+        let c = self.get(id)?;
+        if c.exit.status().is_none() {
+            return Err(DriverError::InvalidState {
+                id: id.to_string(),
+                op: "delete".into(),
+                status: c.status(),
+            });
+        }
+        c.shared.oom.close();
+        let mut table = lock(&self.table);
+        if table.get(id).is_some_and(|x| Arc::ptr_eq(x, &c)) {
+            table.remove(id);
+        }
+        Ok(())
+    }
+
+    fn exec_create(
         &self,
         id: &ContainerId,
+        exec_id: &str,
         process: &Process,
         pipes: Pipes,
-        hooks: &Hooks,
-    ) -> Result<ExitStatus> {
+    ) -> Result<Created> {
         pipes.refuse_extra(NAME)?;
         let c = self.running(id, "exec")?;
+        if lock(&c.execs).contains_key(exec_id) {
+            return Err(DriverError::AlreadyExists {
+                id: format!("{id} exec {exec_id}"),
+            });
+        }
         let planned = self.plan(&c.rootfs, process, c.preopens.clone(), None)?;
         if planned.compiled.serves_http() {
             return Err(DriverError::unsupported(
@@ -629,15 +698,109 @@ impl Driver for WasmDriver {
                 libc_eagain(),
             ));
         }
-        let job = Job {
-            planned,
-            process,
-            pipes,
-            hooks,
+        let exit = Exit::new();
+        let pending = match self.instantiate(&c, &control, planned, pipes) {
+            Ok(Ok(ready)) => Some(ready),
+            Ok(Err(status)) => {
+                c.instances.remove(&control);
+                exit.set(status);
+                None
+            }
+            Err(e) => {
+                c.instances.remove(&control);
+                return Err(e);
+            }
         };
-        let result = self.run_instance(&c, &control, job, false);
-        c.instances.remove(&control);
-        result
+        {
+            use std::collections::hash_map::Entry;
+            let mut execs = lock(&c.execs);
+            match execs.entry(exec_id.to_owned()) {
+                Entry::Occupied(_) => {
+                    drop(execs);
+                    c.instances.remove(&control);
+                    return Err(DriverError::AlreadyExists {
+                        id: format!("{id} exec {exec_id}"),
+                    });
+                }
+                Entry::Vacant(v) => {
+                    v.insert(ExecInstance {
+                        control,
+                        exit,
+                        pending,
+                    });
+                }
+            }
+        }
+        // The container's init ended meanwhile: so does this one.
+        if c.stopped.load(Ordering::SeqCst)
+            && let Some(e) = lock(&c.execs).get_mut(exec_id)
+            && e.pending.take().is_some()
+        {
+            c.instances.remove(&e.control);
+            e.exit.set(ExitStatus::signaled(9));
+        }
+        Ok(Created::new(std::process::id(), c.shared.oom.clone()))
+    }
+
+    fn exec_start(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        let c = self.get(id)?;
+        let (control, exit, ready) = {
+            let mut execs = lock(&c.execs);
+            let e = execs
+                .get_mut(exec_id)
+                .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+            let Some(ready) = e.pending.take() else {
+                return Err(DriverError::InvalidState {
+                    id: id.to_string(),
+                    op: format!("start exec {exec_id}"),
+                    status: if e.exit.status().is_some() {
+                        Status::Stopped
+                    } else {
+                        Status::Running
+                    },
+                });
+            };
+            (e.control.clone(), e.exit.clone(), ready)
+        };
+        let (instances, ended, set) = (c.instances.clone(), control.clone(), exit.clone());
+        let launched = self.launch(&c, &control, ready, move |status| {
+            instances.remove(&ended);
+            set.set(status);
+        });
+        if let Err(e) = launched {
+            c.instances.remove(&control);
+            exit.set(ExitStatus::signaled(9));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn exec_wait(&self, id: &ContainerId, exec_id: &str) -> Result<Exit> {
+        let c = self.get(id)?;
+        lock(&c.execs)
+            .get(exec_id)
+            .map(|e| e.exit.clone())
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
+    }
+
+    fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
+        let c = self.get(id)?;
+        let e = lock(&c.execs)
+            .remove(exec_id)
+            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+        if e.pending.is_some() {
+            c.instances.remove(&e.control);
+            e.exit.set(ExitStatus::signaled(9));
+        } else if e.exit.status().is_none() {
+            e.control.request_kill(9);
+            if e.exit.wait_timeout(Duration::from_secs(10)).is_none() {
+                return Err(DriverError::Internal {
+                    context: format!("container {id}: exec {exec_id}"),
+                    message: "still running 10s after the kill (blocked in a host call?)".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<()> {
@@ -651,6 +814,10 @@ impl Driver for WasmDriver {
         match signal.number() {
             2 | 9 | 15 => {
                 c.init.request_kill(signal.number());
+                // Not started: nothing runs to notice, so it ends here.
+                if lock(&c.pending).take().is_some() {
+                    end_container(&c, ExitStatus::signaled(signal.number()));
+                }
                 Ok(())
             }
             _ => Err(DriverError::unsupported(format!("signal {signal}"), NAME)),
@@ -683,35 +850,32 @@ impl Driver for WasmDriver {
         for i in c.instances.lock().iter() {
             i.request_kill(9);
         }
-        let mut table = lock(&self.table);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while table.get(id).is_some_and(|x| Arc::ptr_eq(x, &c)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(DriverError::Internal {
-                    context: format!("container {id}: terminate"),
-                    message: "still running 10s after the kill (blocked in a host call?)".into(),
-                });
-            }
-            table = self
-                .gone
-                .wait_timeout(table, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        if lock(&c.pending).take().is_some() {
+            end_container(&c, ExitStatus::signaled(9));
         }
-        Ok(())
+        match c.exit.wait_timeout(Duration::from_secs(10)) {
+            Some(_) => Ok(()),
+            None => Err(DriverError::Internal {
+                context: format!("container {id}: terminate"),
+                message: "still running 10s after the kill (blocked in a host call?)".into(),
+            }),
+        }
     }
 
     fn clean(&self, id: &ContainerId) -> Result<()> {
-        match lock(&self.table).get(id) {
-            Some(c) if c.status() != Status::Stopped => Err(DriverError::InvalidState {
+        let c = match lock(&self.table).get(id) {
+            None => return Ok(()),
+            Some(c) => c.clone(),
+        };
+        if c.status() != Status::Stopped || c.exit.status().is_none() {
+            return Err(DriverError::InvalidState {
                 id: id.to_string(),
                 op: "clean".into(),
                 status: c.status(),
-            }),
-            // Instances leave nothing behind once their run returned.
-            _ => Ok(()),
+            });
         }
+        // Instances leave nothing behind once they ended: only the record goes.
+        self.delete(id)
     }
 
     fn info(&self, id: &ContainerId) -> Result<Info> {

@@ -153,7 +153,16 @@ fn on_epoch(
 ) -> impl FnMut() -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static {
     let mut period_start = Instant::now();
     let mut cpu_at_start = thread_cpu();
+    // The thread the CPU time is measured on: an instance is instantiated on the caller's
+    // thread and runs on one of the pool's, whose clock starts the period afresh.
+    let mut on_thread = control.tid.load(Ordering::Relaxed);
     move || {
+        let tid = control.tid.load(Ordering::Relaxed);
+        if tid != on_thread {
+            on_thread = tid;
+            period_start = Instant::now();
+            cpu_at_start = thread_cpu();
+        }
         if let Some(sig) = control.killed_by() {
             return Err(wasmtime::Error::new(Killed(sig)));
         }

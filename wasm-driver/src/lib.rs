@@ -12,6 +12,7 @@ mod instance;
 #[cfg(target_os = "linux")]
 mod nodev;
 mod options;
+mod runners;
 mod special;
 
 use std::sync::Arc;
