@@ -71,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "execdriver-bench [--smoke] [--out DIR] [--only lifecycle,throughput,running,oom,protection,wasm,memory,http] [--execdriver PATH]\n\
+                    "execdriver-bench [--smoke] [--out DIR] [--only lifecycle,throughput,running,oom,protection,wasm,memory,http,scale] [--execdriver PATH]\n\
                      execdriver-bench --repeat native-run|wasm-warm N   (one in-library operation N times, for perf)"
                 );
                 std::process::exit(0);
@@ -265,6 +265,7 @@ fn run(args: &Args, root: bool) -> Result<bool, String> {
     run_one("wasm", &|| scenarios::wasm(&ctx));
     run_one("memory", &|| Ok(vec![scenarios::memory(&ctx)?]));
     run_one("http", &|| scenarios::http(&ctx));
+    run_one("scale", &|| Ok(vec![scenarios::scale(&ctx)?]));
     scenarios::cleanup(&ctx);
 
     let mut md = String::new();

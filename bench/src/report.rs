@@ -12,6 +12,10 @@ pub enum Unit {
     Time,
     /// Bytes per container; lower is better.
     Bytes,
+    /// A count (threads); lower is better.
+    Count,
+    /// Operations per second; higher is better.
+    Rate,
 }
 
 /// One line of a table.
@@ -78,6 +82,22 @@ impl Table {
         });
     }
 
+    /// A row of one measured value in `unit` (a count or a rate, carried in the nanoseconds of a
+    /// `Duration` as bytes are).
+    pub fn value(&mut self, name: &str, value: u64, unit: Unit, note: Option<String>) {
+        self.rows.push(Row {
+            series: Series {
+                name: name.to_owned(),
+                samples: vec![Duration::from_nanos(value)],
+                error: None,
+            },
+            ours: true,
+            vs: None,
+            note,
+            unit,
+        });
+    }
+
     pub fn median_of(&self, name: &str) -> Option<Duration> {
         self.rows
             .iter()
@@ -125,6 +145,8 @@ impl Table {
                 (Some(d), Unit::Time) => human(d),
                 // Bytes ride in Duration's nanoseconds.
                 (Some(d), Unit::Bytes) => format!("{:.1} KiB", d.as_nanos() as f64 / 1024.0),
+                (Some(d), Unit::Count) => d.as_nanos().to_string(),
+                (Some(d), Unit::Rate) => format!("{}/s", d.as_nanos()),
             };
             let ratio =
                 r.vs.as_deref()
@@ -176,7 +198,12 @@ impl Table {
             "rows": self.rows.iter().map(|r| serde_json::json!({
                 "name": r.series.name,
                 "ours": r.ours,
-                "unit": match r.unit { Unit::Time => "ns", Unit::Bytes => "bytes" },
+                "unit": match r.unit {
+                    Unit::Time => "ns",
+                    Unit::Bytes => "bytes",
+                    Unit::Count => "count",
+                    Unit::Rate => "per_second",
+                },
                 "n": r.series.samples.len(),
                 "median": r.series.median().map(|d| d.as_nanos() as u64),
                 "p10": r.series.quantile(0.1).map(|d| d.as_nanos() as u64),

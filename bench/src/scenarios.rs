@@ -11,7 +11,7 @@ use execdriver::{Command as Cmd, ContainerId, Driver, Hooks, Pipes, Signal};
 use crate::floor;
 use crate::measure::{Contender, Series, alternate};
 use crate::peers::Peer;
-use crate::report::Table;
+use crate::report::{Table, Unit};
 
 /// What every scenario works with.
 pub struct Ctx {
@@ -1148,4 +1148,193 @@ pub fn http(ctx: &Ctx) -> Result<Vec<Table>, String> {
     let _ = handle.wait();
     let _ = driver.clean(&id);
     result
+}
+
+/// Threads of this process.
+fn threads_now() -> u64 {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count() as u64)
+}
+
+/// Open fds of this process.
+fn fds_now() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// The host's MemAvailable, in bytes.
+fn mem_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The soft fd limit raised to the hard one; returns the hard one.
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((_, hard)) => {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+            hard
+        }
+        Err(_) => 1024,
+    }
+}
+
+/// One driver's half of the scale scenario: `n` containers of `bundle` created and started
+/// one after another by one caller, held running, then killed and deleted.
+fn hold_many(
+    t: &mut Table,
+    label: &str,
+    tag: &str,
+    driver: &Arc<dyn Driver>,
+    bundle: &Path,
+    n: usize,
+) -> Result<(), String> {
+    // One first, so that the driver's one-time threads and caches exist.
+    let warm = ContainerId::new(format!("scale-{tag}-warm")).map_err(|e| e.to_string())?;
+    let cmd = Cmd::from_bundle(warm.clone(), bundle).map_err(|e| e.to_string())?;
+    let c = driver
+        .create(&cmd, Pipes::null())
+        .map_err(|e| e.to_string())?;
+    driver.start(&warm).map_err(|e| e.to_string())?;
+    driver
+        .kill(&warm, Signal::KILL)
+        .map_err(|e| e.to_string())?;
+    driver.wait(&warm).map_err(|e| e.to_string())?.wait();
+    c.oom.close();
+    driver.delete(&warm).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(100));
+
+    let (threads0, rss0, avail0) = (threads_now(), rss_bytes(), mem_available());
+    let mut held = Vec::with_capacity(n);
+    let started = Instant::now();
+    let made = (|| -> Result<(), String> {
+        for i in 0..n {
+            let id = ContainerId::new(format!("scale-{tag}-{i}")).map_err(|e| e.to_string())?;
+            let cmd = Cmd::from_bundle(id.clone(), bundle).map_err(|e| e.to_string())?;
+            let c = driver
+                .create(&cmd, Pipes::null())
+                .map_err(|e| format!("container {i}: {e}"))?;
+            held.push((id.clone(), c));
+            driver
+                .start(&id)
+                .map_err(|e| format!("container {i}: start: {e}"))?;
+        }
+        Ok(())
+    })();
+    let start_time = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (threads1, rss1, avail1) = (threads_now(), rss_bytes(), mem_available());
+    let stopping = Instant::now();
+    let exits: Vec<_> = held.iter().map(|(id, _)| driver.wait(id)).collect();
+    for (id, _) in &held {
+        let _ = driver.kill(id, Signal::KILL);
+    }
+    for ((id, c), exit) in held.iter().zip(exits) {
+        if let Ok(exit) = exit {
+            let _ = exit.wait_timeout(Duration::from_secs(30));
+        }
+        c.oom.close();
+        let _ = driver.delete(id);
+    }
+    let stop_time = stopping.elapsed();
+    made?;
+    let per = |total: Duration| (n as f64 / total.as_secs_f64().max(1e-9)) as u64;
+    t.value(
+        &format!("{label}: engine threads at {n} running"),
+        threads1,
+        Unit::Count,
+        Some(format!("{threads0} before")),
+    );
+    t.bytes(
+        Series {
+            name: format!("{label}: engine RSS per running container"),
+            samples: vec![Duration::from_nanos(rss1.saturating_sub(rss0) / n as u64)],
+            error: None,
+        },
+        true,
+    );
+    t.bytes(
+        Series {
+            name: format!("{label}: host memory per running container (MemAvailable drop)"),
+            samples: vec![Duration::from_nanos(
+                avail0.saturating_sub(avail1) / n as u64,
+            )],
+            error: None,
+        },
+        true,
+    );
+    t.value(
+        &format!("{label}: start rate (create + start, one caller)"),
+        per(start_time),
+        Unit::Rate,
+        None,
+    );
+    t.value(
+        &format!("{label}: stop rate (kill, wait, delete)"),
+        per(stop_time),
+        Unit::Rate,
+        None,
+    );
+    let met = threads1 <= threads0.max(1) + 8 && threads1.saturating_sub(threads0) <= 8;
+    t.targets.push((
+        format!("{label}: at most 8 driver threads at {n} running"),
+        Some(met),
+    ));
+    Ok(())
+}
+
+/// Scenario 9: many running containers in one engine (`--only scale`; the count is
+/// `EXECDRIVER_SCALE`, default 10000).
+pub fn scale(ctx: &Ctx) -> Result<Table, String> {
+    let want: usize = if ctx.smoke {
+        20
+    } else {
+        std::env::var("EXECDRIVER_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000)
+    };
+    let hard = raise_nofile();
+    let mut t = Table::new(
+        "scale",
+        format!("9. scale: up to {want} running containers in one engine"),
+    );
+    if let Some(native) = ctx.native.clone() {
+        // Two fds per native container (the init's pidfd, the OOM eventfd on cgroup v1).
+        let room = (hard.saturating_sub(fds_now() + 256) / 2) as usize;
+        let n = want.min(room);
+        if n < want {
+            t.notes.push(format!(
+                "native: {n}, not {want}: the engine holds 2 fds per container (pidfd, cgroup-v1 OOM eventfd) and RLIMIT_NOFILE's hard limit here is {hard} (raising it needs CAP_SYS_RESOURCE, which this machine's root lacks)"
+            ));
+        }
+        let bundle = native_bundle(ctx, "scale", &["sleep", "100000"], false, 16 << 20)?;
+        hold_many(&mut t, "native", "n", &native, &bundle, n)?;
+    }
+    let wb = ctx.work.join("bundles").join("wasm-scale");
+    std::fs::create_dir_all(wb.join("rootfs")).map_err(|e| e.to_string())?;
+    std::fs::write(wb.join("rootfs/forever.wasm"), wasm_module("forever", "")?)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        wb.join("config.json"),
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"cwd": "/", "args": ["/forever.wasm"], "env": [], "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+        })
+        .to_string(),
+    )
+    .map_err(|e| e.to_string())?;
+    let wasm = execdriver::wasm::factory()
+        .create(&serde_json::json!({"max_instances": want + 16, "max_memory_mib": 1}))
+        .map_err(|e| e.to_string())?;
+    hold_many(&mut t, "wasm", "w", &wasm, &wb, want)?;
+    t.notes.push("one caller creates and starts the containers one after another and holds them running (native: busybox `sleep` without a network namespace, 16 MiB memory limit; wasm: a module sleeping in poll_oneoff); engine threads are every thread of the engine process (the harness's own included); RSS is the engine process's growth, MemAvailable the host's drop (kernel objects and the containers' processes included), both divided by the count".into());
+    Ok(t)
 }

@@ -220,6 +220,33 @@ impl DriverError {
         Self::NotFound { id: id.to_string() }
     }
 
+    /// [`NotFound`](Self::NotFound) for exec `exec_id` of container `id` (the exec
+    /// primitives' error for an unknown exec id).
+    pub fn exec_not_found(id: impl fmt::Display, exec_id: &str) -> Self {
+        Self::not_found(format!("{id} exec {exec_id}"))
+    }
+
+    /// [`AlreadyExists`](Self::AlreadyExists) for an exec id of container `id` in use.
+    pub fn exec_exists(id: impl fmt::Display, exec_id: &str) -> Self {
+        Self::AlreadyExists {
+            id: format!("{id} exec {exec_id}"),
+        }
+    }
+
+    /// [`InvalidState`](Self::InvalidState) for a second `exec_start`: the process is
+    /// `Stopped` once `exited`, `Running` before.
+    pub fn exec_started(id: impl fmt::Display, exec_id: &str, exited: bool) -> Self {
+        Self::InvalidState {
+            id: id.to_string(),
+            op: format!("start exec {exec_id}"),
+            status: if exited {
+                Status::Stopped
+            } else {
+                Status::Running
+            },
+        }
+    }
+
     /// A [`CantHandle`](Self::CantHandle) error.
     pub fn cant_handle(driver: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::CantHandle {

@@ -310,7 +310,10 @@ fn owned(fd: RawFd) -> OwnedFd {
 /// its cgroup, its state and the rootfs bind.
 #[derive(Default)]
 struct Resources {
+    /// Held while the state is incomplete (see `clean`).
     lock: Option<DirLock>,
+    /// The state directory is this launch's to remove.
+    owns_state: bool,
     cgroup: Option<Cgroup>,
     /// The init (or the intermediate), until reaped.
     children: Vec<OwnedFd>,
@@ -340,7 +343,8 @@ impl Resources {
         if let Some(rootfs) = self.rootfs_bind.take() {
             detach_rootfs(id, &rootfs);
         }
-        if self.lock.take().is_some()
+        self.lock = None;
+        if std::mem::take(&mut self.owns_state)
             && let Err(e) = driver.state.remove(id)
         {
             tracing::error!(id = %id, err = %e, "failed to remove the container's state");
@@ -619,7 +623,9 @@ impl Driver for NativeDriver {
                 return Err(e);
             }
         };
-        let res = launch.disarm();
+        let mut res = launch.disarm();
+        // The state is complete: its lock is not needed any more (one fd less per container).
+        res.lock = None;
         lock(&self.live).insert(
             id.clone(),
             Live {
@@ -709,17 +715,13 @@ impl Driver for NativeDriver {
             let mut execs = lock(&self.execs);
             let e = execs
                 .get_mut(&(id.clone(), exec_id.to_owned()))
-                .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+                .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
             let Some(p) = e.pending.take() else {
-                return Err(DriverError::InvalidState {
-                    id: id.to_string(),
-                    op: format!("start exec {exec_id}"),
-                    status: if e.exit.status().is_some() {
-                        Status::Stopped
-                    } else {
-                        Status::Running
-                    },
-                });
+                return Err(DriverError::exec_started(
+                    id,
+                    exec_id,
+                    e.exit.status().is_some(),
+                ));
             };
             (p, e.exit.clone())
         };
@@ -731,13 +733,13 @@ impl Driver for NativeDriver {
         lock(&self.execs)
             .get(&(id.clone(), exec_id.to_owned()))
             .map(|e| e.exit.clone())
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))
     }
 
     fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
         let e = lock(&self.execs)
             .remove(&(id.clone(), exec_id.to_owned()))
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
         if e.exit.status().is_none() {
             // Unreaped until the reaper sets the exit, so the pidfd still names it.
             let _ = sys::pidfd_send_signal(e.pidfd.as_raw_fd(), libc::SIGKILL);
@@ -956,6 +958,7 @@ impl NativeDriver {
             id: id.clone(),
             res: Resources {
                 lock: Some(self.state.create(id)?),
+                owns_state: true,
                 ..Resources::default()
             },
         };
@@ -1613,9 +1616,7 @@ impl NativeDriver {
             cgroup,
         } = {
             if lock(&self.execs).contains_key(&(id.clone(), exec_id.to_owned())) {
-                return Err(DriverError::AlreadyExists {
-                    id: format!("{id} exec {exec_id}"),
-                });
+                return Err(DriverError::exec_exists(id, exec_id));
             }
             self.exec_setup(id, process, pipes, opts)?
         };
@@ -1641,9 +1642,7 @@ impl NativeDriver {
                 Entry::Occupied(_) => {
                     drop(execs);
                     let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
-                    return Err(DriverError::AlreadyExists {
-                        id: format!("{id} exec {exec_id}"),
-                    });
+                    return Err(DriverError::exec_exists(id, exec_id));
                 }
                 Entry::Vacant(v) => {
                     v.insert(LiveExec {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use execdriver_api::{ContainerId, OomNotifier};
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::cgroups::{Cgroup, CgroupFs, stats};
@@ -31,8 +31,9 @@ struct Entry {
     cgroup: Cgroup,
     /// OOM kills counted by the kernel that have been delivered (from the baseline).
     delivered: Arc<Mutex<u64>>,
-    /// v1: the eventfd and the oom_control file it is bound to.
-    eventfd: Option<(EventFd, File)>,
+    /// v1: the eventfd bound to the cgroup's oom_control (the kernel keeps no reference to the
+    /// control file's fd, which is closed once the eventfd is registered).
+    eventfd: Option<EventFd>,
     /// v2: the inotify watch.
     wd: Option<WatchDescriptor>,
 }
@@ -86,21 +87,12 @@ impl OomWatcher {
     fn shared(&self) -> Result<&Arc<Shared>, String> {
         self.shared
             .get_or_init(|| {
-                let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-                    .map_err(|e| format!("epoll_create: {e}"))?;
+                let (epoll, stop) = crate::reaper::epoll_with_stop(STOP_TOKEN)?;
                 let inotify = Inotify::init().map_err(|e| format!("inotify_init: {e}"))?;
                 epoll
                     .add(
                         inotify.as_fd(),
                         EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY_TOKEN),
-                    )
-                    .map_err(|e| format!("epoll_ctl: {e}"))?;
-                let stop = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)
-                    .map_err(|e| format!("eventfd: {e}"))?;
-                epoll
-                    .add(
-                        stop.as_fd(),
-                        EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN),
                     )
                     .map_err(|e| format!("epoll_ctl: {e}"))?;
                 let shared = Arc::new(Shared {
@@ -176,7 +168,8 @@ impl OomWatcher {
                 .epoll
                 .add(efd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
                 .map_err(|e| format!("epoll_ctl: {e}"))?;
-            entry.eventfd = Some((efd, oc));
+            drop(oc);
+            entry.eventfd = Some(efd);
         }
         lock(&shared.entries).insert(token, entry);
         Ok(Watch {
@@ -271,7 +264,7 @@ impl Shared {
         let entries = lock(&self.entries);
         let Some(e) = entries.get(&token) else { return };
         let mut signalled = 0;
-        if eventfd && let Some((efd, _)) = &e.eventfd {
+        if eventfd && let Some(efd) = &e.eventfd {
             // The count of notifications since the last read.
             signalled = efd.read().unwrap_or(0);
         }
@@ -321,7 +314,7 @@ impl Drop for Watch {
         let Some(e) = lock(&self.shared.entries).remove(&self.token) else {
             return;
         };
-        if let Some((efd, _)) = &e.eventfd {
+        if let Some(efd) = &e.eventfd {
             let _ = self.shared.epoll.delete(efd.as_fd());
         }
         if let Some(wd) = e.wd {
@@ -368,7 +361,7 @@ mod tests {
         // The kernel's notification (as cgroup.event_control would arrange) ...
         {
             let entries = lock(&watch.shared.entries);
-            let (efd, _) = entries[&watch.token].eventfd.as_ref().unwrap();
+            let efd = entries[&watch.token].eventfd.as_ref().unwrap();
             efd.write(1).unwrap();
         }
         // ... then, a little later, the kill is counted.

@@ -51,6 +51,22 @@ pub(crate) fn exit_status(si_code: i32, status: i32) -> ExitStatus {
     }
 }
 
+/// An epoll instance with an eventfd registered under `stop_token`: writing to the eventfd
+/// tells the thread waiting on the epoll to end (the reaper's and the OOM watcher's).
+pub(crate) fn epoll_with_stop(stop_token: u64) -> Result<(Epoll, EventFd), String> {
+    let epoll =
+        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll_create: {e}"))?;
+    let stop = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)
+        .map_err(|e| format!("eventfd: {e}"))?;
+    epoll
+        .add(
+            stop.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, stop_token),
+        )
+        .map_err(|e| format!("epoll_ctl: {e}"))?;
+    Ok((epoll, stop))
+}
+
 impl Reaper {
     pub fn new() -> Self {
         Self {
@@ -62,16 +78,7 @@ impl Reaper {
     fn shared(&self) -> Result<&Arc<Shared>, String> {
         self.shared
             .get_or_init(|| {
-                let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-                    .map_err(|e| format!("epoll_create: {e}"))?;
-                let stop = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)
-                    .map_err(|e| format!("eventfd: {e}"))?;
-                epoll
-                    .add(
-                        stop.as_fd(),
-                        EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN),
-                    )
-                    .map_err(|e| format!("epoll_ctl: {e}"))?;
+                let (epoll, stop) = epoll_with_stop(STOP_TOKEN)?;
                 let shared = Arc::new(Shared {
                     epoll,
                     stop,

@@ -95,10 +95,6 @@ pub struct OciDriver {
     systemd_cgroup: bool,
     /// Containers this value created, until deleted (shared with their waiter threads).
     live: Arc<Mutex<HashMap<ContainerId, Live>>>,
-    /// Held shared while the binary creates a container (its cgroup below the default parent)
-    /// and exclusively while an empty default parent is removed, so that removal never races
-    /// another container's `mkdir` of its own cgroup (ENOENT from the binary).
-    cgroup_parent: std::sync::RwLock<()>,
 }
 
 struct Live {
@@ -183,7 +179,6 @@ impl OciDriver {
             extra_args: options.extra_args,
             systemd_cgroup: options.systemd_cgroup,
             live: Arc::new(Mutex::new(HashMap::new())),
-            cgroup_parent: std::sync::RwLock::new(()),
         })
     }
 
@@ -485,6 +480,13 @@ fn final_status(
 
 const SIGKILL: i32 = 9;
 
+/// Held shared while the binary creates a container (its cgroup below the default parent)
+/// and exclusively while an empty default parent is removed, so that removal never races
+/// another container's `mkdir` of its own cgroup (ENOENT, or ENODEV reading the parent's
+/// cpuset). One for the process: every driver value shares the default parent. (Another
+/// process on the same parent can still race it.)
+static CGROUP_PARENT: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// The cgroup (relative to the binary's own) below which containers without a
 /// `linux.cgroupsPath` go.
 const DEFAULT_CGROUP_PARENT: &str = "execdriver-oci";
@@ -777,8 +779,7 @@ impl Driver for OciDriver {
                 opts = opts.console_socket(c.path());
             }
             let created = {
-                let _creating = self
-                    .cgroup_parent
+                let _creating = CGROUP_PARENT
                     .read()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 self.client_for(&log, pipes, tty)?
@@ -913,8 +914,7 @@ impl Driver for OciDriver {
         };
         let deleted = self.force_delete(id);
         {
-            let _removing = self
-                .cgroup_parent
+            let _removing = CGROUP_PARENT
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             cg.remove_default_parent(DEFAULT_CGROUP_PARENT);
@@ -947,9 +947,7 @@ impl Driver for OciDriver {
                 });
             }
             if l.execs.contains_key(exec_id) {
-                return Err(DriverError::AlreadyExists {
-                    id: format!("{id} exec {exec_id}"),
-                });
+                return Err(DriverError::exec_exists(id, exec_id));
             }
         }
         let dir = self.bundle_dir(id);
@@ -1022,9 +1020,7 @@ impl Driver for OciDriver {
         if taken {
             // The exec id was taken (or the container deleted) meanwhile: this one goes.
             let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
-            return Err(DriverError::AlreadyExists {
-                id: format!("{id} exec {exec_id}"),
-            });
+            return Err(DriverError::exec_exists(id, exec_id));
         }
         let terminal = pty.map(|t| t as Arc<dyn Terminal>);
         Ok(Created::new(pid, OomNotifier::new()).with_terminal(terminal))
@@ -1035,17 +1031,13 @@ impl Driver for OciDriver {
         let e = live
             .get_mut(id)
             .and_then(|l| l.execs.get_mut(exec_id))
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
         if e.started {
-            return Err(DriverError::InvalidState {
-                id: id.to_string(),
-                op: format!("start exec {exec_id}"),
-                status: if e.exit.status().is_some() {
-                    Status::Stopped
-                } else {
-                    Status::Running
-                },
-            });
+            return Err(DriverError::exec_started(
+                id,
+                exec_id,
+                e.exit.status().is_some(),
+            ));
         }
         e.started = true;
         Ok(())
@@ -1056,7 +1048,7 @@ impl Driver for OciDriver {
             .get(id)
             .and_then(|l| l.execs.get(exec_id))
             .map(|e| e.exit.clone())
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))
     }
 
     fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
@@ -1064,7 +1056,7 @@ impl Driver for OciDriver {
             .lock()
             .get_mut(id)
             .and_then(|l| l.execs.remove(exec_id))
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
         if e.exit.status().is_none() {
             // Unreaped until its waiter sets the exit, so the pidfd still names it.
             let _ = rustix::process::pidfd_send_signal(&*e.pidfd, rustix::process::Signal::KILL);

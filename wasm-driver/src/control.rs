@@ -1,7 +1,7 @@
 //! What other threads use to steer a running instance: kill, pause, limits, usage.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 
 use execdriver_api::{ContainerId, OomNotifier};
 use tokio::sync::Notify;
@@ -26,6 +26,59 @@ pub(crate) struct Shared {
     pub oom: OomNotifier,
     /// An HTTP server container's counters.
     pub http: HttpCounters,
+    /// CPU time of its instances that ended, `(total, user, system)` in ns.
+    pub cpu_done: std::sync::Mutex<Cpu>,
+}
+
+/// CPU time in ns: total (the scheduler's runtime), user, system.
+pub(crate) type Cpu = (u64, u64, u64);
+
+fn add(a: Cpu, b: Cpu) -> Cpu {
+    (a.0 + b.0, a.1 + b.1, a.2 + b.2)
+}
+
+fn since(now: Cpu, base: Cpu) -> Cpu {
+    (
+        now.0.saturating_sub(base.0),
+        now.1.saturating_sub(base.1),
+        now.2.saturating_sub(base.2),
+    )
+}
+
+/// The calling thread's CPU time (cheap: two system calls).
+fn own_cpu() -> Cpu {
+    let total = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0);
+    let (user, system) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+        .map_or((0, 0), |r| {
+            let ns = |t: nix::sys::time::TimeVal| {
+                t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000
+            };
+            (ns(r.user_time()), ns(r.system_time()))
+        });
+    (total, user, system)
+}
+
+/// Thread `tid`'s CPU time, read from another thread (its schedstat and stat).
+fn thread_cpu(tid: i32) -> Cpu {
+    let total = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let (user, system) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?.to_owned();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // After the state field, numbers start at field 4; utime is field 14, stime 15.
+            Some((*f.get(10)? * 10_000_000, *f.get(11)? * 10_000_000))
+        })
+        .unwrap_or((0, 0));
+    (total, user, system)
 }
 
 /// What an HTTP server container reports in its stats.
@@ -55,6 +108,7 @@ impl Shared {
             wake: Notify::new(),
             oom: OomNotifier::new(),
             http: HttpCounters::default(),
+            cpu_done: std::sync::Mutex::new((0, 0, 0)),
         }
     }
 
@@ -81,8 +135,11 @@ pub(crate) struct Control {
     pub shared: Arc<Shared>,
     /// The signal it was asked to die of; 0 while alive.
     pub kill: AtomicI32,
-    /// The OS thread running it (for CPU time); 0 before it starts.
+    /// The OS thread running it (for CPU time); 0 while it runs on none.
     pub tid: AtomicI32,
+    /// Its CPU time on threads it ran on before, and that thread's CPU time when it was
+    /// bound to the current one.
+    cpu: std::sync::Mutex<(Cpu, Cpu)>,
     /// Its share of `Shared::memory_used`.
     pub memory: AtomicU64,
     /// A memory grow was refused: it dies of OOM.
@@ -95,6 +152,7 @@ impl Control {
             shared,
             kill: AtomicI32::new(0),
             tid: AtomicI32::new(0),
+            cpu: std::sync::Mutex::new(((0, 0, 0), (0, 0, 0))),
             memory: AtomicU64::new(0),
             oom_killed: AtomicBool::new(false),
         }
@@ -158,10 +216,30 @@ impl Control {
         }
     }
 
-    /// Records this thread as the instance's.
+    /// Records this thread as the instance's: its CPU time counts from now.
     pub fn bind_thread(&self) {
+        let mut cpu = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
+        cpu.1 = own_cpu();
         self.tid
             .store(nix::unistd::gettid().as_raw(), Ordering::Relaxed);
+    }
+
+    /// The instance leaves this thread (bound with [`bind_thread`](Self::bind_thread)): the
+    /// CPU time it used here is kept.
+    pub fn unbind_thread(&self) {
+        let mut cpu = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.tid.swap(0, Ordering::Relaxed) != 0 {
+            cpu.0 = add(cpu.0, since(own_cpu(), cpu.1));
+        }
+    }
+
+    /// The CPU time it used so far, on every thread it ran on.
+    pub fn cpu_now(&self) -> Cpu {
+        let cpu = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.tid.load(Ordering::Relaxed) {
+            0 => cpu.0,
+            tid => add(cpu.0, since(thread_cpu(tid), cpu.1)),
+        }
     }
 }
 

@@ -271,6 +271,8 @@ impl WasmDriver {
         rt.tokio.handle().block_on(async {
             let _tick = rt.ticking();
             control.bind_thread();
+            // The instance leaves this (the caller's) thread when instantiated.
+            let _leave = Unbind(control);
             let ready = tokio::select! {
                 biased;
                 sig = control.killed() => return Ok(Err(ExitStatus::signaled(sig))),
@@ -307,6 +309,8 @@ impl WasmDriver {
                 let status = rt.tokio.handle().block_on(async {
                     let _tick = rt.ticking();
                     control.bind_thread();
+                    // The pool thread is free for another instance afterwards.
+                    let _leave = Unbind(&control);
                     // A server decides itself what a kill means (SIGTERM: a graceful stop).
                     tokio::select! {
                         biased;
@@ -334,6 +338,15 @@ impl WasmDriver {
 
     fn remove(&self, id: &ContainerId) {
         lock(&self.table).remove(id);
+    }
+}
+
+/// Unbinds the instance from the thread when dropped (see [`Control::unbind_thread`]).
+struct Unbind<'a>(&'a Control);
+
+impl Drop for Unbind<'_> {
+    fn drop(&mut self) {
+        self.0.unbind_thread();
     }
 }
 
@@ -485,26 +498,6 @@ fn preopens(cmd: &Command, rootfs: &Path) -> Result<Vec<Preopen>> {
 }
 
 /// CPU time of a thread of this process: (total from schedstat, user, system), in ns.
-fn thread_cpu(tid: i32) -> (u64, u64, u64) {
-    let total = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    let (user, system) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.get(s.rfind(')')? + 2..)?.to_owned();
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            // After the state field, numbers start at field 4; utime is field 14, stime 15.
-            Some((*f.get(10)? * 10_000_000, *f.get(11)? * 10_000_000))
-        })
-        .unwrap_or((0, 0));
-    (total, user, system)
-}
-
 fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -679,9 +672,7 @@ impl Driver for WasmDriver {
         pipes.refuse_extra(NAME)?;
         let c = self.running(id, "exec")?;
         if lock(&c.execs).contains_key(exec_id) {
-            return Err(DriverError::AlreadyExists {
-                id: format!("{id} exec {exec_id}"),
-            });
+            return Err(DriverError::exec_exists(id, exec_id));
         }
         let planned = self.plan(&c.rootfs, process, c.preopens.clone(), None)?;
         if planned.compiled.serves_http() {
@@ -718,9 +709,7 @@ impl Driver for WasmDriver {
                 Entry::Occupied(_) => {
                     drop(execs);
                     c.instances.remove(&control);
-                    return Err(DriverError::AlreadyExists {
-                        id: format!("{id} exec {exec_id}"),
-                    });
+                    return Err(DriverError::exec_exists(id, exec_id));
                 }
                 Entry::Vacant(v) => {
                     v.insert(ExecInstance {
@@ -748,17 +737,13 @@ impl Driver for WasmDriver {
             let mut execs = lock(&c.execs);
             let e = execs
                 .get_mut(exec_id)
-                .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+                .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
             let Some(ready) = e.pending.take() else {
-                return Err(DriverError::InvalidState {
-                    id: id.to_string(),
-                    op: format!("start exec {exec_id}"),
-                    status: if e.exit.status().is_some() {
-                        Status::Stopped
-                    } else {
-                        Status::Running
-                    },
-                });
+                return Err(DriverError::exec_started(
+                    id,
+                    exec_id,
+                    e.exit.status().is_some(),
+                ));
             };
             (e.control.clone(), e.exit.clone(), ready)
         };
@@ -780,14 +765,14 @@ impl Driver for WasmDriver {
         lock(&c.execs)
             .get(exec_id)
             .map(|e| e.exit.clone())
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))
     }
 
     fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
         let c = self.get(id)?;
         let e = lock(&c.execs)
             .remove(exec_id)
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
         if e.pending.is_some() {
             c.instances.remove(&e.control);
             e.exit.set(ExitStatus::signaled(9));
@@ -909,14 +894,17 @@ impl Driver for WasmDriver {
         }
         let instances = c.instances.lock().clone();
         let mut cpu = CpuStats::default();
+        let (t, u, s) = *c
+            .shared
+            .cpu_done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (cpu.total_ns, cpu.user_ns, cpu.system_ns) = (t, u, s);
         for i in &instances {
-            let tid = i.tid.load(Ordering::Relaxed);
-            if tid > 0 {
-                let (t, u, s) = thread_cpu(tid);
-                cpu.total_ns += t;
-                cpu.user_ns += u;
-                cpu.system_ns += s;
-            }
+            let (t, u, s) = i.cpu_now();
+            cpu.total_ns += t;
+            cpu.user_ns += u;
+            cpu.system_ns += s;
         }
         cpu.throttled_periods = c.shared.throttled_periods.load(Ordering::Relaxed);
         cpu.throttled_ns = c.shared.throttled_ns.load(Ordering::Relaxed);

@@ -121,8 +121,24 @@ impl Instances {
         self.freed.notify_waiters();
     }
 
+    /// Removes `c`; the CPU time it used stays the container's.
     pub fn remove(&self, c: &Arc<Control>) {
-        self.lock().retain(|i| !Arc::ptr_eq(i, c));
+        let gone = {
+            let mut list = self.lock();
+            let before = list.len();
+            list.retain(|i| !Arc::ptr_eq(i, c));
+            before != list.len()
+        };
+        if gone {
+            c.unbind_thread();
+            let used = c.cpu_now();
+            let mut done = c
+                .shared
+                .cpu_done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *done = (done.0 + used.0, done.1 + used.1, done.2 + used.2);
+        }
         self.freed.notify_waiters();
     }
 

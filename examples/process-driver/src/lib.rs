@@ -516,9 +516,7 @@ impl Driver for ProcessDriver {
             (e.pid, Self::cwd(&e.bundle, e.rootfs.as_deref(), process))
         };
         if self.table.execs().contains_key(&key) {
-            return Err(DriverError::AlreadyExists {
-                id: format!("{id} exec {exec_id}"),
-            });
+            return Err(DriverError::exec_exists(id, exec_id));
         }
         let child = self.spawn_stopped(id, process, &cwd, pipes, Some(group))?;
         let pid = child.id();
@@ -544,17 +542,9 @@ impl Driver for ProcessDriver {
         let mut execs = self.table.execs();
         let e = execs
             .get_mut(&(id.clone(), exec_id.to_owned()))
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
         if e.started || e.exited {
-            return Err(DriverError::InvalidState {
-                id: id.to_string(),
-                op: format!("start exec {exec_id}"),
-                status: if e.exited {
-                    Status::Stopped
-                } else {
-                    Status::Running
-                },
-            });
+            return Err(DriverError::exec_started(id, exec_id, e.exited));
         }
         // Under the lock: `exited` is set under it while the process is still a zombie.
         kill_process(to_pid(e.pid as i32)?, rustix::process::Signal::CONT)
@@ -568,7 +558,7 @@ impl Driver for ProcessDriver {
             .execs()
             .get(&(id.clone(), exec_id.to_owned()))
             .map(|e| e.exit.clone())
-            .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))
+            .ok_or_else(|| DriverError::exec_not_found(id, exec_id))
     }
 
     fn exec_delete(&self, id: &ContainerId, exec_id: &str) -> Result<()> {
@@ -577,7 +567,7 @@ impl Driver for ProcessDriver {
             let execs = self.table.execs();
             let e = execs
                 .get(&key)
-                .ok_or_else(|| DriverError::not_found(format!("{id} exec {exec_id}")))?;
+                .ok_or_else(|| DriverError::exec_not_found(id, exec_id))?;
             if !e.exited {
                 let _ = kill_process(to_pid(e.pid as i32)?, rustix::process::Signal::KILL);
             }
