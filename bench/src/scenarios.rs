@@ -1289,7 +1289,7 @@ fn hold_many(
     Ok(())
 }
 
-/// Scenario 9: many running containers in one engine (`--only scale`; the count is
+/// Scenario 11: many running containers in one engine (`--only scale`; the count is
 /// `EXECDRIVER_SCALE`, default 10000).
 pub fn scale(ctx: &Ctx) -> Result<Table, String> {
     let want: usize = if ctx.smoke {
@@ -1303,7 +1303,7 @@ pub fn scale(ctx: &Ctx) -> Result<Table, String> {
     let hard = raise_nofile();
     let mut t = Table::new(
         "scale",
-        format!("9. scale: up to {want} running containers in one engine"),
+        format!("11. scale: up to {want} running containers in one engine"),
     );
     if let Some(native) = ctx.native.clone() {
         // Two fds per native container (the init's pidfd, the OOM eventfd on cgroup v1).

@@ -34,7 +34,7 @@ fn every_scenario_runs_once() {
         "8. engine-side memory",
         "10a. wasi:http: one kept-alive connection",
         "10b. wasi:http:",
-        "9. scale",
+        "11. scale",
     ];
     if is_root() {
         want.extend([
