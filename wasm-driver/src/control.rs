@@ -45,11 +45,16 @@ fn since(now: Cpu, base: Cpu) -> Cpu {
     )
 }
 
+/// The calling thread's CPU clock, in ns.
+fn own_clock() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
 /// The calling thread's CPU time (cheap: two system calls).
 fn own_cpu() -> Cpu {
-    let total = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0);
+    let total = own_clock();
     let (user, system) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
         .map_or((0, 0), |r| {
             let ns = |t: nix::sys::time::TimeVal| {
@@ -218,10 +223,23 @@ impl Control {
 
     /// Records this thread as the instance's: its CPU time counts from now.
     pub fn bind_thread(&self) {
+        thread_local! {
+            static TID: i32 = nix::unistd::gettid().as_raw();
+        }
         let mut cpu = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
         cpu.1 = own_cpu();
-        self.tid
-            .store(nix::unistd::gettid().as_raw(), Ordering::Relaxed);
+        self.tid.store(TID.with(|t| *t), Ordering::Relaxed);
+    }
+
+    /// The CPU time it used so far, read on the thread it is bound to (cheaper than
+    /// [`cpu_now`](Self::cpu_now): one clock read, no getrusage).
+    pub fn cpu_here(&self) -> std::time::Duration {
+        let cpu = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ns = cpu.0.0;
+        if self.tid.load(Ordering::Relaxed) != 0 {
+            ns += own_clock().saturating_sub(cpu.1.0);
+        }
+        std::time::Duration::from_nanos(ns)
     }
 
     /// The instance leaves this thread (bound with [`bind_thread`](Self::bind_thread)): the
@@ -241,6 +259,20 @@ impl Control {
             tid => add(cpu.0, since(thread_cpu(tid), cpu.1)),
         }
     }
+}
+
+/// Runs `fut` with `control` bound to the thread of each poll (see
+/// [`Control::bind_thread`]): an instance is a task that may run on any worker, and the CPU
+/// time of its polls is its own.
+pub(crate) async fn bound<F: std::future::Future>(control: &Control, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        control.bind_thread();
+        let r = fut.as_mut().poll(cx);
+        control.unbind_thread();
+        r
+    })
+    .await
 }
 
 impl Drop for Control {

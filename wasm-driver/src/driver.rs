@@ -19,7 +19,6 @@ use crate::engine::Runtime;
 use crate::http::Instances;
 use crate::instance::{self, Preopen, Ready, Setup};
 use crate::options::WasmOptions;
-use crate::runners::Runners;
 use crate::{NAME, entry};
 
 /// The `wasm` driver. Create it with [`crate::factory`] (by name, through a registry) or
@@ -30,8 +29,6 @@ pub struct WasmDriver {
     modules: ModuleCache,
     /// Containers from `create` until `delete`.
     table: Mutex<HashMap<ContainerId, Arc<Container>>>,
-    /// The threads started instances run on.
-    runners: Runners,
 }
 
 struct Container {
@@ -108,7 +105,6 @@ impl WasmDriver {
             options,
             runtime: OnceLock::new(),
             table: Mutex::new(HashMap::new()),
-            runners: Runners::default(),
         }
     }
 
@@ -268,7 +264,7 @@ impl WasmDriver {
         pipes: Pipes,
     ) -> Result<std::result::Result<Ready, ExitStatus>> {
         let rt = self.runtime()?;
-        rt.tokio.handle().block_on(async {
+        rt.io().block_on(async {
             let _tick = rt.ticking();
             control.bind_thread();
             // The instance leaves this (the caller's) thread when instantiated.
@@ -291,27 +287,31 @@ impl WasmDriver {
         })
     }
 
-    /// Runs an instantiated instance on a thread of the pool; `done` gets its status (on
-    /// that thread) when it ends.
-    fn launch(
+    /// Runs an instantiated instance as a task of the shared runtime (see
+    /// [`Runtime::tasks`]); `done` gets its status when it ends, and runs in the task.
+    fn launch<D>(
         &self,
         c: &Arc<Container>,
         control: &Arc<Control>,
         ready: Ready,
-        done: impl FnOnce(ExitStatus) + Send + 'static,
-    ) -> Result<()> {
+        done: impl FnOnce(ExitStatus) -> D + Send + 'static,
+    ) -> Result<()>
+    where
+        D: std::future::Future<Output = ()> + Send + 'static,
+    {
         let rt = self.runtime()?.clone();
+        let tasks = rt.tasks().map_err(|e| DriverError::Internal {
+            context: format!("container {}: start", c.shared.id),
+            message: e,
+        })?;
         let control = control.clone();
         let id = c.shared.id.clone();
-        self.runners
-            .run(move || {
-                let serves = matches!(ready, Ready::Http { .. });
-                let status = rt.tokio.handle().block_on(async {
-                    let _tick = rt.ticking();
-                    control.bind_thread();
-                    // The pool thread is free for another instance afterwards.
-                    let _leave = Unbind(&control);
-                    // A server decides itself what a kill means (SIGTERM: a graceful stop).
+        tasks.spawn(async move {
+            let serves = matches!(ready, Ready::Http { .. });
+            let status = {
+                let _tick = rt.ticking();
+                // A server decides itself what a kill means (SIGTERM: a graceful stop).
+                let run = async {
                     tokio::select! {
                         biased;
                         sig = control.killed(), if !serves => {
@@ -323,17 +323,13 @@ impl WasmDriver {
                         }
                         st = instance::call(ready, &control, id.as_str()) => st,
                     }
-                });
-                done(status.with_oom_killed(
-                    status.oom_killed || control.oom_killed.load(Ordering::SeqCst),
-                ));
-            })
-            .map_err(|e| {
-                DriverError::io(
-                    format!("container {}: start an instance thread", c.shared.id),
-                    e,
-                )
-            })
+                };
+                crate::control::bound(&control, run).await
+            };
+            let oom = status.oom_killed || control.oom_killed.load(Ordering::SeqCst);
+            done(status.with_oom_killed(oom)).await;
+        });
+        Ok(())
     }
 
     fn remove(&self, id: &ContainerId) {
@@ -350,9 +346,9 @@ impl Drop for Unbind<'_> {
     }
 }
 
-/// The init of `c` ended with `status`: the container stops, every exec'd instance with it
-/// (started ones are killed and awaited, unstarted ones dropped), then the exit is set.
-fn end_container(c: &Container, status: ExitStatus) {
+/// The init of `c` stopped: unstarted exec'd instances are dropped (their exit is SIGKILL),
+/// started ones asked to die. Whether any still run.
+fn stop_container(c: &Container) -> bool {
     c.stopped.store(true, Ordering::SeqCst);
     *lock(&c.pending) = None;
     for e in lock(&c.execs).values_mut() {
@@ -371,10 +367,26 @@ fn end_container(c: &Container, status: ExitStatus) {
     for i in &others {
         i.request_kill(9);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.instances.lock().len() > 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
+    !others.is_empty()
+}
+
+/// The init of `c` ended with `status` (in its task): the container stops, every exec'd
+/// instance with it (started ones are killed and awaited, for at most 10 s), then the exit is
+/// set.
+async fn end_container(c: Arc<Container>, status: ExitStatus) {
+    if stop_container(&c) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.instances.lock().len() > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
+    c.exit.set(status);
+}
+
+/// The init of `c` ended before it was started (killed while it instantiated, or its start
+/// failed): nothing else can run in it yet.
+fn end_unstarted(c: &Container, status: ExitStatus) {
+    stop_container(c);
     c.exit.set(status);
 }
 
@@ -611,7 +623,7 @@ impl Driver for WasmDriver {
                 *lock(&c.pending) = Some(ready);
             }
             // Killed while it instantiated: created, and exited at once.
-            Ok(Err(status)) => end_container(&c, status),
+            Ok(Err(status)) => end_unstarted(&c, status),
             Err(e) => {
                 self.remove(&cmd.id);
                 return Err(e);
@@ -630,12 +642,12 @@ impl Driver for WasmDriver {
             });
         };
         c.started.store(true, Ordering::SeqCst);
-        let ended = c.clone();
-        let launched = self.launch(&c, &c.init, ready, move |status| {
-            end_container(&ended, status);
+        let launched = self.launch(&c, &c.init, ready, {
+            let c = c.clone();
+            move |status| end_container(c, status)
         });
         if let Err(e) = launched {
-            end_container(&c, ExitStatus::signaled(9));
+            end_unstarted(&c, ExitStatus::signaled(9));
             return Err(e);
         }
         Ok(())
@@ -748,7 +760,7 @@ impl Driver for WasmDriver {
             (e.control.clone(), e.exit.clone(), ready)
         };
         let (instances, ended, set) = (c.instances.clone(), control.clone(), exit.clone());
-        let launched = self.launch(&c, &control, ready, move |status| {
+        let launched = self.launch(&c, &control, ready, move |status| async move {
             instances.remove(&ended);
             set.set(status);
         });
@@ -801,7 +813,7 @@ impl Driver for WasmDriver {
                 c.init.request_kill(signal.number());
                 // Not started: nothing runs to notice, so it ends here.
                 if lock(&c.pending).take().is_some() {
-                    end_container(&c, ExitStatus::signaled(signal.number()));
+                    end_unstarted(&c, ExitStatus::signaled(signal.number()));
                 }
                 Ok(())
             }
@@ -836,7 +848,7 @@ impl Driver for WasmDriver {
             i.request_kill(9);
         }
         if lock(&c.pending).take().is_some() {
-            end_container(&c, ExitStatus::signaled(9));
+            end_unstarted(&c, ExitStatus::signaled(9));
         }
         match c.exit.wait_timeout(Duration::from_secs(10)) {
             Some(_) => Ok(()),

@@ -65,9 +65,13 @@ pub(crate) struct Runtime {
     pub engine: Engine,
     pub core_linker: Linker<CoreCtx>,
     pub comp_linker: wasmtime::component::Linker<CompCtx>,
-    pub tokio: tokio::runtime::Runtime,
-    /// The HTTP servers' connections and requests, on every core; built by the first server.
-    http: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>>,
+    /// Instantiation runs on it (the caller's thread blocks on it) and the stdio streams'
+    /// tasks live on it: one worker. Taken when dropped.
+    io: Option<tokio::runtime::Runtime>,
+    io_handle: tokio::runtime::Handle,
+    /// Started instances, HTTP servers' connections and requests, on every core; built at the
+    /// first start.
+    tasks: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>>,
     ticker: Ticker,
 }
 
@@ -121,28 +125,35 @@ impl Runtime {
             engine,
             core_linker,
             comp_linker,
-            tokio,
-            http: std::sync::OnceLock::new(),
+            io_handle: tokio.handle().clone(),
+            io: Some(tokio),
+            tasks: std::sync::OnceLock::new(),
             ticker,
         })
     }
 
-    /// The runtime HTTP requests run on (each request's instance yields at every epoch tick,
-    /// so a busy one holds no worker).
-    pub fn http(&self) -> Result<tokio::runtime::Handle, String> {
-        self.http
+    /// The runtime started instances and HTTP requests run on as tasks, one worker thread
+    /// per core (an instance yields at every epoch tick, so a busy one holds no worker, and
+    /// its stdio never blocks one: see `stdio`).
+    pub fn tasks(&self) -> Result<tokio::runtime::Handle, String> {
+        self.tasks
             .get_or_init(|| {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(cores)
-                    .thread_name("execdriver-wasm-http")
+                    .thread_name("execdriver-wasm")
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("tokio runtime for HTTP: {e}"))
+                    .map_err(|e| format!("tokio runtime for instances: {e}"))
             })
             .as_ref()
             .map(|r| r.handle().clone())
             .map_err(Clone::clone)
+    }
+
+    /// The runtime instantiation blocks on (see `io`).
+    pub fn io(&self) -> &tokio::runtime::Handle {
+        &self.io_handle
     }
 
     /// Keeps the epoch ticking while the guard lives.
@@ -150,6 +161,26 @@ impl Runtime {
         self.ticker.acquire();
         TickGuard {
             ticker: &self.ticker,
+        }
+    }
+}
+
+/// How long a dropped runtime waits for its tasks (a task of tokio's blocking pool, such as a
+/// read of a terminal's stdin, may never end).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // On a worker thread (the last started instance held the runtime) a blocking
+        // shutdown is not allowed: the workers are told to stop, not waited for.
+        let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+        let tasks = self.tasks.take().and_then(Result::ok);
+        for rt in tasks.into_iter().chain(self.io.take()) {
+            if in_runtime {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(SHUTDOWN_GRACE);
+            }
         }
     }
 }

@@ -411,12 +411,13 @@ fn new_store(inner: &Inner, control: &Arc<Control>) -> Result<Store<CompCtx>, wa
         stderr: inner.stderr.try_clone()?,
         ..Pipes::null()
     };
-    let mut wasi = crate::instance::wasi(&inner.setup, pipes).map_err(wasmtime::Error::new)?;
+    let mut wasi = crate::instance::wasi(&inner.setup, pipes, crate::instance::Io::Inline)
+        .map_err(wasmtime::Error::new)?;
     let limiter = Limiter {
         control: control.clone(),
     };
     let mut store = Store::new(inner.pre.engine(), CompCtx::new(wasi.build(), limiter));
-    crate::instance::steer(&mut store, control, true);
+    crate::instance::steer(&mut store, control);
     Ok(store)
 }
 
@@ -436,7 +437,6 @@ async fn run_handler(
     done: InFlight,
 ) -> Result<(), wasmtime::Error> {
     let _done = done;
-    control.bind_thread();
     let req = store
         .data_mut()
         .http()
@@ -449,11 +449,15 @@ async fn run_handler(
             .call_handle(&mut store, req, out)
             .await
     };
-    tokio::select! {
-        biased;
-        sig = control.killed() => Err(wasmtime::Error::msg(format!("killed by signal {sig}"))),
-        r = call => r,
-    }
+    // The request's CPU time is the polls' on whichever worker ran them.
+    crate::control::bound(&control, async {
+        tokio::select! {
+            biased;
+            sig = control.killed() => Err(wasmtime::Error::msg(format!("killed by signal {sig}"))),
+            r = call => r,
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use execdriver_api::{DriverError, ExitStatus, Pipes, Stdio};
 use wasmtime::{Store, UpdateDeadline, Val};
-use wasmtime_wasi::cli::{InputFile, OutputFile};
+use wasmtime_wasi::cli::{InputFile, OutputFile, StdoutStream};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::cache::{Compiled, ComponentPre};
@@ -92,38 +92,72 @@ pub(crate) enum Ready {
     Http { server: crate::http::Server },
 }
 
-/// The WASI context of `setup` with `pipes`.
-pub(crate) fn wasi(setup: &Setup, pipes: Pipes) -> Result<WasiCtxBuilder, DriverError> {
+/// How an instance's stdio is driven.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// Through the runtime's reactor or blocking pool: a stream that waits for its peer never
+    /// blocks the worker thread (see `stdio`). A started instance's.
+    Async,
+    /// Read and written inline: an HTTP request's instance, which shares the container's
+    /// stdout with the requests running at once (the async streams hold one writer each).
+    Inline,
+}
+
+/// The WASI context of `setup` with `pipes`; inside the runtime for [`Io::Async`].
+pub(crate) fn wasi(setup: &Setup, pipes: Pipes, io: Io) -> Result<WasiCtxBuilder, DriverError> {
     let mut b = WasiCtxBuilder::new();
     b.args(&setup.args)
         .envs(&setup.env)
         .allow_blocking_current_thread(true);
-    let file = |fd: std::os::fd::OwnedFd| std::fs::File::from(fd);
+    // The engine's own stdout or stderr, for `Stdio::Inherit` of an output (a duplicate).
+    let own = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
+    let out = |fd: std::os::fd::OwnedFd| -> Box<dyn StdoutStream + Sync> {
+        match io {
+            Io::Async => crate::stdio::output(fd),
+            Io::Inline => Box::new(OutputFile::new(std::fs::File::from(fd))),
+        }
+    };
+    let dup_err = |e: std::io::Error| DriverError::io("duplicate the engine's stdio", e);
     match pipes.stdin {
         Stdio::Null => {}
         Stdio::Inherit => {
             b.inherit_stdin();
         }
-        Stdio::Fd(fd) => {
-            b.stdin(InputFile::new(file(fd)));
-        }
+        Stdio::Fd(fd) => match io {
+            Io::Async => {
+                b.stdin(crate::stdio::input(fd));
+            }
+            Io::Inline => {
+                b.stdin(InputFile::new(std::fs::File::from(fd)));
+            }
+        },
     }
     match pipes.stdout {
         Stdio::Null => {}
-        Stdio::Inherit => {
+        Stdio::Inherit if io == Io::Inline => {
             b.inherit_stdout();
         }
+        Stdio::Inherit => {
+            b.stdout(out(
+                own(std::os::fd::AsFd::as_fd(&std::io::stdout())).map_err(dup_err)?
+            ));
+        }
         Stdio::Fd(fd) => {
-            b.stdout(OutputFile::new(file(fd)));
+            b.stdout(out(fd));
         }
     }
     match pipes.stderr {
         Stdio::Null => {}
-        Stdio::Inherit => {
+        Stdio::Inherit if io == Io::Inline => {
             b.inherit_stderr();
         }
+        Stdio::Inherit => {
+            b.stderr(out(
+                own(std::os::fd::AsFd::as_fd(&std::io::stderr())).map_err(dup_err)?
+            ));
+        }
         Stdio::Fd(fd) => {
-            b.stderr(OutputFile::new(file(fd)));
+            b.stderr(out(fd));
         }
     }
     for (i, p) in setup.preopens.iter().enumerate() {
@@ -146,23 +180,15 @@ pub(crate) fn wasi(setup: &Setup, pipes: Pipes) -> Result<WasiCtxBuilder, Driver
 }
 
 /// The epoch callback: dies when killed, parks while paused, sleeps off an exhausted CPU
-/// quota; otherwise runs on for one more tick.
+/// quota; otherwise yields to the other tasks of its worker thread and runs on for one more
+/// tick. It runs while the instance is polled, so the instance's CPU time is read on the
+/// thread that runs it (see [`Control::cpu_here`]), whichever worker that is.
 fn on_epoch(
     control: Arc<Control>,
-    yields: bool,
 ) -> impl FnMut() -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static {
     let mut period_start = Instant::now();
-    let mut cpu_at_start = thread_cpu();
-    // The thread the CPU time is measured on: an instance is instantiated on the caller's
-    // thread and runs on one of the pool's, whose clock starts the period afresh.
-    let mut on_thread = control.tid.load(Ordering::Relaxed);
+    let mut cpu_at_start = control.cpu_here();
     move || {
-        let tid = control.tid.load(Ordering::Relaxed);
-        if tid != on_thread {
-            on_thread = tid;
-            period_start = Instant::now();
-            cpu_at_start = thread_cpu();
-        }
         if let Some(sig) = control.killed_by() {
             return Err(wasmtime::Error::new(Killed(sig)));
         }
@@ -176,10 +202,11 @@ fn on_epoch(
         if let Some((quota, period)) = control.shared.quota() {
             let period = Duration::from_micros(period);
             let now = Instant::now();
+            let cpu = control.cpu_here();
             if now.duration_since(period_start) >= period {
                 period_start = now;
-                cpu_at_start = thread_cpu();
-            } else if thread_cpu().saturating_sub(cpu_at_start) >= Duration::from_micros(quota) {
+                cpu_at_start = cpu;
+            } else if cpu.saturating_sub(cpu_at_start) >= Duration::from_micros(quota) {
                 // Quota used up: sit out the rest of the period.
                 let wake = period_start + period;
                 let shared = &control.shared;
@@ -189,7 +216,7 @@ fn on_epoch(
                     Ordering::Relaxed,
                 );
                 period_start = wake;
-                cpu_at_start = thread_cpu();
+                cpu_at_start = cpu;
                 return Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
@@ -198,28 +225,16 @@ fn on_epoch(
                 ));
             }
         }
-        Ok(if yields {
-            UpdateDeadline::Yield(1)
-        } else {
-            UpdateDeadline::Continue(1)
-        })
+        Ok(UpdateDeadline::Yield(1))
     }
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
-        .unwrap_or_default()
-}
-
 /// Limits a component store by the container's memory and steers it from `control` (kill,
-/// pause, CPU quota at every epoch tick). An instance that shares its thread with others (an
-/// HTTP request's) `yields` to them at every tick too.
-pub(crate) fn steer(store: &mut Store<CompCtx>, control: &Arc<Control>, yields: bool) {
+/// pause, CPU quota and a yield at every epoch tick).
+pub(crate) fn steer(store: &mut Store<CompCtx>, control: &Arc<Control>) {
     store.limiter(|c| &mut c.limiter);
     store.set_epoch_deadline(1);
-    let mut cb = on_epoch(control.clone(), yields);
+    let mut cb = on_epoch(control.clone());
     store.epoch_deadline_callback(move |_| cb());
 }
 
@@ -245,14 +260,14 @@ pub(crate) async fn instantiate(
     };
     let component_store =
         |setup: &Setup, pipes: Pipes| -> Result<Store<CompCtx>, wasmtime::Error> {
-            let mut b = wasi(setup, pipes).map_err(wasmtime::Error::new)?;
+            let mut b = wasi(setup, pipes, Io::Async).map_err(wasmtime::Error::new)?;
             let mut store = Store::new(&rt.engine, CompCtx::new(b.build(), limiter.clone()));
-            steer(&mut store, control, false);
+            steer(&mut store, control);
             Ok(store)
         };
     match compiled {
         Compiled::Core { pre, .. } => {
-            let mut b = wasi(&setup, pipes).map_err(wasmtime::Error::new)?;
+            let mut b = wasi(&setup, pipes, Io::Async).map_err(wasmtime::Error::new)?;
             let mut store = Store::new(
                 &rt.engine,
                 CoreCtx {
@@ -262,7 +277,7 @@ pub(crate) async fn instantiate(
             );
             store.limiter(|c| &mut c.limiter);
             store.set_epoch_deadline(1);
-            let mut cb = on_epoch(control.clone(), false);
+            let mut cb = on_epoch(control.clone());
             store.epoch_deadline_callback(move |_| cb());
             let instance = pre.instantiate_async(&mut store).await?;
             Ok(Ready::Core {
@@ -295,7 +310,7 @@ pub(crate) async fn instantiate(
                      HTTP on the address this annotation names",
                 )));
             };
-            let tasks = rt.http().map_err(wasmtime::Error::msg)?;
+            let tasks = rt.tasks().map_err(wasmtime::Error::msg)?;
             let server = crate::http::Server::bind(
                 addr,
                 pre.clone(),

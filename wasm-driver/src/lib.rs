@@ -12,8 +12,8 @@ mod instance;
 #[cfg(target_os = "linux")]
 mod nodev;
 mod options;
-mod runners;
 mod special;
+mod stdio;
 
 use std::sync::Arc;
 
