@@ -1290,24 +1290,40 @@ fn hold_many(
 }
 
 /// Scenario 11: many running containers in one engine (`--only scale`; the count is
-/// `EXECDRIVER_SCALE`, default 10000).
+/// `EXECDRIVER_SCALE`, default 10000, and `EXECDRIVER_SCALE_NATIVE` or `EXECDRIVER_SCALE_WASM`
+/// sets one driver's alone).
 pub fn scale(ctx: &Ctx) -> Result<Table, String> {
-    let want: usize = if ctx.smoke {
-        20
-    } else {
-        std::env::var("EXECDRIVER_SCALE")
+    let count = |var: &str, default: usize| {
+        std::env::var(var)
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000)
+            .unwrap_or(default)
+    };
+    let all = if ctx.smoke {
+        20
+    } else {
+        count("EXECDRIVER_SCALE", 10_000)
+    };
+    let (want_native, want_wasm) = if ctx.smoke {
+        (all, all)
+    } else {
+        (
+            count("EXECDRIVER_SCALE_NATIVE", all),
+            count("EXECDRIVER_SCALE_WASM", all),
+        )
     };
     let hard = raise_nofile();
     let mut t = Table::new(
         "scale",
-        format!("11. scale: up to {want} running containers in one engine"),
+        format!(
+            "11. scale: up to {} running containers in one engine",
+            want_native.max(want_wasm)
+        ),
     );
     if let Some(native) = ctx.native.clone() {
         // Two fds per native container (the init's pidfd, the OOM eventfd on cgroup v1).
         let room = (hard.saturating_sub(fds_now() + 256) / 2) as usize;
+        let want = want_native;
         let n = want.min(room);
         if n < want {
             t.notes.push(format!(
@@ -1331,10 +1347,19 @@ pub fn scale(ctx: &Ctx) -> Result<Table, String> {
         .to_string(),
     )
     .map_err(|e| e.to_string())?;
+    // Two fds per wasm container too: its rootfs's detached nodev view and the preopen.
+    let room = (hard.saturating_sub(fds_now() + 256) / 2) as usize;
+    let n = want_wasm.min(room);
+    if n < want_wasm {
+        t.notes.push(format!(
+            "wasm: {n}, not {want_wasm}: the engine holds 2 fds per container (the rootfs's nodev view, the preopened directory) and RLIMIT_NOFILE's hard limit here is {hard}"
+        ));
+    }
+    let want_wasm = n;
     let wasm = execdriver::wasm::factory()
-        .create(&serde_json::json!({"max_instances": want + 16, "max_memory_mib": 1}))
+        .create(&serde_json::json!({"max_instances": want_wasm + 16, "max_memory_mib": 1}))
         .map_err(|e| e.to_string())?;
-    hold_many(&mut t, "wasm", "w", &wasm, &wb, want)?;
+    hold_many(&mut t, "wasm", "w", &wasm, &wb, want_wasm)?;
     t.notes.push("one caller creates and starts the containers one after another and holds them running (native: busybox `sleep` without a network namespace, 16 MiB memory limit; wasm: a module sleeping in poll_oneoff); engine threads are every thread of the engine process (the harness's own included); RSS is the engine process's growth, MemAvailable the host's drop (kernel objects and the containers' processes included), both divided by the count".into());
     Ok(t)
 }
