@@ -116,13 +116,13 @@ pub struct Serve {
     /// The caller's own hooks, run after the hosting ones.
     pub hooks: Hooks,
     /// Told once the container is created (`wait_for_start`) or started, or why it failed.
-    pub ready: Box<dyn FnOnce(Result<u32, String>) + Send>,
+    pub ready: Box<dyn FnOnce(Result<u32, DriverError>) + Send>,
 }
 
 /// One-shot wrapper for the readiness callback, shared between the hooks and the runner.
-type ReadySlot = Arc<Mutex<Option<Box<dyn FnOnce(Result<u32, String>) + Send>>>>;
+type ReadySlot = Arc<Mutex<Option<Box<dyn FnOnce(Result<u32, DriverError>) + Send>>>>;
 
-fn fire(slot: &ReadySlot, r: Result<u32, String>) {
+fn fire(slot: &ReadySlot, r: Result<u32, DriverError>) {
     if let Some(f) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
         f(r);
     }
@@ -224,11 +224,12 @@ pub fn serve(
                 fire(
                     &ready,
                     match &r {
-                        Ok(st) => Err(format!(
-                            "container {}: exited before it started ({st})",
-                            cmd.id
-                        )),
-                        Err(e) => Err(e.to_string()),
+                        Ok(st) => Err(DriverError::Internal {
+                            context: format!("container {}", cmd.id),
+                            message: format!("exited before it started ({st})"),
+                        }),
+                        // A copy of the kind and its fields (the run keeps the original).
+                        Err(e) => Err(WireError::from(e).into()),
                     },
                 );
                 r

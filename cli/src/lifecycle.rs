@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use execdriver::oci_spec::runtime::LinuxResources;
 use execdriver::{
-    Command, ContainerId, Driver, DriverError, ExitStatus, Hooks, Pipes, Signal, Status,
+    Command, ContainerId, Driver, DriverError, ExitStatus, Hooks, Pipes, Signal, Status, WireError,
 };
 
 use crate::ctx::{self, Ctx, Target};
@@ -207,7 +207,51 @@ fn spawn_host(ctx: &Ctx, cmd: &Command, record: Record, start_now: bool) -> Resu
     }
 }
 
-/// Reads the hosting process's `ok PID` or `error MESSAGE` line.
+/// The hosting process's answer on the ready socket: `ok PID`, or `error JSON` with the
+/// error's text and, for a driver's error, its kind (`{"error": TEXT, "typed": WireError}`),
+/// so that the caller gets the same [`DriverError`] the hosting process had.
+fn ready_line(r: Result<u32, &Error>) -> String {
+    match r {
+        Ok(pid) => format!("ok {pid}"),
+        Err(e) => {
+            let typed = match e {
+                Error::Driver(d) => serde_json::to_value(WireError::from(d)).ok(),
+                _ => None,
+            };
+            format!(
+                "error {}",
+                serde_json::json!({ "error": e.to_string(), "typed": typed })
+            )
+        }
+    }
+}
+
+/// Reads a [`ready_line`]; `pid` when the line has none.
+fn parse_ready(line: &str, pid: u32) -> Result<u32> {
+    match line.split_once(' ') {
+        Some(("ok", p)) => Ok(p.parse().unwrap_or(pid)),
+        Some(("error", json)) => {
+            let v: serde_json::Value =
+                serde_json::from_str(json).map_err(|_| Error::Remote(json.to_owned()))?;
+            if let Some(typed) = v
+                .get("typed")
+                .cloned()
+                .and_then(|t| serde_json::from_value::<WireError>(t).ok())
+            {
+                return Err(Error::Driver(typed.into()));
+            }
+            Err(Error::Remote(
+                v.get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or(json)
+                    .to_owned(),
+            ))
+        }
+        _ => Err(Error::Remote(format!("the hosting process said {line:?}"))),
+    }
+}
+
+/// Reads the hosting process's answer line (see [`ready_line`]).
 fn wait_ready(listener: &UnixListener, child: &mut std::process::Child) -> Result<u32> {
     listener
         .set_nonblocking(true)
@@ -218,12 +262,7 @@ fn wait_ready(listener: &UnixListener, child: &mut std::process::Child) -> Resul
                 let _ = stream.set_nonblocking(false);
                 let mut line = String::new();
                 let _ = BufReader::new(&stream).read_line(&mut line);
-                let line = line.trim_end();
-                return match line.split_once(' ') {
-                    Some(("ok", pid)) => Ok(pid.parse().unwrap_or(child.id())),
-                    Some(("error", msg)) => Err(Error::Remote(msg.to_owned())),
-                    _ => Err(Error::Remote(format!("the hosting process said {line:?}"))),
-                };
+                return parse_ready(line.trim_end(), child.id());
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(DriverError::io("ready socket", e).into()),
@@ -259,7 +298,7 @@ pub fn host_main(ctx: &Ctx, id: &str, ready_socket: &Path, start_now: bool) -> E
         Ok(v) => v,
         Err(e) => {
             tracing::error!("{e}");
-            say(format!("error {e}"));
+            say(ready_line(Err(&e)));
             return ExitCode::from(1);
         }
     };
@@ -283,9 +322,9 @@ pub fn host_main(ctx: &Ctx, id: &str, ready_socket: &Path, start_now: bool) -> E
             wait_for_start: !start_now,
             pipes: Pipes::inherit(),
             hooks,
-            ready: Box::new(move |r| match r {
-                Ok(pid) => say(format!("ok {pid}")),
-                Err(e) => say(format!("error {e}")),
+            ready: Box::new(move |r| {
+                let r = r.map_err(Error::Driver);
+                say(ready_line(r.as_ref().copied()));
             }),
         },
     );
@@ -1008,6 +1047,31 @@ pub fn list(ctx: &Ctx, json: bool, quiet: bool) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ready_line_keeps_the_error_kind() {
+        assert_eq!(parse_ready(&ready_line(Ok(42)), 7).unwrap(), 42);
+        let e = Error::Driver(DriverError::invalid_spec(
+            "process.args",
+            "the module does not exist",
+        ));
+        let line = ready_line(Err(&e));
+        assert!(!line.contains('\n'), "{line}");
+        match parse_ready(&line, 7) {
+            Err(Error::Driver(DriverError::InvalidSpec { field, .. })) => {
+                assert_eq!(field, "process.args");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not a driver's error: the text, as it was.
+        let line = ready_line(Err(&Error::usage("bad flag")));
+        assert!(matches!(parse_ready(&line, 7), Err(Error::Remote(m)) if m == "bad flag"));
+        // An older hosting process's plain text.
+        assert!(
+            matches!(parse_ready("error it broke", 7), Err(Error::Remote(m)) if m == "it broke")
+        );
+        assert!(matches!(parse_ready("what", 7), Err(Error::Remote(_))));
+    }
 
     fn flags(args: &[&str]) -> UpdateFlags {
         use clap::Parser;
